@@ -1,0 +1,465 @@
+//! The embedded PostgreSQL cluster that pgdw runs when no `DATABASE_URL` is given.
+//!
+//! This crate only manages processes and files (initdb, pg_ctl, configuration, the pidfile);
+//! it never speaks SQL. The `pgdw` crate connects afterwards to install extensions.
+
+mod error;
+mod os_user;
+mod sizing;
+mod state;
+
+use std::fs;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+pub use error::ClusterError;
+use error::IoContext;
+pub use os_user::ServerUser;
+pub use sizing::{machine_memory, parse_size, MemorySettings};
+pub use state::State;
+
+/// The database inside the cluster that holds the warehouse; pg_cron runs its jobs there.
+pub const WAREHOUSE_DB: &str = "warehouse";
+/// The PostgreSQL major version pgdw is built for.
+pub const PG_MAJOR: &str = "15";
+const SERVER_LOG: &str = "server.log";
+const PGDW_CONF: &str = "pgdw.conf";
+
+/// How to open (or create) a cluster.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub data_dir: PathBuf,
+    /// Port to listen on; a free one is chosen at creation when None, then remembered.
+    pub port: Option<u16>,
+    /// Memory budget in bytes to size settings from; the machine's memory when None.
+    pub memory: Option<u64>,
+    /// Where initdb, pg_ctl and postgres live; see [`default_bindir`].
+    pub bindir: Option<PathBuf>,
+}
+
+/// A cluster on disk, running or not.
+#[derive(Debug)]
+pub struct Cluster {
+    data_dir: PathBuf,
+    bindir: PathBuf,
+    user: ServerUser,
+    state: State,
+    memory: MemorySettings,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum StartOutcome {
+    Started,
+    AlreadyRunning,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum StopOutcome {
+    Stopped,
+    /// The fast shutdown did not finish in time; an immediate one did.
+    StoppedImmediately,
+    AlreadyStopped,
+}
+
+/// `PGDW_PG_BINDIR`, else Debian's PostgreSQL 15 location, else `pg_config --bindir`.
+pub fn default_bindir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("PGDW_PG_BINDIR") {
+        return PathBuf::from(dir);
+    }
+    let debian = PathBuf::from(format!("/usr/lib/postgresql/{PG_MAJOR}/bin"));
+    if debian.join("postgres").exists() {
+        return debian;
+    }
+    Command::new("pg_config")
+        .arg("--bindir")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
+        .unwrap_or(debian)
+}
+
+impl Cluster {
+    /// Whether `dir` already holds a cluster (anything at all: it is then never initialized over).
+    pub fn exists(dir: &Path) -> bool {
+        fs::read_dir(dir)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(false)
+    }
+
+    /// Open the cluster in `opts.data_dir`, creating it with initdb when the directory is
+    /// missing or empty. Returns the cluster and whether it was just created.
+    pub fn open_or_init(opts: &Options) -> Result<(Cluster, bool), ClusterError> {
+        let bindir = opts.bindir.clone().unwrap_or_else(default_bindir);
+        if !bindir.join("postgres").exists() {
+            return Err(ClusterError::BinariesMissing(bindir));
+        }
+        let data_dir = absolute(&opts.data_dir)?;
+        check_socket_path(&data_dir)?;
+        let user = ServerUser::detect()?;
+        let memory = MemorySettings::for_budget(
+            opts.memory
+                .or_else(machine_memory)
+                .unwrap_or(4 * 1024 * 1024 * 1024),
+        );
+
+        let created = !Cluster::exists(&data_dir);
+        let state = if created {
+            let port = match opts.port {
+                Some(p) => p,
+                None => free_port()?,
+            };
+            let state = State::new(port, WAREHOUSE_DB);
+            init(&data_dir, &bindir, &user, &state)?;
+            state
+        } else {
+            check_version(&data_dir, &bindir)?;
+            let mut state = State::load(&data_dir)?
+                .ok_or_else(|| ClusterError::NotADataDir(data_dir.clone()))?;
+            if let Some(p) = opts.port {
+                if p != state.port {
+                    state.port = p;
+                    state.save(&data_dir)?;
+                }
+            }
+            state
+        };
+        Ok((
+            Cluster {
+                data_dir,
+                bindir,
+                user,
+                state,
+                memory,
+            },
+            created,
+        ))
+    }
+
+    /// Open an existing cluster without creating anything (for status, down, env).
+    pub fn open_existing(
+        data_dir: &Path,
+        bindir: Option<PathBuf>,
+    ) -> Result<Option<Cluster>, ClusterError> {
+        let data_dir = absolute(data_dir)?;
+        if !Cluster::exists(&data_dir) {
+            return Ok(None);
+        }
+        let bindir = bindir.unwrap_or_else(default_bindir);
+        check_version(&data_dir, &bindir)?;
+        let state =
+            State::load(&data_dir)?.ok_or_else(|| ClusterError::NotADataDir(data_dir.clone()))?;
+        Ok(Some(Cluster {
+            data_dir,
+            bindir,
+            user: ServerUser::detect()?,
+            state,
+            memory: MemorySettings::for_budget(machine_memory().unwrap_or(4 << 30)),
+        }))
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+    pub fn port(&self) -> u16 {
+        self.state.port
+    }
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+    pub fn bindir(&self) -> &Path {
+        &self.bindir
+    }
+    /// The unix socket lives in the data directory itself (mode 0700), where trust auth is safe.
+    pub fn socket_dir(&self) -> &Path {
+        &self.data_dir
+    }
+    pub fn log_path(&self) -> PathBuf {
+        self.data_dir.join(SERVER_LOG)
+    }
+
+    /// A libpq URL over TCP with the generated password, for tools outside this machine's user.
+    pub fn database_url(&self) -> String {
+        format!(
+            "postgres://{}:{}@127.0.0.1:{}/{}",
+            self.state.superuser, self.state.password, self.state.port, self.state.database
+        )
+    }
+
+    /// The PID of the running postmaster, if it is running. A pidfile whose process is gone
+    /// (a crash, a reboot) is reported as not running.
+    pub fn running_pid(&self) -> Option<i32> {
+        let text = fs::read_to_string(self.data_dir.join("postmaster.pid")).ok()?;
+        let pid: i32 = text.lines().next()?.trim().parse().ok()?;
+        let comm = fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+        (comm.trim() == "postgres" || comm.trim() == "postmaster").then_some(pid)
+    }
+
+    /// Write the settings pgdw owns, then start the server and wait (bounded) until it accepts
+    /// connections. Starting a running cluster is a no-op.
+    pub fn start(&self, timeout: Duration) -> Result<StartOutcome, ClusterError> {
+        if self.running_pid().is_some() {
+            return Ok(StartOutcome::AlreadyRunning);
+        }
+        self.remove_stale_pidfile()?;
+        if TcpListener::bind(("127.0.0.1", self.state.port)).is_err() {
+            return Err(ClusterError::PortInUse {
+                port: self.state.port,
+            });
+        }
+        self.write_conf()?;
+        self.user.announce();
+        let log = self.log_path();
+        let out = self
+            .user
+            .command(&self.bindir.join("pg_ctl"))
+            .arg("start")
+            .arg("-D")
+            .arg(&self.data_dir)
+            .arg("-l")
+            .arg(&log)
+            .arg("-w")
+            .arg("-t")
+            .arg(timeout.as_secs().max(1).to_string())
+            .arg("-s")
+            .stdin(Stdio::null())
+            .output()
+            .context(|| "running pg_ctl start".into())?;
+        if out.status.success() {
+            return Ok(StartOutcome::Started);
+        }
+        let log = tail(&log, 20);
+        if String::from_utf8_lossy(&out.stderr).contains("did not start in time")
+            || String::from_utf8_lossy(&out.stdout).contains("did not start in time")
+        {
+            return Err(ClusterError::NotReady {
+                secs: timeout.as_secs(),
+                log,
+            });
+        }
+        Err(ClusterError::CommandFailed {
+            what: "pg_ctl start".into(),
+            status: out.status.to_string(),
+            log: if log.is_empty() {
+                String::from_utf8_lossy(&out.stderr).into_owned()
+            } else {
+                log
+            },
+        })
+    }
+
+    /// Stop gracefully (fast mode: running queries are cancelled, data is flushed); after
+    /// `timeout`, stop immediately. A stopped cluster is success.
+    pub fn stop(&self, timeout: Duration) -> Result<StopOutcome, ClusterError> {
+        let Some(pid) = self.running_pid() else {
+            self.remove_stale_pidfile()?;
+            return Ok(StopOutcome::AlreadyStopped);
+        };
+        if self.pg_ctl_stop("fast", timeout)? {
+            return Ok(StopOutcome::Stopped);
+        }
+        if self.pg_ctl_stop("immediate", Duration::from_secs(10))? {
+            return Ok(StopOutcome::StoppedImmediately);
+        }
+        Err(ClusterError::StopFailed { pid })
+    }
+
+    fn pg_ctl_stop(&self, mode: &str, timeout: Duration) -> Result<bool, ClusterError> {
+        let status = self
+            .user
+            .command(&self.bindir.join("pg_ctl"))
+            .args(["stop", "-s", "-w", "-m", mode, "-t"])
+            .arg(timeout.as_secs().max(1).to_string())
+            .arg("-D")
+            .arg(&self.data_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .context(|| "running pg_ctl stop".into())?;
+        Ok(status.success() || self.running_pid().is_none())
+    }
+
+    fn remove_stale_pidfile(&self) -> Result<(), ClusterError> {
+        let pidfile = self.data_dir.join("postmaster.pid");
+        if pidfile.exists() && self.running_pid().is_none() {
+            eprintln!(
+                "pgdw: removing stale {} (its server is no longer running)",
+                pidfile.display()
+            );
+            fs::remove_file(&pidfile).context(|| format!("removing {}", pidfile.display()))?;
+        }
+        Ok(())
+    }
+
+    fn write_conf(&self) -> Result<(), ClusterError> {
+        let conf = format!(
+            "# Written by pgdw at every `pgdw up`. Put your own settings in postgresql.auto.conf\n\
+             # (ALTER SYSTEM), which PostgreSQL reads after this file.\n\
+             port = {port}\n\
+             listen_addresses = '127.0.0.1'\n\
+             unix_socket_directories = '{sock}'\n\
+             unix_socket_permissions = 0700\n\
+             shared_preload_libraries = 'pg_cron,pg_stat_statements'\n\
+             cron.database_name = '{db}'\n\
+             cron.use_background_workers = on\n\
+             cron.max_running_jobs = 16\n\
+             max_worker_processes = 32\n\
+             wal_level = logical\n\
+             password_encryption = 'scram-sha-256'\n\
+             log_line_prefix = '%m [%p] %q%u@%d '\n\
+             {memory}",
+            port = self.state.port,
+            sock = self.data_dir.display(),
+            db = self.state.database,
+            memory = self.memory.to_conf(),
+        );
+        let path = self.data_dir.join(PGDW_CONF);
+        fs::write(&path, conf).context(|| format!("writing {}", path.display()))?;
+        self.user.own(&path)
+    }
+
+    /// Total size of the data directory in bytes.
+    pub fn disk_usage(&self) -> u64 {
+        fn walk(p: &Path) -> u64 {
+            let Ok(meta) = fs::symlink_metadata(p) else {
+                return 0;
+            };
+            if meta.is_dir() {
+                fs::read_dir(p)
+                    .map(|d| d.flatten().map(|e| walk(&e.path())).sum())
+                    .unwrap_or(0)
+            } else {
+                meta.len()
+            }
+        }
+        walk(&self.data_dir)
+    }
+
+    /// `postgres --version` of the binaries this cluster runs with.
+    pub fn server_version(&self) -> String {
+        Command::new(self.bindir.join("postgres"))
+            .arg("--version")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default()
+    }
+}
+
+fn init(
+    data_dir: &Path,
+    bindir: &Path,
+    user: &ServerUser,
+    state: &State,
+) -> Result<(), ClusterError> {
+    user.announce();
+    fs::create_dir_all(data_dir).context(|| format!("creating {}", data_dir.display()))?;
+    user.own(data_dir)?;
+    let result = run_initdb(data_dir, bindir, user, state);
+    if result.is_err() {
+        // Leave nothing half-made behind: the next `up` starts from scratch.
+        let _ = fs::remove_dir_all(data_dir);
+    }
+    result
+}
+
+fn run_initdb(
+    data_dir: &Path,
+    bindir: &Path,
+    user: &ServerUser,
+    state: &State,
+) -> Result<(), ClusterError> {
+    // The password reaches initdb through a private file, never a command line.
+    let pw_dir = std::env::temp_dir().join(format!("pgdw-initdb-{}", std::process::id()));
+    fs::create_dir_all(&pw_dir).context(|| format!("creating {}", pw_dir.display()))?;
+    let pwfile = pw_dir.join("pw");
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&pwfile)
+            .context(|| format!("writing {}", pwfile.display()))?;
+        f.write_all(state.password.as_bytes())
+            .context(|| format!("writing {}", pwfile.display()))?;
+    }
+    user.own(&pw_dir)?;
+    let out = user
+        .command(&bindir.join("initdb"))
+        .arg("-D")
+        .arg(data_dir)
+        .args(["-U", &state.superuser, "-E", "UTF8", "--no-locale"])
+        .args(["--auth-local=trust", "--auth-host=scram-sha-256"])
+        .arg(format!("--pwfile={}", pwfile.display()))
+        .stdin(Stdio::null())
+        .output()
+        .context(|| "running initdb".into());
+    let _ = fs::remove_dir_all(&pw_dir);
+    let out = out?;
+    if !out.status.success() {
+        return Err(ClusterError::CommandFailed {
+            what: "initdb".into(),
+            status: out.status.to_string(),
+            log: String::from_utf8_lossy(&out.stderr).into_owned(),
+        });
+    }
+    let hba =
+        "# Written by pgdw: trust only on the unix socket inside the data directory (mode 0700),\n\
+               # a password for TCP, and TCP only on 127.0.0.1.\n\
+               local all all trust\n\
+               host  all all 127.0.0.1/32 scram-sha-256\n";
+    fs::write(data_dir.join("pg_hba.conf"), hba).context(|| "writing pg_hba.conf".into())?;
+    let conf_path = data_dir.join("postgresql.conf");
+    let mut conf = fs::read_to_string(&conf_path).context(|| "reading postgresql.conf".into())?;
+    conf.push_str(&format!("\ninclude_if_exists = '{PGDW_CONF}'\n"));
+    fs::write(&conf_path, conf).context(|| "writing postgresql.conf".into())?;
+    state.save(data_dir)?;
+    user.own(data_dir)
+}
+
+/// The data directory must match the server's major version: PostgreSQL cannot read another's.
+fn check_version(data_dir: &Path, bindir: &Path) -> Result<(), ClusterError> {
+    let found = fs::read_to_string(data_dir.join("PG_VERSION"))
+        .map_err(|_| ClusterError::NotADataDir(data_dir.to_path_buf()))?;
+    let found = found.trim().to_string();
+    if found != PG_MAJOR {
+        return Err(ClusterError::MajorVersionMismatch {
+            dir: data_dir.to_path_buf(),
+            found,
+            expected: PG_MAJOR.into(),
+            bindir: bindir.to_path_buf(),
+        });
+    }
+    Ok(())
+}
+
+fn check_socket_path(data_dir: &Path) -> Result<(), ClusterError> {
+    let socket = data_dir.join(".s.PGSQL.65535.lock");
+    if socket.as_os_str().len() > 107 {
+        return Err(ClusterError::SocketPathTooLong(socket));
+    }
+    Ok(())
+}
+
+fn absolute(p: &Path) -> Result<PathBuf, ClusterError> {
+    std::path::absolute(p).context(|| format!("resolving {}", p.display()))
+}
+
+/// A port that is free on 127.0.0.1 right now.
+pub fn free_port() -> Result<u16, ClusterError> {
+    let l = TcpListener::bind(("127.0.0.1", 0)).context(|| "finding a free port".into())?;
+    Ok(l.local_addr()
+        .context(|| "finding a free port".into())?
+        .port())
+}
+
+fn tail(path: &Path, lines: usize) -> String {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}

@@ -1,0 +1,82 @@
+//! The command line: parsed here, executed in `commands`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "pgdw",
+    version,
+    about = "A customer data warehouse that lives entirely in PostgreSQL"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Which Postgres the commands talk to.
+#[derive(Debug, Clone, Args)]
+pub struct TargetArgs {
+    /// Use this server instead of the embedded one; pgdw then never starts or stops a server.
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Data directory of the embedded cluster.
+    #[arg(
+        long,
+        env = "PGDW_DATA_DIR",
+        default_value = ".pgdw/data",
+        global = true
+    )]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create (if needed) and start the embedded warehouse, then install its extensions.
+    Up(UpArgs),
+    /// Stop the embedded warehouse (fast shutdown, then immediate after a timeout).
+    Down(DownArgs),
+    /// Show whether the warehouse runs, where, and which extensions it has.
+    Status(StatusArgs),
+    /// Run psql against the warehouse; arguments after `--` go to psql.
+    Psql {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Print DATABASE_URL and PG* variables as shell exports: `eval "$(pgdw env)"`.
+    Env,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Port on 127.0.0.1 (default: a free port chosen at creation, then kept).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Memory budget to size PostgreSQL's memory settings from (default: this machine's memory).
+    #[arg(long, env = "PGDW_MEMORY", value_parser = parse_size)]
+    pub memory: Option<u64>,
+    /// Seconds to wait for the server to accept connections.
+    #[arg(long, default_value_t = 60)]
+    pub timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct DownArgs {
+    /// Seconds to wait for a fast shutdown before shutting down immediately.
+    #[arg(long, default_value_t = 30)]
+    pub timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    pgdw_cluster::parse_size(s)
+}

@@ -1,0 +1,120 @@
+use std::process::ExitCode;
+
+use serde::Serialize;
+
+use crate::cli::StatusArgs;
+use crate::requirements::{self, Report};
+use crate::target::{self, Target};
+
+/// Exit code when the embedded warehouse is not running (as `pg_ctl status`).
+const NOT_RUNNING: u8 = 3;
+
+#[derive(Serialize)]
+struct Status {
+    running: bool,
+    mode: &'static str,
+    pid: Option<i32>,
+    port: Option<u16>,
+    data_dir: Option<String>,
+    data_dir_bytes: Option<u64>,
+    server: Option<String>,
+    report: Option<Report>,
+}
+
+pub async fn run(target: &Target, args: &StatusArgs) -> anyhow::Result<ExitCode> {
+    let status = match target {
+        Target::External { url } => {
+            let mut conn = target::connect_url(url).await?;
+            let report = requirements::inspect(&mut conn).await?;
+            Status {
+                running: true,
+                mode: "external",
+                pid: None,
+                port: url::Url::parse(url).ok().and_then(|u| u.port()),
+                data_dir: None,
+                data_dir_bytes: None,
+                server: Some(format!("PostgreSQL {}", report.server_version)),
+                report: Some(report),
+            }
+        }
+        Target::Embedded { data_dir } => {
+            let cluster = super::existing_cluster(data_dir)?;
+            let pid = cluster.running_pid();
+            let report = match pid {
+                Some(_) => {
+                    let mut conn =
+                        target::connect_embedded(&cluster, &cluster.state().database).await?;
+                    Some(requirements::inspect(&mut conn).await?)
+                }
+                None => None,
+            };
+            Status {
+                running: pid.is_some(),
+                mode: "embedded",
+                pid,
+                port: Some(cluster.port()),
+                data_dir: Some(cluster.data_dir().display().to_string()),
+                data_dir_bytes: Some(cluster.disk_usage()),
+                server: Some(cluster.server_version()),
+                report,
+            }
+        }
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+    } else {
+        print_text(&status);
+    }
+    Ok(if status.running {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(NOT_RUNNING)
+    })
+}
+
+fn print_text(s: &Status) {
+    match (s.running, s.pid) {
+        (true, Some(pid)) => println!("warehouse: running (pid {pid}, {} mode)", s.mode),
+        (true, None) => println!("warehouse: reachable ({} mode)", s.mode),
+        _ => println!(
+            "warehouse: not running ({} mode); start it with `pgdw up`",
+            s.mode
+        ),
+    }
+    if let Some(port) = s.port {
+        println!("  port:           {port}");
+    }
+    if let Some(server) = &s.server {
+        println!("  server:         {server}");
+    }
+    if let (Some(dir), Some(bytes)) = (&s.data_dir, s.data_dir_bytes) {
+        println!("  data directory: {dir} ({})", human_bytes(bytes));
+    }
+    if let Some(report) = &s.report {
+        println!("  database:       {}", report.database);
+        println!("  extensions:");
+        for e in &report.extensions {
+            match (&e.installed, &e.available) {
+                (Some(v), _) => println!("    {:<20} {v}", e.name),
+                (None, Some(v)) => {
+                    println!("    {:<20} not created (version {v} available)", e.name)
+                }
+                (None, None) => println!("    {:<20} MISSING", e.name),
+            }
+        }
+        for p in &report.problems {
+            println!("  problem: {p}");
+        }
+    }
+}
+
+fn human_bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = b as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < UNITS.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    format!("{v:.1} {}", UNITS[i])
+}

@@ -1,0 +1,73 @@
+use std::process::ExitCode;
+use std::time::Duration;
+
+use pgdw_cluster::{Cluster, Options, StartOutcome};
+
+use crate::cli::UpArgs;
+use crate::requirements::{self, Report};
+use crate::target::{self, Target};
+
+pub async fn run(target: &Target, args: &UpArgs) -> anyhow::Result<ExitCode> {
+    let report = match target {
+        Target::External { url } => {
+            if args.port.is_some() || args.memory.is_some() {
+                anyhow::bail!("--port and --memory apply to the embedded warehouse; with DATABASE_URL set, pgdw never starts a server");
+            }
+            let mut conn = target::connect_url(url).await?;
+            println!(
+                "using the server at {} (DATABASE_URL); pgdw does not start or stop it",
+                target::redact_url(url)
+            );
+            requirements::install(&mut conn).await?
+        }
+        Target::Embedded { data_dir } => {
+            let opts = Options {
+                data_dir: data_dir.clone(),
+                port: args.port,
+                memory: args.memory,
+                bindir: None,
+            };
+            let (cluster, created) = Cluster::open_or_init(&opts)?;
+            if created {
+                println!(
+                    "created a new warehouse cluster in {}",
+                    cluster.data_dir().display()
+                );
+            }
+            match cluster.start(Duration::from_secs(args.timeout))? {
+                StartOutcome::Started => {
+                    println!("started PostgreSQL on 127.0.0.1:{}", cluster.port())
+                }
+                StartOutcome::AlreadyRunning => {
+                    println!("already running on 127.0.0.1:{}", cluster.port())
+                }
+            }
+            let mut admin = target::connect_embedded(&cluster, "postgres").await?;
+            if requirements::ensure_database(&mut admin, &cluster.state().database).await? {
+                println!("created database {}", cluster.state().database);
+            }
+            let mut conn = target::connect_embedded(&cluster, &cluster.state().database).await?;
+            let report = requirements::install(&mut conn).await?;
+            println!("connect with: pgdw psql   (or: eval \"$(pgdw env)\")");
+            report
+        }
+    };
+    print_extensions(&report);
+    if report.problems.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        anyhow::bail!(
+            "the warehouse database is missing what pgdw needs:\n  - {}",
+            report.problems.join("\n  - ")
+        )
+    }
+}
+
+fn print_extensions(report: &Report) {
+    let list: Vec<String> = report
+        .extensions
+        .iter()
+        .filter_map(|e| e.installed.as_ref().map(|v| format!("{} {}", e.name, v)))
+        .collect();
+    println!("extensions in {}: {}", report.database, list.join(", "));
+}

@@ -1,0 +1,17 @@
+//! pgdw: the command that runs the warehouse. `main` parses arguments and calls [`run`].
+
+pub mod cli;
+mod commands;
+pub mod requirements;
+pub mod target;
+
+use std::process::ExitCode;
+
+/// Run one command to completion.
+pub fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(commands::dispatch(cli))
+}

@@ -1,0 +1,104 @@
+//! Which server a command talks to: the embedded cluster, or the one named by `DATABASE_URL`.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use anyhow::Context;
+use pgdw_cluster::Cluster;
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::Connection;
+
+use crate::cli::TargetArgs;
+
+pub enum Target {
+    Embedded { data_dir: PathBuf },
+    External { url: String },
+}
+
+impl Target {
+    pub fn from_args(args: &TargetArgs) -> Target {
+        match args
+            .database_url
+            .as_deref()
+            .filter(|u| !u.trim().is_empty())
+        {
+            Some(url) => Target::External {
+                url: url.to_string(),
+            },
+            None => Target::Embedded {
+                data_dir: args.data_dir.clone(),
+            },
+        }
+    }
+}
+
+/// Options for a connection over the cluster's private unix socket (trust auth, no password).
+pub fn embedded_options(cluster: &Cluster, database: &str) -> PgConnectOptions {
+    PgConnectOptions::new()
+        .socket(cluster.socket_dir())
+        .port(cluster.port())
+        .username(&cluster.state().superuser)
+        .database(database)
+        .application_name("pgdw")
+}
+
+pub async fn connect_embedded(cluster: &Cluster, database: &str) -> anyhow::Result<PgConnection> {
+    PgConnection::connect_with(&embedded_options(cluster, database))
+        .await
+        .with_context(|| {
+            format!(
+                "connecting to database {database} over {}",
+                cluster.socket_dir().display()
+            )
+        })
+}
+
+pub async fn connect_url(url: &str) -> anyhow::Result<PgConnection> {
+    let opts = PgConnectOptions::from_str(url)
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "DATABASE_URL is not a valid PostgreSQL URL: {}",
+                redact(&e.to_string(), url)
+            )
+        })?
+        .application_name("pgdw");
+    PgConnection::connect_with(&opts)
+        .await
+        .map_err(|e| anyhow::anyhow!("connecting to {}: {}", redact_url(url), e))
+}
+
+/// The URL with its password replaced, for messages.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("********"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        Err(_) => "<DATABASE_URL>".into(),
+    }
+}
+
+fn redact(message: &str, url: &str) -> String {
+    match url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.password().map(str::to_string))
+    {
+        Some(pw) if !pw.is_empty() => message.replace(&pw, "********"),
+        _ => message.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_lose_their_password() {
+        assert_eq!(
+            redact_url("postgres://u:s3cret@db:5432/w"),
+            "postgres://u:********@db:5432/w"
+        );
+        assert_eq!(redact_url("postgres://u@db/w"), "postgres://u@db/w");
+    }
+}

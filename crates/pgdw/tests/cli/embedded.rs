@@ -1,0 +1,236 @@
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use pgdw_testkit::TempWarehouse;
+
+use super::{fails, ok, query};
+
+#[test]
+fn up_installs_every_extension_and_down_up_keeps_data() {
+    let w = TempWarehouse::new();
+    let out = ok(&w, &["up"]);
+    assert!(out.contains("created a new warehouse cluster"), "{out}");
+    let exts = query(
+        &w,
+        "SELECT string_agg(extname, ',' ORDER BY extname) FROM pg_extension",
+    );
+    assert_eq!(
+        exts,
+        "clerk_fdw,pg_cron,pg_partman,pg_stat_statements,plpgsql,postgres_fdw,prometheus_fdw"
+    );
+    assert_eq!(
+        query(
+            &w,
+            "SELECT extnamespace::regnamespace FROM pg_extension WHERE extname = 'pg_partman'"
+        ),
+        "partman"
+    );
+    // The warehouse settings are in force.
+    assert_eq!(query(&w, "SHOW wal_level"), "logical");
+    assert_eq!(query(&w, "SHOW cron.use_background_workers"), "on");
+    assert_eq!(
+        query(&w, "SHOW shared_preload_libraries"),
+        "pg_cron,pg_stat_statements"
+    );
+    assert_eq!(query(&w, "SHOW server_encoding"), "UTF8");
+    assert_eq!(
+        query(&w, "SHOW shared_buffers"),
+        "128MB",
+        "sized from PGDW_MEMORY=1GB"
+    );
+
+    query(
+        &w,
+        "CREATE TABLE kept (v text); INSERT INTO kept VALUES ('still here')",
+    );
+    assert!(ok(&w, &["down"]).contains("stopped"));
+    assert!(w.cluster().unwrap().running_pid().is_none());
+    ok(&w, &["up"]);
+    assert_eq!(query(&w, "SELECT v FROM kept"), "still here");
+}
+
+#[test]
+fn up_twice_is_harmless_and_down_twice_too() {
+    let w = TempWarehouse::new();
+    ok(&w, &["up"]);
+    let port = w.cluster().unwrap().port();
+    let again = ok(&w, &["up"]);
+    assert!(
+        again.contains(&format!("already running on 127.0.0.1:{port}")),
+        "{again}"
+    );
+    assert!(ok(&w, &["down"]).contains("stopped"));
+    assert!(ok(&w, &["down"]).contains("already stopped"));
+}
+
+#[test]
+fn status_reports_running_and_stopped() {
+    let w = TempWarehouse::new();
+    ok(&w, &["up"]);
+    let s = ok(&w, &["status"]);
+    assert!(s.contains("warehouse: running"), "{s}");
+    assert!(s.contains("PostgreSQL 15"), "{s}");
+    assert!(s.contains("pg_partman"), "{s}");
+    let json: serde_json::Value = serde_json::from_str(&ok(&w, &["status", "--json"])).unwrap();
+    assert_eq!(json["running"], true);
+    assert_eq!(json["port"], w.cluster().unwrap().port());
+    assert!(json["data_dir_bytes"].as_u64().unwrap() > 1_000_000);
+    ok(&w, &["down"]);
+    let out = w.pgdw(super::PGDW.as_ref(), &["status"]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "stopped status exits 3 like pg_ctl"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("not running"));
+}
+
+#[test]
+fn two_warehouses_run_side_by_side() {
+    let a = TempWarehouse::new();
+    let b = TempWarehouse::new();
+    ok(&a, &["up"]);
+    ok(&b, &["up"]);
+    assert_ne!(a.cluster().unwrap().port(), b.cluster().unwrap().port());
+    query(&a, "CREATE TABLE only_in_a ()");
+    assert_eq!(query(&b, "SELECT to_regclass('only_in_a') IS NULL"), "t");
+    assert_eq!(query(&a, "SELECT to_regclass('only_in_a') IS NULL"), "f");
+}
+
+#[test]
+fn env_gives_a_password_protected_tcp_url() {
+    let w = TempWarehouse::new();
+    ok(&w, &["up"]);
+    let env = ok(&w, &["env"]);
+    let url = env
+        .lines()
+        .find_map(|l| l.strip_prefix("export DATABASE_URL="))
+        .unwrap()
+        .trim_matches('\'')
+        .to_string();
+    let c = w.cluster().unwrap();
+    assert!(
+        url.contains(&format!("@127.0.0.1:{}/warehouse", c.port())),
+        "{url}"
+    );
+    let psql = c.bindir().join("psql");
+    let good = std::process::Command::new(&psql)
+        .args([url.as_str(), "-XAtc", "SELECT current_user"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&good.stdout).trim(),
+        "postgres",
+        "{good:?}"
+    );
+    let wrong = url.replace(&c.state().password, "wrong-password");
+    let bad = std::process::Command::new(&psql)
+        .args([wrong.as_str(), "-XAtc", "SELECT 1"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("password authentication failed"));
+}
+
+#[test]
+fn stale_pidfile_after_a_crash_is_recovered() {
+    let w = TempWarehouse::new();
+    ok(&w, &["up"]);
+    query(&w, "CREATE TABLE survived AS SELECT 42 AS v");
+    let pid = w.cluster().unwrap().running_pid().unwrap();
+    // Crash: the postmaster dies without cleaning up; its children follow it.
+    nix_kill(pid);
+    wait_until(Duration::from_secs(20), || children_of(pid) == 0);
+    assert!(
+        w.data_dir().join("postmaster.pid").exists(),
+        "a crash leaves the pidfile"
+    );
+    ok(&w, &["up"]);
+    assert_eq!(query(&w, "SELECT v FROM survived"), "42");
+}
+
+#[test]
+fn pidfile_naming_another_live_process_is_stale() {
+    let w = TempWarehouse::new();
+    ok(&w, &["up"]);
+    ok(&w, &["down"]);
+    // After a reboot the old PID may belong to an unrelated program: this test process.
+    let fake = format!("{}\n{}\n", std::process::id(), w.data_dir().display());
+    std::fs::write(w.data_dir().join("postmaster.pid"), fake).unwrap();
+    let out = w.pgdw(super::PGDW.as_ref(), &["up"]);
+    assert!(out.status.success(), "{}", pgdw_testkit::transcript(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stale"));
+}
+
+#[test]
+fn a_taken_port_is_a_clear_error() {
+    let w = TempWarehouse::new();
+    let taken = TcpListener::bind(("127.0.0.1", 0)).unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let (_, err) = fails(&w, &["up", "--port", &port]);
+    assert!(
+        err.contains(&format!("port {port} on 127.0.0.1 is already in use")),
+        "{err}"
+    );
+    assert!(
+        err.contains("--port"),
+        "the error says how to fix it: {err}"
+    );
+    drop(taken);
+    ok(&w, &["up", "--port", &port]);
+    assert_eq!(query(&w, "SHOW port"), port);
+}
+
+#[test]
+fn a_data_directory_of_another_major_version_is_refused() {
+    let w = TempWarehouse::new();
+    ok(&w, &["up"]);
+    ok(&w, &["down"]);
+    std::fs::write(w.data_dir().join("PG_VERSION"), "14\n").unwrap();
+    let (_, err) = fails(&w, &["up"]);
+    assert!(err.contains("created by PostgreSQL 14"), "{err}");
+    assert!(err.contains("runs PostgreSQL 15"), "{err}");
+    assert!(err.contains("pg_upgrade"), "{err}");
+}
+
+#[test]
+fn commands_on_a_missing_warehouse_say_how_to_create_one() {
+    let w = TempWarehouse::new();
+    let (_, err) = fails(&w, &["psql", "-c", "select 1"]);
+    assert!(err.contains("pgdw up"), "{err}");
+    assert!(ok(&w, &["down"]).contains("nothing to stop"));
+}
+
+fn nix_kill(pid: i32) {
+    let status = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Number of live processes whose parent is `pid`.
+fn children_of(pid: i32) -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path().join("status")).ok())
+        .filter(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("PPid:"))
+                .map(|p| p.trim() == pid.to_string())
+                .unwrap_or(false)
+        })
+        .count()
+}
+
+fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < limit,
+            "condition not met within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

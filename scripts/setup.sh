@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Set up everything pgdw needs on Debian 12, idempotently: a second run takes seconds.
+#   - Debian packages (PostgreSQL 15 with pg_cron and pg_partman, Prometheus, build tools)
+#   - cargo-pgrx 0.16.1, only when that exact version is missing
+#   - `cargo pgrx init` against the system PostgreSQL 15
+#   - prometheus_fdw and clerk_fdw built and installed into the system PostgreSQL 15
+#   - the pgdw binary (target/release/pgdw)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PGRX_VERSION=0.16.1
+PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
+PACKAGES=(postgresql-15 postgresql-server-dev-15 postgresql-15-cron postgresql-15-partman
+          postgresql-contrib prometheus libclang-dev clang pkg-config libssl-dev sudo ca-certificates
+          build-essential)
+
+step() { printf '\n==> %s\n' "$*"; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  step "installing Debian packages: ${missing[*]}"
+  as_root apt-get update -q
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+# Debian starts a default cluster and a Prometheus service on install; pgdw runs its own.
+if command -v systemctl >/dev/null && systemctl is-active --quiet prometheus 2>/dev/null; then
+  as_root systemctl disable --now prometheus >/dev/null 2>&1 || true
+fi
+
+if [ "$(cargo pgrx --version 2>/dev/null)" != "cargo-pgrx $PGRX_VERSION" ]; then
+  step "installing cargo-pgrx $PGRX_VERSION (about 6 minutes, once)"
+  cargo install cargo-pgrx --version "=$PGRX_VERSION" --locked
+fi
+
+PGRX_HOME="${PGRX_HOME:-$HOME/.pgrx}"
+if ! grep -q "^pg15 *= *\"$PG_CONFIG\"" "$PGRX_HOME/config.toml" 2>/dev/null; then
+  step "cargo pgrx init --pg15 $PG_CONFIG"
+  cargo pgrx init --pg15 "$PG_CONFIG"
+fi
+
+# Install the extensions when their sources changed since the last install.
+stamp_dir=target/setup-stamps
+mkdir -p "$stamp_dir"
+sources_hash() {
+  cat Cargo.lock crates/fdw/Cargo.toml "extensions/$1/Cargo.toml" "extensions/$1/$1.control" \
+      $(find crates/fdw/src "extensions/$1/src" -type f | sort) | sha256sum | cut -d' ' -f1
+}
+for ext in prometheus_fdw clerk_fdw; do
+  want=$(sources_hash "$ext")
+  installed="/usr/share/postgresql/15/extension/$ext.control"
+  if [ ! -f "$installed" ] || [ "$(cat "$stamp_dir/$ext" 2>/dev/null)" != "$want" ]; then
+    step "building and installing $ext into PostgreSQL 15"
+    (cd "extensions/$ext" && as_root env "PATH=$PATH" "HOME=$HOME" cargo pgrx install --release --pg-config "$PG_CONFIG")
+    echo "$want" > "$stamp_dir/$ext"
+  fi
+done
+
+step "building pgdw"
+cargo build --release -p pgdw --quiet
+echo "setup complete: target/release/pgdw"

@@ -33,7 +33,7 @@ pub enum ClusterError {
     #[error("the OS user `postgres` does not exist; PostgreSQL refuses to run as root, so pgdw needs it (apt-get install postgresql-15 creates it)")]
     NoPostgresUser,
 
-    #[error("{what} failed (exit status {status}){}", log_tail(.log))]
+    #[error("{what} failed ({status}){}", log_tail(.log))]
     CommandFailed {
         what: String,
         status: String,

@@ -193,8 +193,15 @@ impl Cluster {
     pub fn running_pid(&self) -> Option<i32> {
         let text = fs::read_to_string(self.data_dir.join("postmaster.pid")).ok()?;
         let pid: i32 = text.lines().next()?.trim().parse().ok()?;
-        let comm = fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
-        (comm.trim() == "postgres" || comm.trim() == "postmaster").then_some(pid)
+        // /proc/<pid>/stat is "pid (comm) state ...". A zombie (a crashed postmaster nobody
+        // reaped yet) holds its PID but is not running.
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let open = stat.find('(')?;
+        let close = stat.rfind(')')?;
+        let comm = &stat[open + 1..close];
+        let state = stat[close + 1..].trim_start().chars().next()?;
+        let alive = !matches!(state, 'Z' | 'X' | 'x');
+        (alive && (comm == "postgres" || comm == "postmaster")).then_some(pid)
     }
 
     /// Write the settings pgdw owns, then start the server and wait (bounded) until it accepts
@@ -290,6 +297,19 @@ impl Cluster {
                 pidfile.display()
             );
             fs::remove_file(&pidfile).context(|| format!("removing {}", pidfile.display()))?;
+            // The socket and its lock file live in the data directory, which only this cluster
+            // uses; a lock naming a dead (or zombie) postmaster would block the next start.
+            for entry in fs::read_dir(&self.data_dir)
+                .context(|| format!("reading {}", self.data_dir.display()))?
+            {
+                let path = entry
+                    .context(|| "reading the data directory".into())?
+                    .path();
+                let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                if name.starts_with(".s.PGSQL.") {
+                    fs::remove_file(&path).context(|| format!("removing {}", path.display()))?;
+                }
+            }
         }
         Ok(())
     }
@@ -338,13 +358,17 @@ impl Cluster {
         walk(&self.data_dir)
     }
 
-    /// `postgres --version` of the binaries this cluster runs with.
+    /// The version of the binaries this cluster runs with, e.g. "PostgreSQL 15.20 (Debian ...)".
     pub fn server_version(&self) -> String {
-        Command::new(self.bindir.join("postgres"))
+        let out = Command::new(self.bindir.join("postgres"))
             .arg("--version")
             .output()
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        match out.strip_prefix("postgres (PostgreSQL) ") {
+            Some(v) => format!("PostgreSQL {v}"),
+            None => out,
+        }
     }
 }
 

@@ -9,7 +9,8 @@ pub mod placeholder;
 #[doc(hidden)]
 pub use paste;
 
-/// Export `<prefix>_handler` and `<prefix>_validator` for a wrapper, with their SQL.
+/// Export the C functions `<prefix>_handler` and `<prefix>_validator` for a wrapper.
+/// The extension declares them in SQL itself (`extension_sql!` needs a literal).
 #[macro_export]
 macro_rules! export_wrapper {
     ($prefix:ident) => {
@@ -46,17 +47,6 @@ macro_rules! export_wrapper {
                 ::pgrx::pg_sys::Datum::from(0usize)
             }
 
-            ::pgrx::extension_sql!(
-                concat!(
-                    "CREATE FUNCTION ", stringify!($prefix), "_handler() RETURNS fdw_handler\n",
-                    "  AS 'MODULE_PATHNAME', '", stringify!($prefix), "_handler' LANGUAGE C STRICT;\n",
-                    "COMMENT ON FUNCTION ", stringify!($prefix), "_handler() IS 'Handler of the ", stringify!($prefix), " foreign data wrapper';\n",
-                    "CREATE FUNCTION ", stringify!($prefix), "_validator(text[], oid) RETURNS void\n",
-                    "  AS 'MODULE_PATHNAME', '", stringify!($prefix), "_validator' LANGUAGE C STRICT;\n",
-                    "COMMENT ON FUNCTION ", stringify!($prefix), "_validator(text[], oid) IS 'Checks the options of ", stringify!($prefix), " servers, user mappings and foreign tables';\n"
-                ),
-                name = "fdw_entry_points"
-            );
         }
     };
 }

@@ -35,45 +35,45 @@ fn not_yet() -> ! {
 
 #[pg_guard]
 unsafe extern "C-unwind" fn rel_size(
-    _: *mut pg_sys::PlannerInfo,
-    _: *mut pg_sys::RelOptInfo,
-    _: pg_sys::Oid,
+    _a1: *mut pg_sys::PlannerInfo,
+    _a2: *mut pg_sys::RelOptInfo,
+    _a3: pg_sys::Oid,
 ) {
     not_yet()
 }
 #[pg_guard]
 unsafe extern "C-unwind" fn paths(
-    _: *mut pg_sys::PlannerInfo,
-    _: *mut pg_sys::RelOptInfo,
-    _: pg_sys::Oid,
+    _a4: *mut pg_sys::PlannerInfo,
+    _a5: *mut pg_sys::RelOptInfo,
+    _a6: pg_sys::Oid,
 ) {
     not_yet()
 }
 #[pg_guard]
 unsafe extern "C-unwind" fn plan(
-    _: *mut pg_sys::PlannerInfo,
-    _: *mut pg_sys::RelOptInfo,
-    _: pg_sys::Oid,
-    _: *mut pg_sys::ForeignPath,
-    _: *mut pg_sys::List,
-    _: *mut pg_sys::List,
-    _: *mut pg_sys::Plan,
+    _a7: *mut pg_sys::PlannerInfo,
+    _a8: *mut pg_sys::RelOptInfo,
+    _a9: pg_sys::Oid,
+    _a10: *mut pg_sys::ForeignPath,
+    _a11: *mut pg_sys::List,
+    _a12: *mut pg_sys::List,
+    _a13: *mut pg_sys::Plan,
 ) -> *mut pg_sys::ForeignScan {
     not_yet()
 }
 #[pg_guard]
-unsafe extern "C-unwind" fn begin(_: *mut pg_sys::ForeignScanState, _: i32) {
+unsafe extern "C-unwind" fn begin(_a14: *mut pg_sys::ForeignScanState, _a15: i32) {
     not_yet()
 }
 #[pg_guard]
 unsafe extern "C-unwind" fn iterate(
-    _: *mut pg_sys::ForeignScanState,
+    _a16: *mut pg_sys::ForeignScanState,
 ) -> *mut pg_sys::TupleTableSlot {
     not_yet()
 }
 #[pg_guard]
-unsafe extern "C-unwind" fn rescan(_: *mut pg_sys::ForeignScanState) {
+unsafe extern "C-unwind" fn rescan(_a17: *mut pg_sys::ForeignScanState) {
     not_yet()
 }
 #[pg_guard]
-unsafe extern "C-unwind" fn end(_: *mut pg_sys::ForeignScanState) {}
+unsafe extern "C-unwind" fn end(_a18: *mut pg_sys::ForeignScanState) {}

@@ -3,3 +3,15 @@
 ::pgrx::pg_module_magic!();
 
 fdw::export_wrapper!(prometheus_fdw);
+
+::pgrx::extension_sql!(
+    r#"
+CREATE FUNCTION prometheus_fdw_handler() RETURNS fdw_handler
+    AS 'MODULE_PATHNAME', 'prometheus_fdw_handler' LANGUAGE C STRICT;
+COMMENT ON FUNCTION prometheus_fdw_handler() IS 'Handler of the prometheus_fdw foreign data wrapper (Prometheus)';
+CREATE FUNCTION prometheus_fdw_validator(text[], oid) RETURNS void
+    AS 'MODULE_PATHNAME', 'prometheus_fdw_validator' LANGUAGE C STRICT;
+COMMENT ON FUNCTION prometheus_fdw_validator(text[], oid) IS 'Checks the options of prometheus_fdw wrappers, servers, user mappings and foreign tables';
+"#,
+    name = "fdw_entry_points"
+);

@@ -59,7 +59,9 @@ fn database_url_mode_names_what_the_server_lacks() {
         "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'",
     );
     ok(&server, &["down"]);
-    ok(&server, &["up"]).to_string();
+    // ALTER SYSTEM wins over pgdw's settings, and the embedded `up` explains the loss too.
+    let (_, err) = super::fails(&server, &["up"]);
+    assert!(err.contains("pg_cron is not preloaded"), "{err}");
     let url = server.cluster().unwrap().database_url();
     let dir = tempfile::tempdir().unwrap();
 

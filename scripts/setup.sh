@@ -46,10 +46,14 @@ fi
 stamp_dir=target/setup-stamps
 mkdir -p "$stamp_dir"
 sources_hash() {
-  cat Cargo.lock crates/fdw/Cargo.toml "extensions/$1/Cargo.toml" "extensions/$1/$1.control" \
-      $(find crates/fdw/src "extensions/$1/src" -type f | sort) | sha256sum | cut -d' ' -f1
+  # Everything an extension is built from: its crate and the crates it links.
+  local dirs=()
+  for d in crates/fdw crates/wrapper crates/sources "extensions/$1"; do [ -d "$d" ] && dirs+=("$d"); done
+  find Cargo.lock "${dirs[@]}" -type f \
+       \( -name '*.rs' -o -name '*.toml' -o -name '*.control' -o -name '*.sql' -o -name Cargo.lock \) \
+       | sort | xargs cat | sha256sum | cut -d' ' -f1
 }
-for ext in prometheus_fdw clerk_fdw; do
+for ext in prometheus_fdw clerk_fdw pgdw_test_fdw; do
   want=$(sources_hash "$ext")
   installed="/usr/share/postgresql/15/extension/$ext.control"
   if [ ! -f "$installed" ] || [ "$(cat "$stamp_dir/$ext" 2>/dev/null)" != "$want" ]; then

@@ -396,7 +396,11 @@ fn run_initdb(
     state: &State,
 ) -> Result<(), ClusterError> {
     // The password reaches initdb through a private file, never a command line.
-    let pw_dir = std::env::temp_dir().join(format!("pgdw-initdb-{}", std::process::id()));
+    let pw_dir = std::env::temp_dir().join(format!(
+        "pgdw-initdb-{}-{}",
+        std::process::id(),
+        rand::random::<u64>()
+    ));
     fs::create_dir_all(&pw_dir).context(|| format!("creating {}", pw_dir.display()))?;
     let pwfile = pw_dir.join("pw");
     {

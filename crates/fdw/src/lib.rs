@@ -1,19 +1,38 @@
 //! pgdw's foreign-data-wrapper core on pgrx.
 //!
-//! A wrapper crate calls [`export_wrapper!`] to get the C entry points Postgres looks up
-//! (`<name>_handler`, `<name>_validator`) and the SQL that declares them.
+//! A wrapper is plain Rust implementing [`wrapper::Wrapper`]; this crate holds all the unsafe
+//! glue between it and Postgres' FDW callbacks. See README.md for the lifecycle and the
+//! invariants (what a plan may hold, who owns which memory).
+//!
+//! An extension exports one wrapper with [`export_wrapper!`].
 
-#[doc(hidden)]
-pub mod placeholder;
+mod columns;
+mod convert;
+mod erased;
+mod error;
+mod executor;
+mod options;
+mod pglist;
+mod planner;
+mod quals;
+
+pub use pgdw_wrapper as wrapper;
 
 #[doc(hidden)]
 pub use paste;
 
-/// Export the C functions `<prefix>_handler` and `<prefix>_validator` for a wrapper.
-/// The extension declares them in SQL itself (`extension_sql!` needs a literal).
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::erased::register;
+    pub use crate::options::validator;
+    pub use crate::planner::routine;
+}
+
+/// Export the C functions `<prefix>_handler` and `<prefix>_validator` for wrapper type `$w`.
+/// The extension declares them in SQL itself (pgrx's `extension_sql!` needs a literal).
 #[macro_export]
 macro_rules! export_wrapper {
-    ($prefix:ident) => {
+    ($w:ty, $prefix:ident) => {
         $crate::paste::paste! {
             #[unsafe(no_mangle)]
             #[doc(hidden)]
@@ -28,7 +47,8 @@ macro_rules! export_wrapper {
             pub unsafe extern "C-unwind" fn [<$prefix _handler>](
                 _fcinfo: ::pgrx::pg_sys::FunctionCallInfo,
             ) -> ::pgrx::pg_sys::Datum {
-                unsafe { $crate::placeholder::routine(stringify!($prefix)) }
+                $crate::__private::register::<$w>(stringify!($prefix));
+                unsafe { $crate::__private::routine() }
             }
 
             #[unsafe(no_mangle)]
@@ -42,11 +62,11 @@ macro_rules! export_wrapper {
             #[doc(hidden)]
             #[::pgrx::pg_guard]
             pub unsafe extern "C-unwind" fn [<$prefix _validator>](
-                _fcinfo: ::pgrx::pg_sys::FunctionCallInfo,
+                fcinfo: ::pgrx::pg_sys::FunctionCallInfo,
             ) -> ::pgrx::pg_sys::Datum {
-                ::pgrx::pg_sys::Datum::from(0usize)
+                $crate::__private::register::<$w>(stringify!($prefix));
+                unsafe { $crate::__private::validator(fcinfo) }
             }
-
         }
     };
 }

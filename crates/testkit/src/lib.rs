@@ -8,7 +8,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use pgdw_cluster::Cluster;
+use pgdw_cluster::{Cluster, Options};
+
+pub mod http;
+
+pub use pgdw_cluster::free_port;
 
 /// A temporary directory holding one embedded warehouse.
 pub struct TempWarehouse {
@@ -50,6 +54,106 @@ impl TempWarehouse {
         Cluster::open_existing(&self.data_dir(), None)
             .ok()
             .flatten()
+    }
+
+    /// Create and start the cluster directly (without the pgdw binary), for SQL-level tests
+    /// that use the `postgres` database.
+    pub fn started() -> Self {
+        let w = TempWarehouse::new();
+        let (cluster, _) = Cluster::open_or_init(&Options {
+            data_dir: w.data_dir(),
+            memory: Some(1 << 30),
+            ..Options::default()
+        })
+        .expect("create cluster");
+        cluster
+            .start(Duration::from_secs(60))
+            .expect("start cluster");
+        w
+    }
+
+    /// Run SQL through psql in one session; Ok(stdout) or Err(stderr). Output is unaligned,
+    /// tuples only, `|`-separated.
+    pub fn psql(&self, sql: &str) -> Result<String, String> {
+        use std::io::Write;
+        let c = self.cluster().expect("a cluster");
+        let mut child = Command::new(c.bindir().join("psql"))
+            .args(["-XAtq", "-v", "ON_ERROR_STOP=1", "-h"])
+            .arg(c.socket_dir())
+            .args([
+                "-p",
+                &c.port().to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-f",
+                "-",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run psql");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(sql.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_string())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    /// `psql`, insisting on success.
+    pub fn sql(&self, sql: &str) -> String {
+        self.psql(sql)
+            .unwrap_or_else(|e| panic!("SQL failed:\n{sql}\n--- error:\n{e}"))
+    }
+
+    /// `psql`, insisting on failure; returns the error text.
+    pub fn sql_err(&self, sql: &str) -> String {
+        match self.psql(sql) {
+            Ok(out) => panic!("SQL should have failed:\n{sql}\n--- output:\n{out}"),
+            Err(e) => e,
+        }
+    }
+
+    /// A client session (for tests that need one backend across statements).
+    pub fn client(&self) -> postgres::Client {
+        let c = self.cluster().expect("a cluster");
+        postgres::Config::new()
+            .host_path(c.socket_dir())
+            .port(c.port())
+            .user("postgres")
+            .dbname("postgres")
+            .connect(postgres::NoTls)
+            .expect("connect")
+    }
+
+    /// The server log so far.
+    pub fn server_log(&self) -> String {
+        std::fs::read_to_string(self.data_dir().join("server.log")).unwrap_or_default()
+    }
+
+    /// Panics if any backend crashed (a signal, a PANIC, or a restart after one).
+    pub fn assert_no_crash(&self) {
+        let log = self.server_log();
+        for bad in [
+            "terminated by signal",
+            "PANIC:",
+            "was terminated",
+            "all server processes terminated",
+        ] {
+            assert!(
+                !log.contains(bad),
+                "the server log shows a crash ({bad}):\n{log}"
+            );
+        }
     }
 }
 

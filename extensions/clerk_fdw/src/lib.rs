@@ -2,7 +2,34 @@
 
 ::pgrx::pg_module_magic!();
 
-fdw::export_wrapper!(clerk_fdw);
+fdw::export_wrapper!(NotYet, clerk_fdw);
+
+/// Until the wrapper is written, planning a scan is a clear error.
+pub struct NotYet;
+
+impl fdw::wrapper::Wrapper for NotYet {
+    type Plan = ();
+    fn options() -> &'static [fdw::wrapper::OptionSpec] {
+        &[]
+    }
+    fn plan(
+        _: &fdw::wrapper::PlanRequest,
+    ) -> Result<fdw::wrapper::Planned<()>, fdw::wrapper::FdwError> {
+        Err(fdw::wrapper::FdwError::new(
+            fdw::wrapper::ErrorKind::NotSupported,
+            "scanning foreign tables is not implemented in this build",
+        ))
+    }
+    fn scan(
+        _: &(),
+        _: &fdw::wrapper::ScanRequest,
+    ) -> Result<Box<dyn fdw::wrapper::Source>, fdw::wrapper::FdwError> {
+        unreachable!("plan always fails")
+    }
+    fn explain(_: &(), _: &fdw::wrapper::ScanRequest) -> Vec<(String, String)> {
+        Vec::new()
+    }
+}
 
 ::pgrx::extension_sql!(
     r#"

@@ -1,0 +1,304 @@
+//! Planning callbacks: size estimate, one path, and a plan that holds only plain data.
+//!
+//! The plan's `fdw_private` is a List of one String node (JSON of [`StoredPlan`]) and
+//! `fdw_exprs` holds the value expressions of the pushed quals. Both are ordinary nodes, so
+//! `copyObject` and the plan cache handle them, and a cached plan runs any number of times.
+
+use std::ffi::{CStr, CString};
+
+use pgdw_wrapper::{Column, PlanRequest, Planned};
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::error::OrRaise;
+use crate::quals::{self, StoredQual};
+use crate::{columns, erased, executor, options, pglist};
+
+/// Everything a scan needs from planning. No pointers, no secrets.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct StoredPlan {
+    /// The wrapper's own plan, as JSON.
+    pub wrapper: String,
+    pub quals: Vec<StoredQual>,
+    pub needed: Vec<usize>,
+    pub limit: Option<u64>,
+}
+
+/// Build the FdwRoutine; every callback is set.
+///
+/// # Safety
+/// Called from the exported handler.
+pub unsafe fn routine() -> pg_sys::Datum {
+    unsafe {
+        let mut r = PgBox::<pg_sys::FdwRoutine>::alloc_node(pg_sys::NodeTag::T_FdwRoutine);
+        r.GetForeignRelSize = Some(get_rel_size);
+        r.GetForeignPaths = Some(get_paths);
+        r.GetForeignPlan = Some(get_plan);
+        r.BeginForeignScan = Some(executor::begin);
+        r.IterateForeignScan = Some(executor::iterate);
+        r.ReScanForeignScan = Some(executor::rescan);
+        r.EndForeignScan = Some(executor::end);
+        r.ExplainForeignScan = Some(executor::explain);
+        pg_sys::Datum::from(r.into_pg())
+    }
+}
+
+struct Analysis {
+    planned: Planned<String>,
+    extracted: quals::Extracted,
+    needed: Vec<usize>,
+    limit: Option<u64>,
+}
+
+unsafe fn analyze(
+    root: *mut pg_sys::PlannerInfo,
+    baserel: *mut pg_sys::RelOptInfo,
+    relid: pg_sys::Oid,
+    clauses: *mut pg_sys::List,
+) -> Analysis {
+    unsafe {
+        let userid = if (*baserel).userid != pg_sys::InvalidOid {
+            (*baserel).userid
+        } else {
+            pg_sys::GetUserId()
+        };
+        let opts = options::for_table(relid, userid);
+        let cols: Vec<Column> = columns::of_relid(relid);
+        let needed = needed_columns(baserel, clauses, cols.len());
+        let extracted = quals::extract((*baserel).relid, clauses);
+        let limit_candidate = limit(root);
+        let table = columns::qualified_name(relid);
+        let req = PlanRequest {
+            table: &table,
+            columns: &cols,
+            needed: &needed,
+            quals: &extracted.quals,
+            limit: limit_candidate,
+            options: &opts,
+        };
+        let planned = erased::wrapper().plan(&req).or_raise(&opts.secrets());
+        let everything_pushed = extracted.unextracted == 0
+            && (0..extracted.quals.len()).all(|i| planned.pushed.contains(&i));
+        let limit = limit_candidate.filter(|_| planned.uses_limit && everything_pushed);
+        Analysis {
+            planned,
+            extracted,
+            needed,
+            limit,
+        }
+    }
+}
+
+/// Columns referenced by the target list or the quals; all of them for a whole-row reference.
+unsafe fn needed_columns(
+    baserel: *mut pg_sys::RelOptInfo,
+    clauses: *mut pg_sys::List,
+    ncols: usize,
+) -> Vec<usize> {
+    unsafe {
+        let mut attrs: *mut pg_sys::Bitmapset = std::ptr::null_mut();
+        let relid = (*baserel).relid;
+        pg_sys::pull_varattnos(
+            (*(*baserel).reltarget).exprs as *mut pg_sys::Node,
+            relid,
+            &mut attrs,
+        );
+        for ri in pglist::ptrs::<pg_sys::RestrictInfo>(clauses) {
+            pg_sys::pull_varattnos((*ri).clause as *mut pg_sys::Node, relid, &mut attrs);
+        }
+        let mut needed = Vec::new();
+        let mut x = -1;
+        loop {
+            x = pg_sys::bms_next_member(attrs, x);
+            if x < 0 {
+                break;
+            }
+            let attno = x + pg_sys::FirstLowInvalidHeapAttributeNumber;
+            if attno == 0 {
+                return (0..ncols).collect();
+            }
+            if attno > 0 {
+                needed.push(attno as usize - 1);
+            }
+        }
+        needed
+    }
+}
+
+/// LIMIT + OFFSET when nothing between this scan and the LIMIT could drop or reorder rows:
+/// a single base relation, no grouping, aggregates, window functions, DISTINCT, ORDER BY,
+/// set-returning functions or set operations, and constant counts.
+unsafe fn limit(root: *mut pg_sys::PlannerInfo) -> Option<u64> {
+    unsafe {
+        let parse = (*root).parse;
+        let q = &*parse;
+        if q.limitCount.is_null()
+            || q.limitOption != pg_sys::LimitOption::LIMIT_OPTION_COUNT
+            || !q.groupClause.is_null()
+            || !q.groupingSets.is_null()
+            || q.hasAggs
+            || q.hasWindowFuncs
+            || q.hasTargetSRFs
+            || !q.distinctClause.is_null()
+            || !q.sortClause.is_null()
+            || !q.setOperations.is_null()
+            || !q.havingQual.is_null()
+            || !q.rowMarks.is_null()
+            || pg_sys::bms_membership((*root).all_baserels) != pg_sys::BMS_Membership::BMS_SINGLETON
+        {
+            return None;
+        }
+        let count = const_i64(q.limitCount)?;
+        let offset = if q.limitOffset.is_null() {
+            0
+        } else {
+            const_i64(q.limitOffset)?
+        };
+        u64::try_from(count.checked_add(offset)?).ok()
+    }
+}
+
+unsafe fn const_i64(node: *mut pg_sys::Node) -> Option<i64> {
+    unsafe {
+        if pglist::tag(node) != pg_sys::NodeTag::T_Const {
+            return None;
+        }
+        let c = node as *mut pg_sys::Const;
+        if (*c).constisnull || (*c).consttype != pg_sys::INT8OID {
+            return None;
+        }
+        Some((*c).constvalue.value() as i64)
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn get_rel_size(
+    root: *mut pg_sys::PlannerInfo,
+    baserel: *mut pg_sys::RelOptInfo,
+    foreigntableid: pg_sys::Oid,
+) {
+    unsafe {
+        let a = analyze(root, baserel, foreigntableid, (*baserel).baserestrictinfo);
+        let rows = match a.limit {
+            Some(l) => a.planned.rows.min(l as f64),
+            None => a.planned.rows,
+        };
+        (*baserel).rows = pg_sys::clamp_row_est(rows);
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn get_paths(
+    root: *mut pg_sys::PlannerInfo,
+    baserel: *mut pg_sys::RelOptInfo,
+    _foreigntableid: pg_sys::Oid,
+) {
+    unsafe {
+        let rows = (*baserel).rows;
+        // Remote calls cost far more than local tuples: a high startup cost, then a per-row cost.
+        let startup = 100.0;
+        let total = startup + rows * 0.05;
+        let path = pg_sys::create_foreignscan_path(
+            root,
+            baserel,
+            std::ptr::null_mut(),
+            rows,
+            startup,
+            total,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        );
+        pg_sys::add_path(baserel, path as *mut pg_sys::Path);
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn get_plan(
+    root: *mut pg_sys::PlannerInfo,
+    baserel: *mut pg_sys::RelOptInfo,
+    foreigntableid: pg_sys::Oid,
+    _best_path: *mut pg_sys::ForeignPath,
+    tlist: *mut pg_sys::List,
+    scan_clauses: *mut pg_sys::List,
+    outer_plan: *mut pg_sys::Plan,
+) -> *mut pg_sys::ForeignScan {
+    unsafe {
+        let a = analyze(root, baserel, foreigntableid, scan_clauses);
+        let mut fdw_exprs: *mut pg_sys::List = std::ptr::null_mut();
+        let mut stored = Vec::new();
+        let mut nexprs = 0usize;
+        for &i in &a.planned.pushed {
+            let Some(qual) = a.extracted.quals.get(i) else {
+                continue;
+            };
+            let expr = a.extracted.exprs[i];
+            let (index, typoid, exec_param) = if expr.is_null() {
+                (None, pg_sys::InvalidOid, false)
+            } else {
+                fdw_exprs = pglist::append(fdw_exprs, [expr]);
+                nexprs += 1;
+                let params = pg_sys::pull_paramids(expr);
+                (
+                    Some(nexprs - 1),
+                    pg_sys::exprType(expr as *mut pg_sys::Node),
+                    !pg_sys::bms_is_empty(params),
+                )
+            };
+            let mut qual = qual.clone();
+            if index.is_some() {
+                // Computed again at every scan; not stored (JSON cannot hold NaN anyway).
+                qual.value = pgdw_wrapper::Value::Unknown(String::new());
+            }
+            stored.push(StoredQual {
+                qual,
+                expr: index,
+                typoid: typoid.to_u32(),
+                exec_param,
+            });
+        }
+        let plan = StoredPlan {
+            wrapper: a.planned.plan,
+            quals: stored,
+            needed: a.needed,
+            limit: a.limit,
+        };
+        let json = CString::new(serde_json::to_string(&plan).expect("plan serializes"))
+            .expect("JSON has no NUL");
+        let node = pg_sys::makeString(pg_sys::pstrdup(json.as_ptr()));
+        let fdw_private = pglist::append(std::ptr::null_mut(), [node]);
+        // Every qual is still checked locally: pushing only ever narrows what the source sends.
+        let local = pg_sys::extract_actual_clauses(scan_clauses, false);
+        pg_sys::make_foreignscan(
+            tlist,
+            local,
+            (*baserel).relid,
+            fdw_exprs,
+            fdw_private,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            outer_plan,
+        )
+    }
+}
+
+/// The stored plan of a ForeignScan.
+///
+/// # Safety
+/// `plan` must be a ForeignScan made by [`get_plan`].
+pub(crate) unsafe fn stored_plan(plan: *mut pg_sys::ForeignScan) -> StoredPlan {
+    unsafe {
+        let nodes = pglist::ptrs::<pg_sys::String>((*plan).fdw_private);
+        let text = CStr::from_ptr((*nodes[0]).sval).to_string_lossy();
+        serde_json::from_str(&text)
+            .map_err(|e| {
+                pgdw_wrapper::FdwError::new(
+                    pgdw_wrapper::ErrorKind::Internal,
+                    format!("cannot read the stored plan: {e}"),
+                )
+            })
+            .or_raise(&[])
+    }
+}

@@ -1,0 +1,265 @@
+//! Finding the quals a wrapper may push: `column OP value`, `column = ANY(array)`,
+//! `column IS [NOT] NULL`, bare boolean columns, and `jsonb_column ->> 'key' OP value`.
+//!
+//! A value is anything the executor can compute once at scan start: a Const, a Param
+//! (prepared statements, plpgsql variables, outer values of a correlated subquery), or any
+//! expression over them without Vars, volatile functions or subplans (`now() - interval '1h'`).
+
+use std::ffi::CStr;
+
+use pgdw_wrapper::{Op, Qual, Value};
+use pgrx::pg_sys;
+use serde::{Deserialize, Serialize};
+
+use crate::convert::datum_to_value;
+use crate::pglist::{self, tag};
+
+/// A qual with how to compute its value at scan time.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct StoredQual {
+    pub qual: Qual,
+    /// Index into the plan's `fdw_exprs`; None when the value is fixed (IS NULL, bool columns).
+    pub expr: Option<usize>,
+    /// The value expression's type.
+    pub typoid: u32,
+    /// Whether the value depends on PARAM_EXEC params, which only exist while executing.
+    pub exec_param: bool,
+}
+
+/// The extractable quals of a list of RestrictInfos, with their value expressions.
+pub(crate) struct Extracted {
+    pub quals: Vec<Qual>,
+    /// The value expression of each qual (null when fixed).
+    pub exprs: Vec<*mut pg_sys::Expr>,
+    /// RestrictInfos that are not of a pushable form (always checked locally).
+    pub unextracted: usize,
+}
+
+unsafe fn strip_relabel(mut node: *mut pg_sys::Node) -> *mut pg_sys::Node {
+    unsafe {
+        while !node.is_null() && tag(node) == pg_sys::NodeTag::T_RelabelType {
+            node = (*(node as *mut pg_sys::RelabelType)).arg as *mut pg_sys::Node;
+        }
+        node
+    }
+}
+
+unsafe fn opname(opno: pg_sys::Oid) -> String {
+    unsafe {
+        let p = pg_sys::get_opname(opno);
+        if p.is_null() {
+            String::new()
+        } else {
+            CStr::from_ptr(p).to_string_lossy().into_owned()
+        }
+    }
+}
+
+/// `Var` of this relation → (column index, None); `Var ->> 'key'` → (column index, Some(key)).
+unsafe fn as_column(
+    node: *mut pg_sys::Node,
+    relid: pg_sys::Index,
+) -> Option<(usize, Option<String>)> {
+    unsafe {
+        let node = strip_relabel(node);
+        if node.is_null() {
+            return None;
+        }
+        match tag(node) {
+            pg_sys::NodeTag::T_Var => {
+                let var = node as *mut pg_sys::Var;
+                ((*var).varno as pg_sys::Index == relid
+                    && (*var).varlevelsup == 0
+                    && (*var).varattno > 0)
+                    .then(|| ((*var).varattno as usize - 1, None))
+            }
+            pg_sys::NodeTag::T_OpExpr => {
+                let op = node as *mut pg_sys::OpExpr;
+                let args = pglist::ptrs::<pg_sys::Node>((*op).args);
+                if args.len() != 2 || opname((*op).opno) != "->>" {
+                    return None;
+                }
+                let (col, key) = (as_column(args[0], relid)?, strip_relabel(args[1]));
+                if col.1.is_some() || tag(key) != pg_sys::NodeTag::T_Const {
+                    return None;
+                }
+                let c = key as *mut pg_sys::Const;
+                if (*c).constisnull || (*c).consttype != pg_sys::TEXTOID {
+                    return None;
+                }
+                match datum_to_value((*c).constvalue, false, pg_sys::TEXTOID) {
+                    Value::Text(k) => Some((col.0, Some(k))),
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Whether the executor can compute `node` once per scan.
+unsafe fn is_value(node: *mut pg_sys::Node) -> bool {
+    unsafe {
+        !node.is_null()
+            && !pg_sys::contain_var_clause(node)
+            && !pg_sys::contain_volatile_functions(node)
+            && !pg_sys::contain_subplans(node)
+    }
+}
+
+unsafe fn known_value(node: *mut pg_sys::Node) -> Value {
+    unsafe {
+        let node = strip_relabel(node);
+        if tag(node) == pg_sys::NodeTag::T_Const {
+            let c = node as *mut pg_sys::Const;
+            datum_to_value((*c).constvalue, (*c).constisnull, (*c).consttype)
+        } else {
+            Value::Unknown(String::new())
+        }
+    }
+}
+
+/// Extract the pushable quals of `clauses` (a List of RestrictInfo) for relation `relid`.
+///
+/// # Safety
+/// Planner-time pointers, on the backend thread.
+pub(crate) unsafe fn extract(relid: pg_sys::Index, clauses: *mut pg_sys::List) -> Extracted {
+    let mut out = Extracted {
+        quals: Vec::new(),
+        exprs: Vec::new(),
+        unextracted: 0,
+    };
+    unsafe {
+        for ri in pglist::ptrs::<pg_sys::RestrictInfo>(clauses) {
+            if (*ri).pseudoconstant {
+                continue; // a gating Result node evaluates these, not the scan
+            }
+            match extract_one((*ri).clause as *mut pg_sys::Node, relid) {
+                Some((qual, expr)) => {
+                    out.quals.push(qual);
+                    out.exprs.push(expr);
+                }
+                None => out.unextracted += 1,
+            }
+        }
+    }
+    out
+}
+
+unsafe fn extract_one(
+    clause: *mut pg_sys::Node,
+    relid: pg_sys::Index,
+) -> Option<(Qual, *mut pg_sys::Expr)> {
+    unsafe {
+        match tag(clause) {
+            pg_sys::NodeTag::T_OpExpr => {
+                let op = clause as *mut pg_sys::OpExpr;
+                let args = pglist::ptrs::<pg_sys::Node>((*op).args);
+                if args.len() != 2 {
+                    return None;
+                }
+                let name = opname((*op).opno);
+                let (col, value, commuted) =
+                    if let (Some(c), true) = (as_column(args[0], relid), is_value(args[1])) {
+                        (c, args[1], false)
+                    } else if let (Some(c), true) = (as_column(args[1], relid), is_value(args[0])) {
+                        (c, args[0], true)
+                    } else {
+                        return None;
+                    };
+                Some((
+                    Qual {
+                        column: col.0,
+                        key: col.1,
+                        op: Op::from_name(&name, commuted),
+                        value: known_value(value),
+                    },
+                    value as *mut pg_sys::Expr,
+                ))
+            }
+            pg_sys::NodeTag::T_ScalarArrayOpExpr => {
+                let op = clause as *mut pg_sys::ScalarArrayOpExpr;
+                let args = pglist::ptrs::<pg_sys::Node>((*op).args);
+                if !(*op).useOr
+                    || args.len() != 2
+                    || opname((*op).opno) != "="
+                    || !is_value(args[1])
+                {
+                    return None;
+                }
+                let col = as_column(args[0], relid)?;
+                Some((
+                    Qual {
+                        column: col.0,
+                        key: col.1,
+                        op: Op::In,
+                        value: known_value(args[1]),
+                    },
+                    args[1] as *mut pg_sys::Expr,
+                ))
+            }
+            pg_sys::NodeTag::T_NullTest => {
+                let nt = clause as *mut pg_sys::NullTest;
+                if (*nt).argisrow {
+                    return None;
+                }
+                let col = as_column((*nt).arg as *mut pg_sys::Node, relid)?;
+                let op = if (*nt).nulltesttype == pg_sys::NullTestType::IS_NULL {
+                    Op::IsNull
+                } else {
+                    Op::IsNotNull
+                };
+                Some((
+                    Qual {
+                        column: col.0,
+                        key: col.1,
+                        op,
+                        value: Value::Null,
+                    },
+                    std::ptr::null_mut(),
+                ))
+            }
+            pg_sys::NodeTag::T_Var => {
+                let var = clause as *mut pg_sys::Var;
+                if (*var).vartype != pg_sys::BOOLOID {
+                    return None;
+                }
+                let col = as_column(clause, relid)?;
+                Some((
+                    Qual {
+                        column: col.0,
+                        key: None,
+                        op: Op::Eq,
+                        value: Value::Bool(true),
+                    },
+                    std::ptr::null_mut(),
+                ))
+            }
+            pg_sys::NodeTag::T_BoolExpr => {
+                let b = clause as *mut pg_sys::BoolExpr;
+                let args = pglist::ptrs::<pg_sys::Node>((*b).args);
+                if (*b).boolop != pg_sys::BoolExprType::NOT_EXPR
+                    || args.len() != 1
+                    || tag(args[0]) != pg_sys::NodeTag::T_Var
+                {
+                    return None;
+                }
+                let var = args[0] as *mut pg_sys::Var;
+                if (*var).vartype != pg_sys::BOOLOID {
+                    return None;
+                }
+                let col = as_column(args[0], relid)?;
+                Some((
+                    Qual {
+                        column: col.0,
+                        key: None,
+                        op: Op::Eq,
+                        value: Value::Bool(false),
+                    },
+                    std::ptr::null_mut(),
+                ))
+            }
+            _ => None,
+        }
+    }
+}

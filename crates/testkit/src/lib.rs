@@ -11,6 +11,7 @@ use std::time::Duration;
 use pgdw_cluster::{Cluster, Options};
 
 pub mod http;
+pub mod prometheus;
 
 pub use pgdw_cluster::free_port;
 

@@ -1,0 +1,453 @@
+//! The prometheus_fdw wrapper: quals → PromQL range queries → rows.
+
+use std::time::Duration;
+
+use pgdw_wrapper::{
+    Catalog, Cell, ErrorKind, FdwError, Op, OptionSpec, Options, PlanRequest, Planned, Qual, Row,
+    ScanRequest, Source, Value, Wrapper,
+};
+use serde::{Deserialize, Serialize};
+
+use super::duration::parse_duration;
+use super::promql::{is_label_name, is_metric_name, selector};
+use super::reply::{envelope_error, excerpt, parse_matrix};
+use super::window::{split, Window};
+
+pub struct PrometheusFdw;
+
+fn url(v: &str) -> Result<(), String> {
+    if v.starts_with("http://") || v.starts_with("https://") {
+        Ok(())
+    } else {
+        Err("an http:// or https:// URL, e.g. 'http://127.0.0.1:9090'".into())
+    }
+}
+fn duration(v: &str) -> Result<(), String> {
+    parse_duration(v).map(|_| ())
+}
+fn object(v: &str) -> Result<(), String> {
+    match v {
+        "metrics" => Ok(()),
+        _ => Err(
+            "'metrics' (range queries; instant, series and labels are not in this build)".into(),
+        ),
+    }
+}
+
+const SERVER: &[Catalog] = &[Catalog::Server];
+const SECRET_PLACES: &[Catalog] = &[Catalog::Server, Catalog::UserMapping];
+
+const OPTIONS: &[OptionSpec] = &[
+    OptionSpec {
+        name: "base_url",
+        catalogs: SERVER,
+        secret: false,
+        check: url,
+    },
+    OptionSpec {
+        name: "bearer_token",
+        catalogs: SECRET_PLACES,
+        secret: true,
+        check: OptionSpec::any,
+    },
+    OptionSpec {
+        name: "username",
+        catalogs: SECRET_PLACES,
+        secret: false,
+        check: OptionSpec::any,
+    },
+    OptionSpec {
+        name: "password",
+        catalogs: SECRET_PLACES,
+        secret: true,
+        check: OptionSpec::any,
+    },
+    OptionSpec {
+        name: "connect_timeout",
+        catalogs: SERVER,
+        secret: false,
+        check: duration,
+    },
+    OptionSpec {
+        name: "timeout",
+        catalogs: SERVER,
+        secret: false,
+        check: duration,
+    },
+    OptionSpec {
+        name: "object",
+        catalogs: &[Catalog::Table],
+        secret: false,
+        check: object,
+    },
+    OptionSpec {
+        name: "step",
+        catalogs: &[Catalog::Table, Catalog::Server],
+        secret: false,
+        check: duration,
+    },
+];
+
+/// Which column plays which part, by name.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Roles {
+    name: Option<usize>,
+    labels: Option<usize>,
+    time: Option<usize>,
+    value: Option<usize>,
+}
+
+impl Roles {
+    fn of(columns: &[pgdw_wrapper::Column]) -> Roles {
+        let find = |n: &str| columns.iter().position(|c| c.name == n);
+        Roles {
+            name: find("metric_name"),
+            labels: find("metric_labels"),
+            time: find("metric_time"),
+            value: find("metric_value"),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Plan {
+    step: f64,
+    roles: Roles,
+}
+
+const EXAMPLE: &str = "SELECT * FROM metrics WHERE metric_name = 'up' \
+AND metric_time > extract(epoch from now() - interval '1 hour') AND metric_time < extract(epoch from now())";
+
+fn pushable(q: &Qual, roles: &Roles) -> bool {
+    let is = |c: Option<usize>| c == Some(q.column);
+    (is(roles.name) && q.key.is_none() && matches!(q.op, Op::Eq | Op::In))
+        || (is(roles.time) && matches!(q.op, Op::Eq | Op::Gt | Op::Ge | Op::Lt | Op::Le))
+        || (is(roles.labels) && q.key.as_deref().is_some_and(is_label_name) && q.op == Op::Eq)
+        || (is(roles.labels) && q.key.is_none() && q.op == Op::Other("@>".into()))
+}
+
+impl Wrapper for PrometheusFdw {
+    type Plan = Plan;
+
+    fn options() -> &'static [OptionSpec] {
+        OPTIONS
+    }
+
+    fn plan(req: &PlanRequest) -> Result<Planned<Plan>, FdwError> {
+        req.options.require("base_url", "http://127.0.0.1:9090")?;
+        let roles = Roles::of(req.columns);
+        if roles.name.is_none() || roles.time.is_none() {
+            return Err(FdwError::new(
+                ErrorKind::InvalidOptionValue,
+                format!("foreign table {} needs the columns metric_name and metric_time", req.table),
+            )
+            .with_hint("declare (metric_name text, metric_labels jsonb, metric_time bigint, metric_value float8)"));
+        }
+        let pushed: Vec<usize> = (0..req.quals.len())
+            .filter(|&i| pushable(&req.quals[i], &roles))
+            .collect();
+        let has = |f: &dyn Fn(&Qual) -> bool| pushed.iter().any(|&i| f(&req.quals[i]));
+        let on_time = |q: &Qual| Some(q.column) == roles.time;
+        if !has(&|q| Some(q.column) == roles.name) {
+            return Err(FdwError::new(
+                ErrorKind::MissingQual,
+                "metric_name needs a value: the PromQL to run",
+            )
+            .with_hint(format!("for example: {EXAMPLE}")));
+        }
+        let lower = has(&|q| on_time(q) && matches!(q.op, Op::Gt | Op::Ge | Op::Eq));
+        let upper = has(&|q| on_time(q) && matches!(q.op, Op::Lt | Op::Le | Op::Eq));
+        if !lower || !upper {
+            let missing = match (lower, upper) {
+                (false, false) => "a lower and an upper bound",
+                (false, true) => "a lower bound",
+                _ => "an upper bound",
+            };
+            return Err(FdwError::new(
+                ErrorKind::MissingQual,
+                format!("metric_time needs {missing}"),
+            )
+            .with_hint(format!("for example: {EXAMPLE}")));
+        }
+        let step_text = req.options.get("step").unwrap_or("10m");
+        let step = parse_duration(step_text)
+            .map_err(|e| FdwError::new(ErrorKind::InvalidOptionValue, e))?;
+        Ok(Planned {
+            plan: Plan { step, roles },
+            pushed,
+            uses_limit: false,
+            rows: 1000.0,
+        })
+    }
+
+    fn scan(plan: &Plan, req: &ScanRequest) -> Result<Box<dyn Source>, FdwError> {
+        let requests = Requests::build(plan, req)?;
+        let client = Client::new(req.options)?;
+        Ok(Box::new(RangeSource {
+            client,
+            queue: requests.queue.into_iter(),
+            roles: plan.roles.clone(),
+            ncols: req.columns.len(),
+            step: plan.step,
+        }))
+    }
+
+    fn explain(plan: &Plan, req: &ScanRequest) -> Vec<(String, String)> {
+        match Requests::build(plan, req) {
+            Ok(r) => {
+                let mut lines: Vec<(String, String)> = r
+                    .exprs
+                    .iter()
+                    .map(|e| ("PromQL".to_string(), e.clone()))
+                    .collect();
+                if let (Some(first), Some(last)) = (r.windows.first(), r.windows.last()) {
+                    lines.push((
+                        "Window".into(),
+                        format!(
+                            "{} .. {} ({} s)",
+                            first.start,
+                            last.end,
+                            last.end - first.start
+                        ),
+                    ));
+                }
+                lines.push(("Step".into(), format!("{} s", plan.step)));
+                lines.push(("Requests".into(), r.queue.len().to_string()));
+                lines
+            }
+            Err(e) => vec![("Requests".into(), format!("none: {}", e.message))],
+        }
+    }
+}
+
+/// The range queries a scan sends, in order.
+struct Requests {
+    exprs: Vec<String>,
+    windows: Vec<Window>,
+    /// (the metric_name value as written, the PromQL sent, window)
+    queue: Vec<(String, String, Window)>,
+}
+
+fn values(v: &Value) -> Vec<&Value> {
+    match v {
+        Value::Array(items) => items.iter().collect(),
+        other => vec![other],
+    }
+}
+
+impl Requests {
+    fn build(plan: &Plan, req: &ScanRequest) -> Result<Requests, FdwError> {
+        let mut names: Option<Vec<String>> = None;
+        let mut labels: Vec<(String, String)> = Vec::new();
+        let (mut lo, mut hi) = (f64::NEG_INFINITY, f64::INFINITY);
+        for q in req.quals {
+            if Some(q.column) == plan.roles.name {
+                let these: Vec<String> = values(&q.value)
+                    .into_iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect();
+                // Several name quals (name = 'a' AND name IN ('a','b')) intersect.
+                names = Some(match names {
+                    None => these,
+                    Some(prev) => prev.into_iter().filter(|n| these.contains(n)).collect(),
+                });
+            } else if Some(q.column) == plan.roles.time {
+                let Some(t) = q.value.as_epoch_seconds() else {
+                    if matches!(q.value, Value::Null) {
+                        return Ok(Requests {
+                            exprs: vec![],
+                            windows: vec![],
+                            queue: vec![],
+                        });
+                    }
+                    return Err(FdwError::new(
+                        ErrorKind::InvalidDataType,
+                        format!("metric_time bound {} is not a time", q.value.display()),
+                    ));
+                };
+                match q.op {
+                    Op::Gt | Op::Ge => lo = lo.max(t),
+                    Op::Lt | Op::Le => hi = hi.min(t),
+                    Op::Eq => {
+                        lo = lo.max(t);
+                        hi = hi.min(t);
+                    }
+                    _ => {}
+                }
+            } else if Some(q.column) == plan.roles.labels {
+                match (&q.key, &q.value) {
+                    (Some(k), Value::Text(v)) => labels.push((k.clone(), v.clone())),
+                    (None, Value::Json(serde_json::Value::Object(m))) => {
+                        for (k, v) in m {
+                            if let (true, Some(s)) = (is_label_name(k), v.as_str()) {
+                                labels.push((k.clone(), s.to_string()));
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        labels.sort();
+        labels.dedup();
+        let names = names.unwrap_or_default();
+        let windows = if lo.is_finite() && hi.is_finite() {
+            split(lo, hi, plan.step)
+        } else {
+            Vec::new()
+        };
+        let exprs: Vec<String> = names
+            .iter()
+            .map(|n| {
+                if is_metric_name(n) {
+                    selector(n, &labels)
+                } else {
+                    n.clone()
+                }
+            })
+            .collect();
+        let mut queue = Vec::new();
+        for (name, expr) in names.iter().zip(&exprs) {
+            for w in &windows {
+                queue.push((name.clone(), expr.clone(), *w));
+            }
+        }
+        Ok(Requests {
+            exprs,
+            windows,
+            queue,
+        })
+    }
+}
+
+struct Client {
+    agent: ureq::Agent,
+    base: String,
+    auth: Option<String>,
+}
+
+impl Client {
+    fn new(options: &Options) -> Result<Client, FdwError> {
+        let secs = |name: &str, default: f64| {
+            options
+                .get(name)
+                .map(parse_duration)
+                .transpose()
+                .map(|v| v.unwrap_or(default))
+        };
+        let connect = secs("connect_timeout", 10.0)
+            .map_err(|e| FdwError::new(ErrorKind::InvalidOptionValue, e))?;
+        let total =
+            secs("timeout", 300.0).map_err(|e| FdwError::new(ErrorKind::InvalidOptionValue, e))?;
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(Duration::from_secs_f64(connect))
+            .timeout(Duration::from_secs_f64(total))
+            .build();
+        let auth = if let Some(t) = options.get("bearer_token") {
+            Some(format!("Bearer {t}"))
+        } else if let Some(u) = options.get("username") {
+            use base64::Engine;
+            let pw = options.get("password").unwrap_or("");
+            Some(format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{u}:{pw}"))
+            ))
+        } else {
+            None
+        };
+        Ok(Client {
+            agent,
+            base: options
+                .get("base_url")
+                .unwrap_or_default()
+                .trim_end_matches('/')
+                .to_string(),
+            auth,
+        })
+    }
+
+    fn query_range(&self, expr: &str, w: Window, step: f64) -> Result<String, FdwError> {
+        let url = format!("{}/api/v1/query_range", self.base);
+        let mut r = self
+            .agent
+            .get(&url)
+            .query("query", expr)
+            .query("start", &format!("{:.3}", w.start))
+            .query("end", &format!("{:.3}", w.end))
+            .query("step", &format!("{step}"));
+        if let Some(a) = &self.auth {
+            r = r.set("Authorization", a);
+        }
+        match r.call() {
+            Ok(resp) => resp.into_string().map_err(|e| {
+                FdwError::new(ErrorKind::BadReply, format!("reading Prometheus' reply failed: {e}"))
+            }),
+            Err(ureq::Error::Status(code @ (401 | 403), _)) => Err(FdwError::new(
+                ErrorKind::Authorization,
+                format!("Prometheus at {} refused the credentials (HTTP {code})", self.base),
+            )
+            .with_hint("set bearer_token, or username and password, on the user mapping: CREATE USER MAPPING FOR CURRENT_USER SERVER ... OPTIONS (bearer_token '...')")),
+            Err(ureq::Error::Status(code, resp)) => {
+                let body = resp.into_string().unwrap_or_default();
+                match envelope_error(&body) {
+                    Some((kind, msg)) => {
+                        let hint = if msg.contains("11,000 points") {
+                            "use a larger step: ALTER FOREIGN TABLE ... OPTIONS (SET step '5m')"
+                        } else if kind == "bad_data" {
+                            "check the PromQL in metric_name"
+                        } else {
+                            "see Prometheus' own log for more"
+                        };
+                        Err(FdwError::new(ErrorKind::Remote, format!("Prometheus answered {kind} (HTTP {code}): {msg}"))
+                            .with_detail(format!("query: {expr}"))
+                            .with_hint(hint))
+                    }
+                    None => Err(FdwError::new(ErrorKind::Remote, format!("Prometheus at {} answered HTTP {code}", self.base))
+                        .with_detail(excerpt(&body))),
+                }
+            }
+            Err(e) => Err(FdwError::new(ErrorKind::Connection, format!("cannot reach Prometheus at {}: {e}", self.base))
+                .with_hint("check the server's base_url and that Prometheus is running")),
+        }
+    }
+}
+
+struct RangeSource {
+    client: Client,
+    queue: std::vec::IntoIter<(String, String, Window)>,
+    roles: Roles,
+    ncols: usize,
+    step: f64,
+}
+
+impl Source for RangeSource {
+    fn next_batch(&mut self) -> Result<Option<Vec<Row>>, FdwError> {
+        let Some((name, expr, window)) = self.queue.next() else {
+            return Ok(None);
+        };
+        let body = self.client.query_range(&expr, window, self.step)?;
+        let series = parse_matrix(&body)?;
+        let mut rows = Vec::new();
+        for s in series {
+            let labels = Cell::Json(serde_json::Value::Object(s.metric));
+            for (t, v) in s.values {
+                let mut row: Row = vec![Cell::Null; self.ncols];
+                if let Some(i) = self.roles.name {
+                    row[i] = Cell::Text(name.clone());
+                }
+                if let Some(i) = self.roles.labels {
+                    row[i] = labels.clone();
+                }
+                if let Some(i) = self.roles.time {
+                    // Milliseconds are kept; a bigint column takes whole seconds.
+                    row[i] = Cell::EpochSeconds(t);
+                }
+                if let Some(i) = self.roles.value {
+                    row[i] = Cell::Text(v);
+                }
+                rows.push(row);
+            }
+        }
+        Ok(Some(rows))
+    }
+}

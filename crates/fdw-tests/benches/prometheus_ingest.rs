@@ -67,6 +67,42 @@ fn main() {
          FROM metrics m JOIN metric_labels l ON l.name = m.metric_name AND l.labels = m.metric_labels
          WHERE m.metric_name = 'bench_cpu' AND m.metric_time >= {start} AND m.metric_time <= {end};"
     );
+    eprintln!("Prometheus alone (HTTP + JSON, same windows)...");
+    let t = Instant::now();
+    let mut http_bytes = 0usize;
+    let mut w_start = start;
+    while w_start <= end {
+        let w_end = (w_start + 10_999 * 60).min(end);
+        let body = ureq::get(&format!("{}/api/v1/query_range", prom.url()))
+            .query("query", "bench_cpu")
+            .query("start", &w_start.to_string())
+            .query("end", &w_end.to_string())
+            .query("step", "60")
+            .call()
+            .unwrap()
+            .into_reader();
+        let v: serde_json::Value = serde_json::from_reader(body).unwrap();
+        http_bytes += v["data"]["result"].as_array().map(|a| a.len()).unwrap_or(0);
+        w_start = w_end + 60;
+    }
+    let http_secs = t.elapsed().as_secs_f64();
+    let plan = w.sql(&format!(
+        "EXPLAIN INSERT INTO metric_values (label_id, time, value)
+         SELECT l.id, m.metric_time, m.metric_value
+         FROM metrics m JOIN metric_labels l ON l.name = m.metric_name AND l.labels = m.metric_labels
+         WHERE m.metric_name = 'bench_cpu' AND m.metric_time >= {start} AND m.metric_time <= {end};"
+    ));
+    eprintln!("{plan}");
+    eprintln!("scan only (count) through prometheus_fdw...");
+    let t = Instant::now();
+    let scanned: i64 = w
+        .sql(&format!(
+            "SELECT count(metric_value) FROM metrics
+             WHERE metric_name = 'bench_cpu' AND metric_time >= {start} AND metric_time <= {end};"
+        ))
+        .parse()
+        .unwrap();
+    let scan_secs = t.elapsed().as_secs_f64();
     eprintln!("INSERT ... SELECT through prometheus_fdw...");
     let t = Instant::now();
     w.sql(&insert);
@@ -74,7 +110,7 @@ fn main() {
     let loaded: i64 = w.sql("SELECT count(*) FROM metric_values;").parse().unwrap();
 
     let csv = std::env::temp_dir().join(format!("pgdw-bench-{}.csv", std::process::id()));
-    w.sql(&format!("COPY metric_values TO '{}' (FORMAT csv);", csv.display()));
+    w.sql(&format!("COPY (SELECT * FROM metric_values) TO '{}' (FORMAT csv);", csv.display()));
     w.sql("TRUNCATE metric_values; CHECKPOINT;");
     eprintln!("COPY FROM the same rows as CSV...");
     let t = Instant::now();
@@ -90,6 +126,8 @@ fn main() {
     let mut out = std::io::stdout().lock();
     writeln!(out, "prometheus_ingest: {days} days x {series} series at 60 s = {samples} samples expected").unwrap();
     writeln!(out, "  partitions: {partitions} (rows in default: {default_rows})").unwrap();
+    writeln!(out, "  Prometheus alone (HTTP + serde_json):  {http_bytes} series in {http_secs:.2} s").unwrap();
+    writeln!(out, "  scan only (SELECT count):             {scanned} rows in {scan_secs:.2} s = {:.0} samples/s", scanned as f64 / scan_secs).unwrap();
     writeln!(out, "  INSERT ... SELECT via prometheus_fdw: {loaded} rows in {fdw_secs:.2} s = {fdw_rate:.0} samples/s").unwrap();
     writeln!(out, "  COPY FROM csv (baseline):             {copied} rows in {copy_secs:.2} s = {copy_rate:.0} samples/s").unwrap();
     writeln!(out, "  ratio fdw/copy: {:.2} (target >= 0.50)", fdw_rate / copy_rate).unwrap();

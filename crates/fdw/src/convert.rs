@@ -167,6 +167,7 @@ fn describe(cell: &Cell) -> String {
         Cell::EpochSeconds(s) => format!("the time {s} (epoch seconds)"),
         Cell::EpochMillis(m) => format!("the time {m} (epoch milliseconds)"),
         Cell::List(items) => format!("a list of {} items", items.len()),
+        Cell::Shared(inner) => describe(inner),
     };
     if s.len() > 120 {
         format!(
@@ -221,6 +222,7 @@ fn text_of(cell: &Cell) -> Option<String> {
         Cell::EpochSeconds(s) => Some(float_text(*s)),
         Cell::EpochMillis(m) => Some(m.to_string()),
         Cell::List(items) => Some(json_of(&Cell::List(items.clone())).to_string()),
+        Cell::Shared(inner) => text_of(inner),
     }
 }
 
@@ -251,6 +253,7 @@ fn json_of(cell: &Cell) -> serde_json::Value {
             .unwrap_or(serde_json::Value::Null),
         Cell::EpochMillis(m) => (*m).into(),
         Cell::List(items) => serde_json::Value::Array(items.iter().map(json_of).collect()),
+        Cell::Shared(inner) => json_of(inner),
     }
 }
 
@@ -318,6 +321,9 @@ pub(crate) unsafe fn cell_to_datum(
 ) -> Result<Option<pg_sys::Datum>, FdwError> {
     if matches!(cell, Cell::Null) || col.dropped {
         return Ok(None);
+    }
+    if let Cell::Shared(inner) = cell {
+        return unsafe { cell_to_datum(inner, col, table) };
     }
     unsafe {
         let d = match &col.ty {

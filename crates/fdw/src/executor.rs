@@ -15,7 +15,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError};
 use std::time::Duration;
 
-use pgdw_wrapper::{Column, ErrorKind, FdwError, Options, Qual, Row, ScanRequest, Source, Value};
+use pgdw_wrapper::{Cell, Column, ErrorKind, FdwError, Options, Qual, Row, ScanRequest, Source, Value};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
@@ -44,6 +44,10 @@ struct ScanState {
     exprs: Vec<*mut pg_sys::ExprState>,
     rx: Option<Receiver<Msg>>,
     batch: std::vec::IntoIter<Row>,
+    /// Holds datums of shared cells for the current batch; reset when the next batch arrives.
+    batch_cxt: pg_sys::MemoryContext,
+    /// Per column: the shared cell last converted and its datum (valid until the batch ends).
+    shared: Vec<Option<(*const Cell, Option<pg_sys::Datum>)>>,
     started: bool,
     done: bool,
 }
@@ -83,8 +87,18 @@ pub(crate) unsafe extern "C-unwind" fn begin(node: *mut pg_sys::ForeignScanState
             pg_sys::ALLOCSET_DEFAULT_INITSIZE as usize,
             pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
         );
+        let batch_cxt = pg_sys::AllocSetContextCreateInternal(
+            cxt,
+            c"pgdw foreign scan batch".as_ptr(),
+            pg_sys::ALLOCSET_DEFAULT_MINSIZE as usize,
+            pg_sys::ALLOCSET_DEFAULT_INITSIZE as usize,
+            pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
+        );
+        let ncols = columns.len();
         let st = Box::new(ScanState {
             cxt,
+            batch_cxt,
+            shared: vec![None; ncols],
             plan: stored_plan(plan),
             table: columns::qualified_name(relid),
             plain_columns: columns::plain(&columns),
@@ -261,7 +275,11 @@ pub(crate) unsafe extern "C-unwind" fn iterate(
             }
             let msg = next_message(st.rx.as_ref().expect("a started scan has a receiver"));
             match msg {
-                Msg::Batch(rows) => st.batch = rows.into_iter(),
+                Msg::Batch(rows) => {
+                    st.shared.iter_mut().for_each(|c| *c = None);
+                    pg_sys::MemoryContextReset(st.batch_cxt);
+                    st.batch = rows.into_iter();
+                }
                 Msg::End => {
                     st.done = true;
                     st.rx = None;
@@ -275,7 +293,7 @@ pub(crate) unsafe extern "C-unwind" fn iterate(
     }
 }
 
-unsafe fn store(st: &ScanState, slot: *mut pg_sys::TupleTableSlot, row: Row) {
+unsafe fn store(st: &mut ScanState, slot: *mut pg_sys::TupleTableSlot, row: Row) {
     unsafe {
         let natts = (*(*slot).tts_tupleDescriptor).natts as usize;
         let values = std::slice::from_raw_parts_mut((*slot).tts_values, natts);
@@ -297,6 +315,27 @@ unsafe fn store(st: &ScanState, slot: *mut pg_sys::TupleTableSlot, row: Row) {
         // Only the columns the query reads are converted; the others stay NULL.
         for &i in &st.plan.needed {
             let Some(cell) = row.get(i) else { continue };
+            if let Cell::Shared(inner) = cell {
+                let key = std::sync::Arc::as_ptr(inner);
+                let datum = match st.shared[i] {
+                    Some((k, d)) if k == key => d,
+                    _ => {
+                        // The batch's `rows` keep the Arc alive, so its address stays unique
+                        // until the batch context (holding the datum) is reset.
+                        let old = pg_sys::MemoryContextSwitchTo(st.batch_cxt);
+                        let d = cell_to_datum(inner, &st.columns[i], &st.table);
+                        pg_sys::MemoryContextSwitchTo(old);
+                        let d = d.unwrap_or_else(|e| raise(e, &st.options.secrets()));
+                        st.shared[i] = Some((key, d));
+                        d
+                    }
+                };
+                if let Some(d) = datum {
+                    values[i] = d;
+                    nulls[i] = false;
+                }
+                continue;
+            }
             match cell_to_datum(cell, &st.columns[i], &st.table) {
                 Ok(Some(d)) => {
                     values[i] = d;

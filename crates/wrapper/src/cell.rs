@@ -15,6 +15,9 @@ pub enum Cell {
     /// A point in time as milliseconds since the Unix epoch (Clerk's timestamps).
     EpochMillis(i64),
     List(Vec<Cell>),
+    /// The same value for many rows (a series' labels): the core converts it once per batch
+    /// and reuses the datum while consecutive rows share this Arc.
+    Shared(std::sync::Arc<Cell>),
 }
 
 pub type Row = Vec<Cell>;

@@ -39,6 +39,9 @@ COMMENT ON FUNCTION clerk_fdw_handler() IS 'Handler of the clerk_fdw foreign dat
 CREATE FUNCTION clerk_fdw_validator(text[], oid) RETURNS void
     AS 'MODULE_PATHNAME', 'clerk_fdw_validator' LANGUAGE C STRICT;
 COMMENT ON FUNCTION clerk_fdw_validator(text[], oid) IS 'Checks the options of clerk_fdw wrappers, servers, user mappings and foreign tables';
+-- Like postgres_fdw, the extension brings a wrapper of its own name; the seeds' own
+-- CREATE FOREIGN DATA WRAPPER clerk_wrapper ... works beside it.
+CREATE FOREIGN DATA WRAPPER clerk_fdw HANDLER clerk_fdw_handler VALIDATOR clerk_fdw_validator;
 "#,
     name = "fdw_entry_points"
 );

@@ -13,6 +13,9 @@ COMMENT ON FUNCTION prometheus_fdw_handler() IS 'Handler of the prometheus_fdw f
 CREATE FUNCTION prometheus_fdw_validator(text[], oid) RETURNS void
     AS 'MODULE_PATHNAME', 'prometheus_fdw_validator' LANGUAGE C STRICT;
 COMMENT ON FUNCTION prometheus_fdw_validator(text[], oid) IS 'Checks the options of prometheus_fdw wrappers, servers, user mappings and foreign tables';
+-- Like postgres_fdw, the extension brings a wrapper of its own name; the seeds' own
+-- CREATE FOREIGN DATA WRAPPER prometheus_wrapper ... works beside it.
+CREATE FOREIGN DATA WRAPPER prometheus_fdw HANDLER prometheus_fdw_handler VALIDATOR prometheus_fdw_validator;
 "#,
     name = "fdw_entry_points"
 );

@@ -189,6 +189,8 @@ impl Wrapper for PrometheusFdw {
             roles: plan.roles.clone(),
             ncols: req.columns.len(),
             step: plan.step,
+            inflight: None,
+            pending: Default::default(),
         }))
     }
 
@@ -320,6 +322,7 @@ impl Requests {
     }
 }
 
+#[derive(Clone)]
 struct Client {
     agent: ureq::Agent,
     base: String,
@@ -379,9 +382,14 @@ impl Client {
             r = r.set("Authorization", a);
         }
         match r.call() {
-            Ok(resp) => resp.into_string().map_err(|e| {
-                FdwError::new(ErrorKind::BadReply, format!("reading Prometheus' reply failed: {e}"))
-            }),
+            Ok(resp) => {
+                // No size cap: one window of a large range can be tens of megabytes.
+                let mut body = String::new();
+                std::io::Read::read_to_string(&mut resp.into_reader(), &mut body).map_err(|e| {
+                    FdwError::new(ErrorKind::BadReply, format!("reading Prometheus' reply failed: {e}"))
+                })?;
+                Ok(body)
+            }
             Err(ureq::Error::Status(code @ (401 | 403), _)) => Err(FdwError::new(
                 ErrorKind::Authorization,
                 format!("Prometheus at {} refused the credentials (HTTP {code})", self.base),
@@ -412,41 +420,90 @@ impl Client {
     }
 }
 
+/// Rows handed to the core per batch: the core converts one batch while the next is cut.
+const BATCH_ROWS: usize = 10_000;
+
 struct RangeSource {
     client: Client,
     queue: std::vec::IntoIter<(String, String, Window)>,
     roles: Roles,
     ncols: usize,
     step: f64,
+    /// The next request, already under way while the current reply is turned into rows.
+    inflight: Option<(String, std::thread::JoinHandle<Result<String, FdwError>>)>,
+    /// Series of the last reply not yet turned into rows: (name cell, labels cell, samples).
+    pending: std::collections::VecDeque<(Cell, Cell, std::vec::IntoIter<(f64, String)>)>,
+}
+
+impl RangeSource {
+    /// Send the next queued request on its own thread.
+    fn send_next(&mut self) {
+        if let Some((name, expr, window)) = self.queue.next() {
+            let client = self.client.clone();
+            let step = self.step;
+            let handle = std::thread::spawn(move || client.query_range(&expr, window, step));
+            self.inflight = Some((name, handle));
+        }
+    }
+
+    /// Take the next reply (prefetching the one after); false when every request was made.
+    fn fetch(&mut self) -> Result<bool, FdwError> {
+        if self.inflight.is_none() {
+            self.send_next();
+        }
+        let Some((name, handle)) = self.inflight.take() else {
+            return Ok(false);
+        };
+        let body = handle
+            .join()
+            .map_err(|_| FdwError::new(ErrorKind::Internal, "the request thread panicked"))??;
+        self.send_next();
+        let series = parse_matrix(&body)?;
+        drop(body);
+        // One shared cell per series and per name: the core converts each once per batch.
+        let name = Cell::Shared(std::sync::Arc::new(Cell::Text(name)));
+        for s in series {
+            let labels = Cell::Shared(std::sync::Arc::new(Cell::Json(serde_json::Value::Object(s.metric))));
+            self.pending.push_back((name.clone(), labels, s.values.into_iter()));
+        }
+        Ok(true)
+    }
 }
 
 impl Source for RangeSource {
     fn next_batch(&mut self) -> Result<Option<Vec<Row>>, FdwError> {
-        let Some((name, expr, window)) = self.queue.next() else {
-            return Ok(None);
-        };
-        let body = self.client.query_range(&expr, window, self.step)?;
-        let series = parse_matrix(&body)?;
-        let mut rows = Vec::new();
-        for s in series {
-            let labels = Cell::Json(serde_json::Value::Object(s.metric));
-            for (t, v) in s.values {
-                let mut row: Row = vec![Cell::Null; self.ncols];
-                if let Some(i) = self.roles.name {
-                    row[i] = Cell::Text(name.clone());
-                }
-                if let Some(i) = self.roles.labels {
-                    row[i] = labels.clone();
-                }
-                if let Some(i) = self.roles.time {
-                    // Milliseconds are kept; a bigint column takes whole seconds.
-                    row[i] = Cell::EpochSeconds(t);
-                }
-                if let Some(i) = self.roles.value {
-                    row[i] = Cell::Text(v);
-                }
-                rows.push(row);
+        while self.pending.is_empty() {
+            if !self.fetch()? {
+                return Ok(None);
             }
+        }
+        let mut rows = Vec::with_capacity(BATCH_ROWS);
+        while rows.len() < BATCH_ROWS {
+            let Some((name, labels, samples)) = self.pending.front_mut() else { break };
+            let Some((t, v)) = samples.next() else {
+                self.pending.pop_front();
+                continue;
+            };
+            let mut row: Row = vec![Cell::Null; self.ncols];
+            if let Some(i) = self.roles.name {
+                row[i] = name.clone();
+            }
+            if let Some(i) = self.roles.labels {
+                row[i] = labels.clone();
+            }
+            if let Some(i) = self.roles.time {
+                // Milliseconds are kept; a bigint column takes whole seconds.
+                row[i] = Cell::EpochSeconds(t);
+            }
+            if let Some(i) = self.roles.value {
+                // Parsed here, on the worker thread, not on the backend. Rust's float parser
+                // reads Prometheus' "NaN", "+Inf" and "-Inf".
+                row[i] = match v.parse::<f64>() {
+                    Ok(f) => Cell::Float(f),
+                    Err(_) => Cell::Text(v),
+                };
+            }
+            rows.push(row);
         }
         Ok(Some(rows))
     }

@@ -12,10 +12,16 @@ use pgdw_testkit::prometheus::Prometheus;
 use pgdw_testkit::TempWarehouse;
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
     let days: i64 = args.first().and_then(|a| a.parse().ok()).unwrap_or(30);
     let series: i64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(200);
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
     let end = (now / 3600 - 4) * 3600;
     let start = end - days * 86_400 + 60;
     let points = (end - start) / 60 + 1;
@@ -107,28 +113,58 @@ fn main() {
     let t = Instant::now();
     w.sql(&insert);
     let fdw_secs = t.elapsed().as_secs_f64();
-    let loaded: i64 = w.sql("SELECT count(*) FROM metric_values;").parse().unwrap();
+    let loaded: i64 = w
+        .sql("SELECT count(*) FROM metric_values;")
+        .parse()
+        .unwrap();
 
     let csv = std::env::temp_dir().join(format!("pgdw-bench-{}.csv", std::process::id()));
-    w.sql(&format!("COPY (SELECT * FROM metric_values) TO '{}' (FORMAT csv);", csv.display()));
+    w.sql(&format!(
+        "COPY (SELECT * FROM metric_values) TO '{}' (FORMAT csv);",
+        csv.display()
+    ));
     w.sql("TRUNCATE metric_values; CHECKPOINT;");
     eprintln!("COPY FROM the same rows as CSV...");
     let t = Instant::now();
-    w.sql(&format!("COPY metric_values FROM '{}' (FORMAT csv);", csv.display()));
+    w.sql(&format!(
+        "COPY metric_values FROM '{}' (FORMAT csv);",
+        csv.display()
+    ));
     let copy_secs = t.elapsed().as_secs_f64();
-    let copied: i64 = w.sql("SELECT count(*) FROM metric_values;").parse().unwrap();
-    let partitions = w.sql("SELECT count(*) FROM pg_inherits WHERE inhparent = 'metric_values'::regclass;");
+    let copied: i64 = w
+        .sql("SELECT count(*) FROM metric_values;")
+        .parse()
+        .unwrap();
+    let partitions =
+        w.sql("SELECT count(*) FROM pg_inherits WHERE inhparent = 'metric_values'::regclass;");
     let default_rows = w.sql("SELECT count(*) FROM metric_values_default;");
     let _ = std::fs::remove_file(&csv);
 
     let fdw_rate = loaded as f64 / fdw_secs;
     let copy_rate = copied as f64 / copy_secs;
     let mut out = std::io::stdout().lock();
-    writeln!(out, "prometheus_ingest: {days} days x {series} series at 60 s = {samples} samples expected").unwrap();
-    writeln!(out, "  partitions: {partitions} (rows in default: {default_rows})").unwrap();
-    writeln!(out, "  Prometheus alone (HTTP + serde_json):  {http_bytes} series in {http_secs:.2} s").unwrap();
+    writeln!(
+        out,
+        "prometheus_ingest: {days} days x {series} series at 60 s = {samples} samples expected"
+    )
+    .unwrap();
+    writeln!(
+        out,
+        "  partitions: {partitions} (rows in default: {default_rows})"
+    )
+    .unwrap();
+    writeln!(
+        out,
+        "  Prometheus alone (HTTP + serde_json):  {http_bytes} series in {http_secs:.2} s"
+    )
+    .unwrap();
     writeln!(out, "  scan only (SELECT count):             {scanned} rows in {scan_secs:.2} s = {:.0} samples/s", scanned as f64 / scan_secs).unwrap();
     writeln!(out, "  INSERT ... SELECT via prometheus_fdw: {loaded} rows in {fdw_secs:.2} s = {fdw_rate:.0} samples/s").unwrap();
     writeln!(out, "  COPY FROM csv (baseline):             {copied} rows in {copy_secs:.2} s = {copy_rate:.0} samples/s").unwrap();
-    writeln!(out, "  ratio fdw/copy: {:.2} (target >= 0.50)", fdw_rate / copy_rate).unwrap();
+    writeln!(
+        out,
+        "  ratio fdw/copy: {:.2} (target >= 0.50)",
+        fdw_rate / copy_rate
+    )
+    .unwrap();
 }

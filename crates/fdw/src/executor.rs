@@ -15,7 +15,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError};
 use std::time::Duration;
 
-use pgdw_wrapper::{Cell, Column, ErrorKind, FdwError, Options, Qual, Row, ScanRequest, Source, Value};
+use pgdw_wrapper::{
+    Cell, Column, ErrorKind, FdwError, Options, Qual, Row, ScanRequest, Source, Value,
+};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 

@@ -1,35 +1,9 @@
-//! clerk_fdw: the PostgreSQL extension. The wrapper itself is built on the `fdw` core.
+//! clerk_fdw: the PostgreSQL extension. The wrapper's logic lives in `pgdw_sources::clerk`;
+//! the `fdw` core connects it to Postgres.
 
 ::pgrx::pg_module_magic!();
 
-fdw::export_wrapper!(NotYet, clerk_fdw);
-
-/// Until the wrapper is written, planning a scan is a clear error.
-pub struct NotYet;
-
-impl fdw::wrapper::Wrapper for NotYet {
-    type Plan = ();
-    fn options() -> &'static [fdw::wrapper::OptionSpec] {
-        &[]
-    }
-    fn plan(
-        _: &fdw::wrapper::PlanRequest,
-    ) -> Result<fdw::wrapper::Planned<()>, fdw::wrapper::FdwError> {
-        Err(fdw::wrapper::FdwError::new(
-            fdw::wrapper::ErrorKind::NotSupported,
-            "scanning foreign tables is not implemented in this build",
-        ))
-    }
-    fn scan(
-        _: &(),
-        _: &fdw::wrapper::ScanRequest,
-    ) -> Result<Box<dyn fdw::wrapper::Source>, fdw::wrapper::FdwError> {
-        unreachable!("plan always fails")
-    }
-    fn explain(_: &(), _: &fdw::wrapper::ScanRequest) -> Vec<(String, String)> {
-        Vec::new()
-    }
-}
+fdw::export_wrapper!(pgdw_sources::clerk::ClerkFdw, clerk_fdw);
 
 ::pgrx::extension_sql!(
     r#"

@@ -420,6 +420,9 @@ impl Client {
     }
 }
 
+/// A series not yet turned into rows: its name cell, labels cell and remaining samples.
+type PendingSeries = (Cell, Cell, std::vec::IntoIter<(f64, String)>);
+
 /// Rows handed to the core per batch: the core converts one batch while the next is cut.
 const BATCH_ROWS: usize = 10_000;
 
@@ -432,7 +435,7 @@ struct RangeSource {
     /// The next request, already under way while the current reply is turned into rows.
     inflight: Option<(String, std::thread::JoinHandle<Result<String, FdwError>>)>,
     /// Series of the last reply not yet turned into rows: (name cell, labels cell, samples).
-    pending: std::collections::VecDeque<(Cell, Cell, std::vec::IntoIter<(f64, String)>)>,
+    pending: std::collections::VecDeque<PendingSeries>,
 }
 
 impl RangeSource {
@@ -463,8 +466,11 @@ impl RangeSource {
         // One shared cell per series and per name: the core converts each once per batch.
         let name = Cell::Shared(std::sync::Arc::new(Cell::Text(name)));
         for s in series {
-            let labels = Cell::Shared(std::sync::Arc::new(Cell::Json(serde_json::Value::Object(s.metric))));
-            self.pending.push_back((name.clone(), labels, s.values.into_iter()));
+            let labels = Cell::Shared(std::sync::Arc::new(Cell::Json(serde_json::Value::Object(
+                s.metric,
+            ))));
+            self.pending
+                .push_back((name.clone(), labels, s.values.into_iter()));
         }
         Ok(true)
     }
@@ -479,7 +485,9 @@ impl Source for RangeSource {
         }
         let mut rows = Vec::with_capacity(BATCH_ROWS);
         while rows.len() < BATCH_ROWS {
-            let Some((name, labels, samples)) = self.pending.front_mut() else { break };
+            let Some((name, labels, samples)) = self.pending.front_mut() else {
+                break;
+            };
             let Some((t, v)) = samples.next() else {
                 self.pending.pop_front();
                 continue;

@@ -1,0 +1,590 @@
+//! Clerk's Backend API over a [`Dataset`]: shapes, pagination, filters, auth, rate limits and
+//! faults.
+
+// Handlers short-circuit with a ready Response as the error; boxing it would only add noise.
+#![allow(clippy::result_large_err)]
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::data::Dataset;
+
+/// Faults a test switches on with `POST /__emulator/faults`. Counts apply to the next N API
+/// requests (after auth).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Faults {
+    pub latency_ms: u64,
+    pub fail: u32,
+    pub malformed: u32,
+    pub truncate: u32,
+    pub drop: u32,
+    /// Answer 429 to the next N requests, with this Retry-After.
+    pub throttle: u32,
+    pub retry_after_secs: u64,
+}
+
+struct Inner {
+    data: Dataset,
+    api_key: String,
+    faults: Faults,
+    /// Requests per `window` allowed per key; None = unlimited.
+    limit: Option<(usize, Duration)>,
+    recent: VecDeque<Instant>,
+    requests: u64,
+    throttled: u64,
+}
+
+/// The emulator's shared state.
+#[derive(Clone)]
+pub struct Emulator(Arc<Mutex<Inner>>);
+
+impl Emulator {
+    pub fn new(data: Dataset, api_key: &str, limit: Option<(usize, Duration)>) -> Emulator {
+        Emulator(Arc::new(Mutex::new(Inner {
+            data,
+            api_key: api_key.to_string(),
+            faults: Faults::default(),
+            limit,
+            recent: VecDeque::new(),
+            requests: 0,
+            throttled: 0,
+        })))
+    }
+
+    pub fn set_faults(&self, f: Faults) {
+        self.0.lock().unwrap().faults = f;
+    }
+
+    /// API requests answered so far (all statuses).
+    pub fn requests(&self) -> u64 {
+        self.0.lock().unwrap().requests
+    }
+
+    /// Requests answered 429 so far.
+    pub fn throttled(&self) -> u64 {
+        self.0.lock().unwrap().throttled
+    }
+
+    pub fn with_data<R>(&self, f: impl FnOnce(&mut Dataset) -> R) -> R {
+        f(&mut self.0.lock().unwrap().data)
+    }
+}
+
+fn clerk_error(status: StatusCode, code: &str, message: &str, long: &str) -> Response {
+    let body = json!({"errors": [{"message": message, "long_message": long, "code": code}],
+                      "clerk_trace_id": "emulator"});
+    (status, Json(body)).into_response()
+}
+
+/// Parsed query string: repeated keys kept (`user_id=a&user_id=b`, or `user_id[]=`).
+struct Query(Vec<(String, String)>);
+
+impl Query {
+    fn parse(raw: Option<String>) -> Query {
+        Query(
+            form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+                .map(|(k, v)| (k.trim_end_matches("[]").to_string(), v.into_owned()))
+                .collect(),
+        )
+    }
+    fn all(&self, key: &str) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+    fn one(&self, key: &str) -> Option<&str> {
+        self.all(key).into_iter().next()
+    }
+    fn int(&self, key: &str) -> Result<Option<i64>, Response> {
+        match self.one(key) {
+            None => Ok(None),
+            Some(v) => v.parse().map(Some).map_err(|_| {
+                clerk_error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "form_param_value_invalid",
+                    "is invalid",
+                    &format!("{key} must be an integer"),
+                )
+            }),
+        }
+    }
+    /// limit (1..=500, default 10) and offset (>= 0, default 0).
+    fn page(&self) -> Result<(usize, usize), Response> {
+        let limit = self.int("limit")?.unwrap_or(10);
+        let offset = self.int("offset")?.unwrap_or(0);
+        if !(1..=500).contains(&limit) {
+            return Err(clerk_error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "form_param_value_invalid",
+                "is invalid",
+                "limit must be between 1 and 500",
+            ));
+        }
+        if offset < 0 {
+            return Err(clerk_error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "form_param_value_invalid",
+                "is invalid",
+                "offset must be 0 or more",
+            ));
+        }
+        Ok((limit as usize, offset as usize))
+    }
+    /// (field, descending) from order_by; default -created_at.
+    fn order(&self) -> (String, bool) {
+        let o = self.one("order_by").unwrap_or("-created_at");
+        match o.strip_prefix('-') {
+            Some(f) => (f.to_string(), true),
+            None => (o.trim_start_matches('+').to_string(), false),
+        }
+    }
+}
+
+/// Check auth, rate limit and faults; Ok(latency) to answer normally, Err(response) otherwise.
+fn gate(emu: &Emulator, headers: &HeaderMap) -> Result<(Duration, Option<&'static str>), Response> {
+    let mut inner = emu.0.lock().unwrap();
+    inner.requests += 1;
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let Some(key) = auth.strip_prefix("Bearer ") else {
+        return Err(clerk_error(
+            StatusCode::UNAUTHORIZED,
+            "authorization_header_format_invalid",
+            "Invalid Authorization header format",
+            "Invalid Authorization header format. Must be 'Bearer <YOUR_API_KEY>'",
+        ));
+    };
+    if key != inner.api_key {
+        return Err(clerk_error(
+            StatusCode::UNAUTHORIZED,
+            "authentication_invalid",
+            "Invalid authentication",
+            "Unable to authenticate the request, you need to supply an active session",
+        ));
+    }
+    let f = &mut inner.faults;
+    if f.throttle > 0 {
+        f.throttle -= 1;
+        let retry = f.retry_after_secs.max(1);
+        inner.throttled += 1;
+        return Err(too_many(retry));
+    }
+    if let Some((n, window)) = inner.limit {
+        let now = Instant::now();
+        while inner
+            .recent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= window)
+        {
+            inner.recent.pop_front();
+        }
+        if inner.recent.len() >= n {
+            let oldest = *inner.recent.front().unwrap();
+            let retry = (window - now.duration_since(oldest))
+                .as_secs_f64()
+                .ceil()
+                .max(1.0) as u64;
+            inner.throttled += 1;
+            return Err(too_many(retry));
+        }
+        inner.recent.push_back(now);
+    }
+    let f = &mut inner.faults;
+    let latency = Duration::from_millis(f.latency_ms);
+    let fault = if f.fail > 0 {
+        f.fail -= 1;
+        Some("fail")
+    } else if f.malformed > 0 {
+        f.malformed -= 1;
+        Some("malformed")
+    } else if f.truncate > 0 {
+        f.truncate -= 1;
+        Some("truncate")
+    } else if f.drop > 0 {
+        f.drop -= 1;
+        Some("drop")
+    } else {
+        None
+    };
+    Ok((latency, fault))
+}
+
+fn too_many(retry_after: u64) -> Response {
+    let mut r = clerk_error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_requests",
+        "Too many requests",
+        "You have exceeded the rate limit; retry after the number of seconds in Retry-After",
+    );
+    r.headers_mut()
+        .insert("retry-after", HeaderValue::from(retry_after));
+    r
+}
+
+/// Answer `body` unless a fault says otherwise.
+async fn respond(
+    emu: &Emulator,
+    headers: &HeaderMap,
+    body: impl FnOnce(&Dataset) -> Result<Value, Response>,
+) -> Response {
+    let (latency, fault) = match gate(emu, headers) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let value = {
+        let inner = emu.0.lock().unwrap();
+        match body(&inner.data) {
+            Ok(v) => v,
+            Err(r) => return r,
+        }
+    };
+    let text = value.to_string();
+    match fault {
+        Some("fail") => clerk_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_clerk_error",
+            "Oops, an unexpected error occurred",
+            "Oops, an unexpected error occurred",
+        ),
+        Some("malformed") => (
+            StatusCode::OK,
+            [("content-type", "application/json")],
+            "{\"data\": [oops",
+        )
+            .into_response(),
+        Some("truncate") => {
+            let cut = text[..text.len() / 2].to_string();
+            (StatusCode::OK, [("content-type", "application/json")], cut).into_response()
+        }
+        Some("drop") => {
+            let stream = futures_util::stream::once(async {
+                Err::<axum::body::Bytes, std::io::Error>(std::io::Error::other(
+                    "connection dropped by the emulator",
+                ))
+            });
+            Response::builder()
+                .status(StatusCode::OK)
+                .header("content-type", "application/json")
+                .header("content-length", text.len().to_string())
+                .body(Body::from_stream(stream))
+                .unwrap()
+        }
+        _ => (
+            StatusCode::OK,
+            [
+                ("content-type", "application/json"),
+                ("clerk-trace-id", "emulator"),
+            ],
+            text,
+        )
+            .into_response(),
+    }
+}
+
+fn sort_page<T>(
+    mut items: Vec<T>,
+    key: impl Fn(&T) -> (i64, String),
+    desc: bool,
+    limit: usize,
+    offset: usize,
+) -> Vec<T> {
+    items.sort_by_key(|a| key(a));
+    if desc {
+        items.reverse();
+    }
+    items.into_iter().skip(offset).take(limit).collect()
+}
+
+fn time_filters(q: &Query) -> Result<(Option<i64>, Option<i64>), Response> {
+    Ok((q.int("created_at_after")?, q.int("created_at_before")?))
+}
+
+fn user_matches(
+    d: &Dataset,
+    u: &crate::data::User,
+    q: &Query,
+    after: Option<i64>,
+    before: Option<i64>,
+) -> bool {
+    let ids = q.all("user_id");
+    let emails = q.all("email_address");
+    (ids.is_empty() || ids.contains(&u.id.as_str()))
+        && (emails.is_empty() || u.emails.iter().any(|(_, e)| emails.contains(&e.as_str())))
+        && after.is_none_or(|a| u.created_at > a)
+        && before.is_none_or(|b| u.created_at < b)
+        && {
+            let orgs = q.all("organization_id");
+            orgs.is_empty()
+                || d.memberships.iter().any(|m| {
+                    m.user
+                        == d.users
+                            .iter()
+                            .position(|x| x.id == u.id)
+                            .unwrap_or(usize::MAX)
+                        && orgs.contains(&d.organizations[m.organization].id.as_str())
+                })
+        }
+}
+
+async fn users(
+    State(emu): State<Emulator>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let q = Query::parse(raw);
+    respond(&emu, &headers, |d| {
+        let (limit, offset) = q.page()?;
+        let (after, before) = time_filters(&q)?;
+        let (field, desc) = q.order();
+        let matching: Vec<&crate::data::User> = d
+            .users
+            .iter()
+            .filter(|u| user_matches(d, u, &q, after, before))
+            .collect();
+        let page = sort_page(
+            matching,
+            |u| {
+                (
+                    if field == "updated_at" {
+                        u.updated_at
+                    } else {
+                        u.created_at
+                    },
+                    u.id.clone(),
+                )
+            },
+            desc,
+            limit,
+            offset,
+        );
+        Ok(Value::Array(
+            page.into_iter().map(|u| d.user_json(u)).collect(),
+        ))
+    })
+    .await
+}
+
+async fn users_count(
+    State(emu): State<Emulator>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let q = Query::parse(raw);
+    respond(&emu, &headers, |d| {
+        let (after, before) = time_filters(&q)?;
+        let n = d
+            .users
+            .iter()
+            .filter(|u| user_matches(d, u, &q, after, before))
+            .count();
+        Ok(json!({"object": "total_count", "total_count": n}))
+    })
+    .await
+}
+
+async fn organizations(
+    State(emu): State<Emulator>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let q = Query::parse(raw);
+    respond(&emu, &headers, |d| {
+        let (limit, offset) = q.page()?;
+        let (_, desc) = q.order();
+        let counts = q.one("include_members_count") == Some("true");
+        let ids = q.all("organization_id");
+        let matching: Vec<usize> = (0..d.organizations.len())
+            .filter(|&o| ids.is_empty() || ids.contains(&d.organizations[o].id.as_str()))
+            .collect();
+        let total = matching.len();
+        let page = sort_page(matching, |&o| (d.organizations[o].created_at, d.organizations[o].id.clone()), desc, limit, offset);
+        Ok(json!({"data": page.into_iter().map(|o| d.organization_json(o, counts)).collect::<Vec<_>>(), "total_count": total}))
+    })
+    .await
+}
+
+fn memberships_of(d: &Dataset, q: &Query, org: Option<&str>) -> Result<Value, Response> {
+    let (limit, offset) = q.page()?;
+    let (_, desc) = q.order();
+    let (after, before) = time_filters(q)?;
+    let users = q.all("user_id");
+    let org_filter: Vec<&str> = match org {
+        Some(o) => vec![o],
+        None => q.all("organization_id"),
+    };
+    let matching: Vec<&crate::data::Membership> = d
+        .memberships
+        .iter()
+        .filter(|m| {
+            org_filter.is_empty()
+                || org_filter.contains(&d.organizations[m.organization].id.as_str())
+        })
+        .filter(|m| users.is_empty() || users.contains(&d.users[m.user].id.as_str()))
+        .filter(|m| {
+            after.is_none_or(|a| m.created_at > a) && before.is_none_or(|b| m.created_at < b)
+        })
+        .collect();
+    let total = matching.len();
+    let page = sort_page(
+        matching,
+        |m| (m.created_at, m.id.clone()),
+        desc,
+        limit,
+        offset,
+    );
+    Ok(
+        json!({"data": page.into_iter().map(|m| d.membership_json(m)).collect::<Vec<_>>(), "total_count": total}),
+    )
+}
+
+async fn memberships(
+    State(emu): State<Emulator>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let q = Query::parse(raw);
+    respond(&emu, &headers, |d| memberships_of(d, &q, None)).await
+}
+
+async fn org_memberships(
+    State(emu): State<Emulator>,
+    Path(org): Path<String>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let q = Query::parse(raw);
+    respond(&emu, &headers, |d| {
+        if !d.organizations.iter().any(|o| o.id == org) {
+            return Err(clerk_error(
+                StatusCode::NOT_FOUND,
+                "resource_not_found",
+                "not found",
+                &format!("No organization was found with id {org}"),
+            ));
+        }
+        memberships_of(d, &q, Some(&org))
+    })
+    .await
+}
+
+fn invitations_of(d: &Dataset, q: &Query, organization: bool) -> Result<Vec<Value>, Response> {
+    let (limit, offset) = q.page()?;
+    let (_, desc) = q.order();
+    let status = q.one("status");
+    let matching: Vec<&crate::data::Invitation> = d
+        .invitations
+        .iter()
+        .filter(|i| {
+            i.organization.is_some() == organization && status.is_none_or(|s| s == i.status)
+        })
+        .collect();
+    let page = sort_page(
+        matching,
+        |i| (i.created_at, i.id.clone()),
+        desc,
+        limit,
+        offset,
+    );
+    Ok(page.into_iter().map(|i| d.invitation_json(i)).collect())
+}
+
+async fn invitations(
+    State(emu): State<Emulator>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let q = Query::parse(raw);
+    respond(&emu, &headers, |d| {
+        let page = invitations_of(d, &q, false)?;
+        if q.one("paginated") == Some("true") {
+            let total = d
+                .invitations
+                .iter()
+                .filter(|i| i.organization.is_none())
+                .count();
+            Ok(json!({"data": page, "total_count": total}))
+        } else {
+            Ok(Value::Array(page))
+        }
+    })
+    .await
+}
+
+async fn org_invitations(
+    State(emu): State<Emulator>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let q = Query::parse(raw);
+    respond(&emu, &headers, |d| {
+        let total = d
+            .invitations
+            .iter()
+            .filter(|i| i.organization.is_some())
+            .count();
+        Ok(json!({"data": invitations_of(d, &q, true)?, "total_count": total}))
+    })
+    .await
+}
+
+async fn set_faults(State(emu): State<Emulator>, Json(f): Json<Faults>) -> StatusCode {
+    emu.set_faults(f);
+    StatusCode::NO_CONTENT
+}
+
+#[derive(Deserialize)]
+struct AddUsers {
+    count: usize,
+}
+
+async fn add_users(State(emu): State<Emulator>, Json(a): Json<AddUsers>) -> Json<Value> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let total = emu.with_data(|d| {
+        for i in 0..a.count {
+            d.add_user(now + i as i64);
+        }
+        d.users.len()
+    });
+    Json(json!({"users": total}))
+}
+
+async fn stats(State(emu): State<Emulator>) -> Json<Value> {
+    Json(json!({"requests": emu.requests(), "throttled": emu.throttled()}))
+}
+
+/// The emulator's routes: Clerk's `/v1/...` and the test controls under `/__emulator/`.
+pub fn app(emu: Emulator) -> Router {
+    Router::new()
+        .route("/v1/users", get(users))
+        .route("/v1/users/count", get(users_count))
+        .route("/v1/organizations", get(organizations))
+        .route("/v1/organizations/{id}/memberships", get(org_memberships))
+        .route("/v1/organization_memberships", get(memberships))
+        .route("/v1/invitations", get(invitations))
+        .route("/v1/organization_invitations", get(org_invitations))
+        .route("/__emulator/faults", post(set_faults))
+        .route("/__emulator/users", post(add_users))
+        .route("/__emulator/stats", get(stats))
+        .with_state(emu)
+}

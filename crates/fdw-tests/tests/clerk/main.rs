@@ -1,0 +1,408 @@
+//! clerk_fdw through SQL against the Clerk emulator (in this process), including every
+//! fault the emulator can inject.
+
+use std::time::{Duration, Instant};
+
+use clerk_emulator::{Dataset, Emulator, Faults, Spec};
+use pgdw_testkit::TempWarehouse;
+
+const KEY: &str = "sk_test_emulated_secret_1234";
+
+fn spec(users: usize) -> Spec {
+    Spec {
+        users,
+        organizations: 40,
+        memberships: 300,
+        invitations: 30,
+        ..Spec::default()
+    }
+}
+
+fn emulator(spec: Spec, limit: Option<(usize, Duration)>) -> (Emulator, u16) {
+    let emu = Emulator::new(Dataset::generate(&spec), KEY, limit);
+    let served = emu.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(l.local_addr().unwrap().port()).unwrap();
+            axum::serve(l, clerk_emulator::app(served)).await.unwrap();
+        });
+    });
+    (emu, rx.recv().unwrap())
+}
+
+/// The seeds' statements as written, plus api_url pointing at the emulator.
+fn setup(port: u16, extra_server_options: &str) -> TempWarehouse {
+    let w = TempWarehouse::started();
+    w.sql(&format!(
+        "CREATE EXTENSION clerk_fdw;
+         CREATE FOREIGN DATA WRAPPER clerk_wrapper handler clerk_fdw_handler validator clerk_fdw_validator;
+         CREATE SERVER clerk_server foreign data wrapper clerk_wrapper
+           options (api_key '{KEY}', api_url 'http://127.0.0.1:{port}/v1' {extra_server_options});
+         CREATE FOREIGN TABLE clerk_users (user_id text, first_name text, last_name text, email text, gender text,
+           created_at bigint, updated_at bigint, last_sign_in_at bigint, phone_numbers bigint, username text)
+           server clerk_server options (object 'users');
+         CREATE FOREIGN TABLE clerk_organizations (organization_id text, name text, slug text, created_at bigint,
+           updated_at bigint, created_by text, members_count int, attrs jsonb)
+           server clerk_server options (object 'organizations');
+         CREATE FOREIGN TABLE clerk_organization_memberships (user_id text, organization_id text, role text, attrs jsonb)
+           server clerk_server options (object 'organization_memberships');"
+    ));
+    w
+}
+
+#[test]
+fn the_seeds_tables_return_every_object() {
+    let (emu, port) = emulator(spec(200), None);
+    let w = setup(port, ", rate_limit 'off'");
+    assert_eq!(w.sql("SELECT count(*), count(DISTINCT user_id), count(email), count(gender) FROM clerk_users;"), "200|200|200|0");
+    let (first, primary) = emu.with_data(|d| {
+        let u = &d.users[3];
+        (
+            u.id.clone(),
+            u.emails
+                .iter()
+                .find(|e| e.0 == u.primary_email_id)
+                .unwrap()
+                .1
+                .clone(),
+        )
+    });
+    assert_eq!(
+        w.sql(&format!(
+            "SELECT email FROM clerk_users WHERE user_id = '{first}';"
+        )),
+        primary,
+        "the primary address, not the first listed"
+    );
+    assert_eq!(
+        w.sql(&format!(
+            "SELECT phone_numbers FROM clerk_users WHERE user_id = '{first}';"
+        )),
+        "1",
+        "a bigint column counts the phone numbers"
+    );
+    assert_eq!(w.sql("SELECT count(*) FROM clerk_organizations;"), "40");
+    assert_eq!(w.sql("SELECT count(*), count(DISTINCT (user_id, organization_id)) FROM clerk_organization_memberships;"), "300|300");
+    assert_eq!(
+        w.sql("SELECT count(*) FROM clerk_organizations o
+               WHERE o.members_count <> (SELECT count(*) FROM clerk_organization_memberships m WHERE m.organization_id = o.organization_id);"),
+        "0"
+    );
+    w.assert_no_crash();
+}
+
+#[test]
+fn pages_are_500_and_memberships_are_one_instance_wide_crawl() {
+    let (emu, port) = emulator(
+        Spec {
+            users: 1201,
+            organizations: 60,
+            memberships: 1100,
+            ..Spec::default()
+        },
+        None,
+    );
+    let w = setup(port, ", rate_limit 'off'");
+    let before = emu.requests();
+    assert_eq!(w.sql("SELECT count(*) FROM clerk_users;"), "1201");
+    assert_eq!(emu.requests() - before, 3, "ceil(1201 / 500) pages");
+    let before = emu.requests();
+    assert_eq!(
+        w.sql("SELECT count(*) FROM clerk_organization_memberships;"),
+        "1100"
+    );
+    assert_eq!(
+        emu.requests() - before,
+        3,
+        "not one request per organization"
+    );
+    w.assert_no_crash();
+}
+
+#[test]
+fn quals_and_limit_are_pushed_and_explained() {
+    let (emu, port) = emulator(spec(1200), None);
+    let w = setup(port, ", rate_limit 'off'");
+    let (id, email, created, org) = emu.with_data(|d| {
+        (
+            d.users[10].id.clone(),
+            d.users[11].emails.last().unwrap().1.clone(),
+            d.users[600].created_at,
+            d.organizations[5].id.clone(),
+        )
+    });
+    let before = emu.requests();
+    assert_eq!(
+        w.sql(&format!(
+            "SELECT count(*) FROM clerk_users WHERE user_id IN ('{id}', 'user_missing');"
+        )),
+        "1"
+    );
+    assert_eq!(
+        w.sql(&format!(
+            "SELECT count(*) FROM clerk_users WHERE email = '{email}';"
+        )),
+        "1"
+    );
+    assert_eq!(
+        emu.requests() - before,
+        2,
+        "one small page each instead of a full crawl"
+    );
+    let n: i64 = w
+        .sql(&format!(
+            "SELECT count(*) FROM clerk_users WHERE created_at >= {created};"
+        ))
+        .parse()
+        .unwrap();
+    assert_eq!(n, 600);
+    let before = emu.requests();
+    assert_eq!(
+        w.sql("SELECT count(*) FROM (SELECT user_id FROM clerk_users LIMIT 3) s;"),
+        "3"
+    );
+    assert_eq!(emu.requests() - before, 1);
+    let plan = w.sql(&format!(
+        "EXPLAIN SELECT * FROM clerk_users WHERE user_id = '{id}' LIMIT 1;"
+    ));
+    assert!(
+        plan.contains(&format!(
+            "Request: GET /users?limit=1&order_by=+created_at&user_id={id} (one page)"
+        )),
+        "{plan}"
+    );
+    let plan = w.sql(&format!(
+        "EXPLAIN SELECT * FROM clerk_organization_memberships WHERE organization_id = '{org}';"
+    ));
+    assert!(
+        plan.contains(&format!("GET /organizations/{org}/memberships?")),
+        "{plan}"
+    );
+    let members: i64 = w
+        .sql(&format!(
+            "SELECT count(*) FROM clerk_organization_memberships WHERE organization_id = '{org}';"
+        ))
+        .parse()
+        .unwrap();
+    assert_eq!(members as usize, emu.with_data(|d| d.members_count(5)));
+    w.assert_no_crash();
+}
+
+#[test]
+fn declared_types_shape_the_columns() {
+    let (_emu, port) = emulator(spec(30), None);
+    let w = setup(port, ", rate_limit 'off'");
+    let out = w.sql(
+        "CREATE FOREIGN TABLE users_typed (user_id text, created_at timestamptz, phone_numbers text[], public_metadata jsonb, attrs jsonb, banned bool)
+           SERVER clerk_server OPTIONS (object 'users');
+         SELECT count(*) FILTER (WHERE created_at < now()), count(*) FILTER (WHERE cardinality(phone_numbers) = 1),
+                count(*) FILTER (WHERE public_metadata ? 'plan'), count(*) FILTER (WHERE attrs->>'object' = 'user'),
+                count(*) FILTER (WHERE NOT banned)
+         FROM users_typed;",
+    );
+    assert_eq!(out, "30|10|30|30|30");
+    w.assert_no_crash();
+}
+
+#[test]
+fn a_wrong_key_is_refused_without_showing_it() {
+    let (_emu, port) = emulator(spec(10), None);
+    let w = setup(port, "");
+    w.sql("CREATE USER MAPPING FOR CURRENT_USER SERVER clerk_server OPTIONS (api_key 'sk_test_wrong_one_999');");
+    let err = w.sql_err("\\set VERBOSITY verbose\nSELECT * FROM clerk_users;");
+    assert!(
+        err.contains("28000: clerk_fdw: Clerk refused the API key (HTTP 401)"),
+        "{err}"
+    );
+    assert!(err.contains("authentication_invalid"), "{err}");
+    assert!(
+        !err.contains("sk_test_wrong_one_999") && !err.contains(KEY),
+        "{err}"
+    );
+    // The user mapping wins over the server's key: dropping it makes the query work.
+    w.sql("DROP USER MAPPING FOR CURRENT_USER SERVER clerk_server;");
+    assert_eq!(w.sql("SELECT count(*) FROM clerk_users;"), "10");
+    w.assert_no_crash();
+}
+
+#[test]
+fn rate_limits_are_waited_out() {
+    let (emu, port) = emulator(spec(20), Some((2, Duration::from_secs(1))));
+    let w = setup(port, ", rate_limit 'off'");
+    emu.set_faults(Faults {
+        throttle: 2,
+        retry_after_secs: 1,
+        ..Faults::default()
+    });
+    let start = Instant::now();
+    assert_eq!(w.sql("SELECT count(*) FROM clerk_users;"), "20");
+    assert!(
+        start.elapsed() >= Duration::from_secs(2),
+        "two Retry-After: 1 were honoured"
+    );
+    w.assert_no_crash();
+}
+
+#[test]
+fn the_client_side_limit_keeps_scans_of_a_session_under_the_server_limit() {
+    let (emu, port) = emulator(spec(20), Some((2, Duration::from_secs(1))));
+    // A little under the server's 2 per second: clocks on two sides of a socket never agree.
+    let w = setup(port, ", rate_limit '2/1200ms'");
+    let start = Instant::now();
+    w.sql("SELECT count(*) FROM clerk_users; SELECT count(*) FROM clerk_users; SELECT count(*) FROM clerk_users;");
+    assert_eq!(
+        (emu.requests(), emu.throttled()),
+        (3, 0),
+        "three pages, not one 429"
+    );
+    assert!(
+        start.elapsed() >= Duration::from_millis(1200),
+        "the third request waited for the window"
+    );
+    w.assert_no_crash();
+}
+
+#[test]
+fn transient_faults_are_retried_and_lasting_ones_fail_loudly() {
+    let (emu, port) = emulator(spec(700), None);
+    let w = setup(port, ", rate_limit 'off', max_wait '3s'");
+    for fault in [
+        Faults {
+            fail: 1,
+            ..Faults::default()
+        },
+        Faults {
+            malformed: 1,
+            ..Faults::default()
+        },
+        Faults {
+            truncate: 1,
+            ..Faults::default()
+        },
+        Faults {
+            drop: 1,
+            ..Faults::default()
+        },
+    ] {
+        emu.set_faults(fault.clone());
+        assert_eq!(
+            w.sql("SELECT count(*) FROM clerk_users;"),
+            "700",
+            "retried after {fault:?}"
+        );
+    }
+    let cases = [
+        (
+            Faults {
+                fail: 100,
+                ..Faults::default()
+            },
+            "Clerk answered HTTP 500",
+        ),
+        (
+            Faults {
+                malformed: 100,
+                ..Faults::default()
+            },
+            "not valid JSON",
+        ),
+        (
+            Faults {
+                truncate: 100,
+                ..Faults::default()
+            },
+            "not valid JSON",
+        ),
+        (
+            Faults {
+                throttle: 100,
+                retry_after_secs: 2,
+                ..Faults::default()
+            },
+            "429",
+        ),
+    ];
+    for (fault, cause) in cases {
+        emu.set_faults(fault.clone());
+        let err = w.sql_err("SELECT count(*) FROM clerk_users;");
+        assert!(
+            err.contains("gave up on Clerk after waiting"),
+            "{fault:?}: {err}"
+        );
+        assert!(err.contains(cause), "{fault:?}: {err}");
+        emu.set_faults(Faults::default());
+    }
+    w.assert_no_crash();
+}
+
+#[test]
+fn a_crawl_during_sign_ups_neither_skips_nor_repeats() {
+    let (emu, port) = emulator(spec(1400), None);
+    let w = setup(port, ", rate_limit 'off'");
+    let originals: Vec<String> = emu.with_data(|d| d.users.iter().map(|u| u.id.clone()).collect());
+    emu.set_faults(Faults {
+        latency_ms: 300,
+        ..Faults::default()
+    });
+    let adder = {
+        let emu = emu.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(400));
+            emu.with_data(|d| {
+                let now = d.users.last().unwrap().created_at;
+                for i in 0..250 {
+                    d.add_user(now + 1 + i);
+                }
+            });
+        })
+    };
+    w.sql("CREATE TABLE crawled AS SELECT user_id FROM clerk_users;");
+    adder.join().unwrap();
+    assert_eq!(
+        w.sql("SELECT count(*) = count(DISTINCT user_id) FROM crawled;"),
+        "t",
+        "no row twice"
+    );
+    let list = originals
+        .iter()
+        .map(|id| format!("('{id}')"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let missing = w.sql(&format!(
+        "SELECT count(*) FROM (VALUES {list}) o(id) WHERE id NOT IN (SELECT user_id FROM crawled);"
+    ));
+    assert_eq!(
+        missing, "0",
+        "every user that existed before the crawl is there"
+    );
+    w.assert_no_crash();
+}
+
+#[test]
+fn statement_timeout_stops_a_slow_crawl() {
+    let (emu, port) = emulator(spec(10), None);
+    let w = setup(port, ", rate_limit 'off'");
+    emu.set_faults(Faults {
+        latency_ms: 20_000,
+        ..Faults::default()
+    });
+    let start = Instant::now();
+    let err = w.sql_err("SET statement_timeout = '300ms'; SELECT count(*) FROM clerk_users;");
+    assert!(
+        err.contains("canceling statement due to statement timeout"),
+        "{err}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+    w.assert_no_crash();
+}

@@ -1,0 +1,238 @@
+//! Talking to Clerk: Bearer auth, a client-side rate limit, waiting out 429s, retrying 5xx
+//! and broken replies with backoff, all within one wait budget per scan.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use pgdw_wrapper::{ErrorKind, FdwError};
+use serde_json::Value;
+
+/// Send times of recent requests.
+type Window = Arc<Mutex<VecDeque<Instant>>>;
+
+/// At most `requests` per `window`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    pub requests: usize,
+    pub window: Duration,
+}
+
+impl RateLimit {
+    /// `100/10s`, `1000/10s`, or `off`.
+    pub fn parse(s: &str) -> Result<Option<RateLimit>, String> {
+        if s.trim() == "off" {
+            return Ok(None);
+        }
+        let bad = || format!("`{s}` is not a rate limit; write it like '100/10s' or 'off'");
+        let (n, w) = s.split_once('/').ok_or_else(bad)?;
+        let requests: usize = n.trim().parse().map_err(|_| bad())?;
+        let secs = crate::prometheus::parse_duration(w).map_err(|_| bad())?;
+        if requests == 0 {
+            return Err(bad());
+        }
+        Ok(Some(RateLimit {
+            requests,
+            window: Duration::from_secs_f64(secs),
+        }))
+    }
+}
+
+/// How long a scan may spend waiting (rate limits, Retry-After, backoff) before it fails.
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    pub max_wait: Duration,
+}
+
+pub struct Client {
+    agent: ureq::Agent,
+    base: String,
+    key: String,
+    limit: Option<RateLimit>,
+    /// Send times, shared by every scan of this backend against the same API and key.
+    sent: Window,
+    budget: Budget,
+    waited: Duration,
+    pub requests: u64,
+}
+
+impl Client {
+    pub fn new(
+        base: &str,
+        key: &str,
+        limit: Option<RateLimit>,
+        budget: Budget,
+        timeout: Duration,
+    ) -> Client {
+        Client {
+            agent: ureq::AgentBuilder::new().timeout(timeout).build(),
+            base: base.trim_end_matches('/').to_string(),
+            key: key.to_string(),
+            limit,
+            sent: shared_window(base, key),
+            budget,
+            waited: Duration::ZERO,
+            requests: 0,
+        }
+    }
+
+    fn wait(&mut self, d: Duration, why: &str) -> Result<(), FdwError> {
+        if self.waited + d > self.budget.max_wait {
+            return Err(FdwError::new(
+                ErrorKind::Remote,
+                format!("gave up on Clerk after waiting {:.1} s: {why}", self.waited.as_secs_f64()),
+            )
+            .with_hint("nothing was returned; raise the server option max_wait, or lower the load on this Clerk instance"));
+        }
+        std::thread::sleep(d);
+        self.waited += d;
+        Ok(())
+    }
+
+    fn throttle(&mut self) -> Result<(), FdwError> {
+        let Some(l) = self.limit else { return Ok(()) };
+        loop {
+            let wait = {
+                let mut sent = self.sent.lock().unwrap();
+                let now = Instant::now();
+                while sent
+                    .front()
+                    .is_some_and(|t| now.duration_since(*t) >= l.window)
+                {
+                    sent.pop_front();
+                }
+                if sent.len() < l.requests {
+                    sent.push_back(now);
+                    return Ok(());
+                }
+                l.window - now.duration_since(*sent.front().unwrap())
+            };
+            self.wait(
+                wait,
+                &format!(
+                    "the client-side rate limit of {} requests per {:?}",
+                    l.requests, l.window
+                ),
+            )?;
+        }
+    }
+
+    /// GET `path?query` and parse the JSON, with rate limiting and retries.
+    pub fn get(&mut self, path: &str, query: &[(String, String)]) -> Result<Value, FdwError> {
+        let url = format!("{}{path}", self.base);
+        let mut backoff = Duration::from_millis(500);
+        loop {
+            self.throttle()?;
+            self.requests += 1;
+            let mut req = self
+                .agent
+                .get(&url)
+                .set("Authorization", &format!("Bearer {}", self.key));
+            for (k, v) in query {
+                req = req.query(k, v);
+            }
+            let retry_cause = match req.call() {
+                Ok(resp) => {
+                    let mut body = String::new();
+                    match std::io::Read::read_to_string(&mut resp.into_reader(), &mut body) {
+                        Ok(_) => match serde_json::from_str::<Value>(&body) {
+                            Ok(v) => return Ok(v),
+                            Err(e) => format!("Clerk sent a reply that is not valid JSON ({e})"),
+                        },
+                        Err(e) => format!("the reply from Clerk was cut off ({e})"),
+                    }
+                }
+                Err(ureq::Error::Status(429, resp)) => {
+                    let secs: f64 = resp
+                        .header("retry-after")
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(1.0);
+                    self.wait(
+                        Duration::from_secs_f64(secs.max(0.0)),
+                        "Clerk answered 429 Too Many Requests",
+                    )?;
+                    continue;
+                }
+                Err(ureq::Error::Status(code @ (401 | 403), resp)) => {
+                    let detail = clerk_message(&resp.into_string().unwrap_or_default());
+                    return Err(FdwError::new(ErrorKind::Authorization, format!("Clerk refused the API key (HTTP {code})"))
+                        .with_detail(detail)
+                        .with_hint("set api_key to a Secret Key (sk_live_... or sk_test_...), preferably on a user mapping"));
+                }
+                Err(ureq::Error::Status(code, resp)) if code >= 500 => {
+                    format!(
+                        "Clerk answered HTTP {code}: {}",
+                        clerk_message(&resp.into_string().unwrap_or_default())
+                    )
+                }
+                Err(ureq::Error::Status(code, resp)) => {
+                    return Err(FdwError::new(
+                        ErrorKind::Remote,
+                        format!("Clerk answered HTTP {code} to GET {path}"),
+                    )
+                    .with_detail(clerk_message(&resp.into_string().unwrap_or_default())));
+                }
+                Err(e) => format!("cannot reach Clerk at {}: {e}", self.base),
+            };
+            self.wait(backoff, &retry_cause)?;
+            backoff = (backoff.mul_f64(1.5)).min(Duration::from_secs(60));
+        }
+    }
+}
+
+/// One window per (API, key) in this process: consecutive scans share the limit. (Backends
+/// are separate processes; each keeps its own window.)
+fn shared_window(base: &str, key: &str) -> Window {
+    static WINDOWS: OnceLock<Mutex<HashMap<String, Window>>> = OnceLock::new();
+    let id = format!("{base}\u{0}{key}");
+    WINDOWS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap()
+        .entry(id)
+        .or_default()
+        .clone()
+}
+
+/// `message: long_message (code)` of Clerk's error body, or the body itself.
+fn clerk_message(body: &str) -> String {
+    serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| v.pointer("/errors/0").cloned())
+        .map(|e| {
+            format!(
+                "{}: {} ({})",
+                e["message"].as_str().unwrap_or(""),
+                e["long_message"].as_str().unwrap_or(""),
+                e["code"].as_str().unwrap_or("")
+            )
+        })
+        .unwrap_or_else(|| body.chars().take(200).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_rate_limits() {
+        assert_eq!(
+            RateLimit::parse("100/10s").unwrap(),
+            Some(RateLimit {
+                requests: 100,
+                window: Duration::from_secs(10)
+            })
+        );
+        assert_eq!(RateLimit::parse("off").unwrap(), None);
+        assert!(RateLimit::parse("fast").is_err());
+    }
+
+    #[test]
+    fn reads_clerk_errors() {
+        let b = r#"{"errors":[{"message":"Invalid authentication","long_message":"Unable to authenticate","code":"authentication_invalid"}]}"#;
+        assert_eq!(
+            clerk_message(b),
+            "Invalid authentication: Unable to authenticate (authentication_invalid)"
+        );
+    }
+}

@@ -1,0 +1,499 @@
+//! The clerk_fdw wrapper: quals → filtered, paginated crawls → rows.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use pgdw_wrapper::{
+    Catalog, ErrorKind, FdwError, Op, OptionSpec, PlanRequest, Planned, Qual, Row, ScanRequest,
+    Source, Value, Wrapper,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+
+use super::client::{Budget, Client, RateLimit};
+use super::objects::{cell, Object};
+use crate::prometheus::parse_duration;
+
+pub struct ClerkFdw;
+
+/// The API's largest page.
+const PAGE: usize = 500;
+/// The API accepts at most 100 values of an array filter.
+const MAX_FILTER_VALUES: usize = 100;
+
+fn url(v: &str) -> Result<(), String> {
+    if v.starts_with("http://") || v.starts_with("https://") {
+        Ok(())
+    } else {
+        Err("an http:// or https:// URL, e.g. 'https://api.clerk.com/v1'".into())
+    }
+}
+fn object(v: &str) -> Result<(), String> {
+    Object::parse(v).map(|_| ()).ok_or_else(|| {
+        "one of: users, organizations, organization_memberships, invitations, organization_invitations".into()
+    })
+}
+fn rate(v: &str) -> Result<(), String> {
+    RateLimit::parse(v).map(|_| ())
+}
+fn duration(v: &str) -> Result<(), String> {
+    parse_duration(v).map(|_| ())
+}
+
+const SECRET_PLACES: &[Catalog] = &[Catalog::Server, Catalog::UserMapping];
+const OPTIONS: &[OptionSpec] = &[
+    OptionSpec {
+        name: "api_key",
+        catalogs: SECRET_PLACES,
+        secret: true,
+        check: OptionSpec::any,
+    },
+    OptionSpec {
+        name: "api_url",
+        catalogs: &[Catalog::Server],
+        secret: false,
+        check: url,
+    },
+    OptionSpec {
+        name: "rate_limit",
+        catalogs: &[Catalog::Server],
+        secret: false,
+        check: rate,
+    },
+    OptionSpec {
+        name: "max_wait",
+        catalogs: &[Catalog::Server],
+        secret: false,
+        check: duration,
+    },
+    OptionSpec {
+        name: "timeout",
+        catalogs: &[Catalog::Server],
+        secret: false,
+        check: duration,
+    },
+    OptionSpec {
+        name: "object",
+        catalogs: &[Catalog::Table],
+        secret: false,
+        check: object,
+    },
+];
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Plan {
+    object: Object,
+}
+
+/// What a crawl asks for: an endpoint path, filters, and an optional row limit.
+#[derive(Debug, Clone, PartialEq)]
+struct Crawl {
+    path: String,
+    filters: Vec<(String, String)>,
+    limit: Option<u64>,
+}
+
+fn col_is(req_cols: &[pgdw_wrapper::Column], q: &Qual, name: &str) -> bool {
+    q.key.is_none() && req_cols.get(q.column).is_some_and(|c| c.name == name)
+}
+
+/// Which quals the API applies for `object`.
+fn pushable(object: Object, cols: &[pgdw_wrapper::Column], q: &Qual) -> bool {
+    let eq_or_in = matches!(q.op, Op::Eq | Op::In);
+    let range = matches!(q.op, Op::Gt | Op::Ge | Op::Lt | Op::Le);
+    match object {
+        Object::Users => {
+            (eq_or_in && (col_is(cols, q, "user_id") || col_is(cols, q, "email")))
+                || (range && col_is(cols, q, "created_at"))
+        }
+        Object::Organizations => eq_or_in && col_is(cols, q, "organization_id"),
+        Object::OrganizationMemberships => eq_or_in && col_is(cols, q, "organization_id"),
+        _ => false,
+    }
+}
+
+fn strings(v: &Value) -> Option<Vec<String>> {
+    let items: Vec<&Value> = match v {
+        Value::Array(items) => items.iter().collect(),
+        other => vec![other],
+    };
+    items
+        .into_iter()
+        .map(|v| v.as_str().map(str::to_string))
+        .collect()
+}
+
+/// Epoch milliseconds of a created_at bound (bigint columns hold milliseconds already).
+fn millis(v: &Value) -> Option<i64> {
+    match v {
+        Value::Int(i) => Some(*i),
+        Value::Float(f) => Some(f.round() as i64),
+        Value::Timestamp(t) => Some((t * 1000.0).round() as i64),
+        _ => None,
+    }
+}
+
+/// The crawls that answer a scan; several when memberships are asked for several orgs.
+fn crawls(object: Object, req: &ScanRequest) -> Vec<Crawl> {
+    let mut filters: Vec<(String, String)> = Vec::new();
+    let mut orgs: Option<Vec<String>> = None;
+    let mut empty = false;
+    let (mut after, mut before): (Option<i64>, Option<i64>) = (None, None);
+    for q in req.quals {
+        let name = req.columns[q.column].name.as_str();
+        match (object, name) {
+            (Object::Users, "created_at") => {
+                let Some(ms) = millis(&q.value) else { continue };
+                match q.op {
+                    Op::Gt => after = Some(after.map_or(ms, |a| a.max(ms))),
+                    Op::Ge => after = Some(after.map_or(ms - 1, |a| a.max(ms - 1))),
+                    Op::Lt => before = Some(before.map_or(ms, |b| b.min(ms))),
+                    Op::Le => before = Some(before.map_or(ms + 1, |b| b.min(ms + 1))),
+                    _ => {}
+                }
+            }
+            (_, _) => {
+                let Some(values) = strings(&q.value) else {
+                    if matches!(q.value, Value::Null) {
+                        empty = true; // `= NULL` matches nothing
+                    }
+                    continue;
+                };
+                if values.is_empty() {
+                    empty = true;
+                }
+                let param = match (object, name) {
+                    (Object::Users, "user_id") => "user_id",
+                    (Object::Users, "email") => "email_address",
+                    (Object::Organizations, "organization_id") => "organization_id",
+                    (Object::OrganizationMemberships, "organization_id") => {
+                        orgs = Some(match orgs {
+                            None => values,
+                            Some(prev) => prev.into_iter().filter(|o| values.contains(o)).collect(),
+                        });
+                        continue;
+                    }
+                    _ => continue,
+                };
+                if values.len() > MAX_FILTER_VALUES {
+                    continue; // the API takes at most 100; Postgres filters the rest locally
+                }
+                filters.extend(values.into_iter().map(|v| (param.to_string(), v)));
+            }
+        }
+    }
+    if empty {
+        return Vec::new();
+    }
+    if let Some(a) = after {
+        filters.push(("created_at_after".into(), a.to_string()));
+    }
+    if let Some(b) = before {
+        filters.push(("created_at_before".into(), b.to_string()));
+    }
+    if object == Object::Organizations {
+        filters.push(("include_members_count".into(), "true".into()));
+    }
+    match orgs {
+        Some(orgs) => orgs
+            .into_iter()
+            .map(|o| Crawl {
+                path: format!("/organizations/{o}/memberships"),
+                filters: filters.clone(),
+                limit: req.limit,
+            })
+            .collect(),
+        None => vec![Crawl {
+            path: object.path().to_string(),
+            filters,
+            limit: req.limit,
+        }],
+    }
+}
+
+impl Wrapper for ClerkFdw {
+    type Plan = Plan;
+
+    fn options() -> &'static [OptionSpec] {
+        OPTIONS
+    }
+
+    fn plan(req: &PlanRequest) -> Result<Planned<Plan>, FdwError> {
+        let object_name = req.options.require("object", "users")?;
+        let object = Object::parse(object_name).ok_or_else(|| {
+            FdwError::new(
+                ErrorKind::InvalidOptionValue,
+                format!("unknown object \"{object_name}\""),
+            )
+        })?;
+        req.options.require("api_key", "sk_live_...")?;
+        let pushed = (0..req.quals.len())
+            .filter(|&i| pushable(object, req.columns, &req.quals[i]))
+            .collect();
+        Ok(Planned {
+            plan: Plan { object },
+            pushed,
+            uses_limit: true,
+            rows: 1000.0,
+        })
+    }
+
+    fn scan(plan: &Plan, req: &ScanRequest) -> Result<Box<dyn Source>, FdwError> {
+        let o = req.options;
+        let bad = |e: String| FdwError::new(ErrorKind::InvalidOptionValue, e);
+        let limit = RateLimit::parse(o.get("rate_limit").unwrap_or("100/10s")).map_err(bad)?;
+        let max_wait = parse_duration(o.get("max_wait").unwrap_or("2m")).map_err(bad)?;
+        let timeout = parse_duration(o.get("timeout").unwrap_or("30s")).map_err(bad)?;
+        let client = Client::new(
+            o.get("api_url").unwrap_or("https://api.clerk.com/v1"),
+            o.get("api_key").unwrap_or_default(),
+            limit,
+            Budget {
+                max_wait: Duration::from_secs_f64(max_wait),
+            },
+            Duration::from_secs_f64(timeout),
+        );
+        Ok(Box::new(Crawler {
+            client,
+            object: plan.object,
+            columns: req.columns.to_vec(),
+            needed: req.needed.to_vec(),
+            crawls: crawls(plan.object, req).into_iter(),
+            current: None,
+            seen: HashSet::new(),
+        }))
+    }
+
+    fn explain(plan: &Plan, req: &ScanRequest) -> Vec<(String, String)> {
+        let list = crawls(plan.object, req);
+        if list.is_empty() {
+            return vec![("Requests".into(), "none (the quals match nothing)".into())];
+        }
+        list.iter()
+            .map(|c| {
+                let page = c.limit.map_or(PAGE, |l| (l as usize).clamp(1, PAGE));
+                let mut q = vec![format!("limit={page}"), "order_by=+created_at".to_string()];
+                q.extend(c.filters.iter().map(|(k, v)| format!("{k}={v}")));
+                let pages = match c.limit {
+                    Some(l) if (l as usize) <= PAGE => "one page".to_string(),
+                    _ => "pages until one has fewer rows".to_string(),
+                };
+                (
+                    "Request".to_string(),
+                    format!("GET {}?{} ({pages})", c.path, q.join("&")),
+                )
+            })
+            .collect()
+    }
+}
+
+/// Position within one crawl.
+struct Cursor {
+    crawl: Crawl,
+    offset: usize,
+    returned: u64,
+    done: bool,
+}
+
+struct Crawler {
+    client: Client,
+    object: Object,
+    columns: Vec<pgdw_wrapper::Column>,
+    needed: Vec<usize>,
+    crawls: std::vec::IntoIter<Crawl>,
+    current: Option<Cursor>,
+    /// Ids already returned: a page boundary that moves during a crawl never repeats a row.
+    seen: HashSet<String>,
+}
+
+impl Source for Crawler {
+    fn next_batch(&mut self) -> Result<Option<Vec<Row>>, FdwError> {
+        loop {
+            if self.current.as_ref().is_none_or(|c| c.done) {
+                match self.crawls.next() {
+                    Some(crawl) => {
+                        self.current = Some(Cursor {
+                            crawl,
+                            offset: 0,
+                            returned: 0,
+                            done: false,
+                        })
+                    }
+                    None => return Ok(None),
+                }
+            }
+            let cur = self.current.as_mut().unwrap();
+            let want = match cur.crawl.limit {
+                Some(l) => (l.saturating_sub(cur.returned) as usize).clamp(1, PAGE),
+                None => PAGE,
+            };
+            // Oldest first: sign-ups during the crawl land after the last page, so offsets of
+            // rows already seen do not move.
+            let mut query = vec![
+                ("limit".to_string(), want.to_string()),
+                ("offset".to_string(), cur.offset.to_string()),
+                ("order_by".to_string(), "+created_at".to_string()),
+            ];
+            query.extend(cur.crawl.filters.iter().cloned());
+            let reply = self.client.get(&cur.crawl.path, &query)?;
+            let items = if self.object.bare_array() {
+                reply.as_array()
+            } else {
+                reply.get("data").and_then(Json::as_array)
+            }
+            .cloned()
+            .ok_or_else(|| {
+                FdwError::new(
+                    ErrorKind::BadReply,
+                    format!(
+                        "Clerk's reply to GET {} has no list of objects",
+                        cur.crawl.path
+                    ),
+                )
+            })?;
+            cur.offset += items.len();
+            if items.len() < want
+                || cur
+                    .crawl
+                    .limit
+                    .is_some_and(|l| cur.returned + items.len() as u64 >= l)
+            {
+                cur.done = true;
+            }
+            let mut rows = Vec::with_capacity(items.len());
+            for obj in items {
+                let id = obj
+                    .get("id")
+                    .and_then(Json::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                if !self.seen.insert(id) {
+                    continue;
+                }
+                let mut row: Row = vec![pgdw_wrapper::Cell::Null; self.columns.len()];
+                for &i in &self.needed {
+                    row[i] = cell(self.object, &self.columns[i], &obj);
+                }
+                rows.push(row);
+            }
+            cur.returned += rows.len() as u64;
+            if !rows.is_empty() {
+                return Ok(Some(rows));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pgdw_wrapper::{Column, ColumnType, Options};
+
+    fn cols() -> Vec<Column> {
+        ["user_id", "email", "created_at", "organization_id"]
+            .iter()
+            .map(|n| Column {
+                name: n.to_string(),
+                ty: ColumnType::Text,
+            })
+            .collect()
+    }
+
+    fn scan_req<'a>(
+        cols: &'a [Column],
+        quals: &'a [Qual],
+        options: &'a Options,
+        limit: Option<u64>,
+    ) -> ScanRequest<'a> {
+        ScanRequest {
+            table: "t",
+            columns: cols,
+            needed: &[],
+            quals,
+            limit,
+            options,
+        }
+    }
+
+    #[test]
+    fn user_quals_become_filters() {
+        let c = cols();
+        let quals = vec![
+            Qual {
+                column: 0,
+                key: None,
+                op: Op::In,
+                value: Value::Array(vec![
+                    Value::Text("user_a".into()),
+                    Value::Text("user_b".into()),
+                ]),
+            },
+            Qual {
+                column: 2,
+                key: None,
+                op: Op::Ge,
+                value: Value::Int(1000),
+            },
+            Qual {
+                column: 2,
+                key: None,
+                op: Op::Lt,
+                value: Value::Int(2000),
+            },
+        ];
+        let o = Options::default();
+        let got = crawls(Object::Users, &scan_req(&c, &quals, &o, Some(5)));
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].path, "/users");
+        assert_eq!(got[0].limit, Some(5));
+        let f: Vec<String> = got[0]
+            .filters
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        assert_eq!(
+            f,
+            vec![
+                "user_id=user_a",
+                "user_id=user_b",
+                "created_at_after=999",
+                "created_at_before=2000"
+            ]
+        );
+    }
+
+    #[test]
+    fn memberships_of_named_orgs_use_the_per_org_endpoint() {
+        let c = cols();
+        let quals = vec![Qual {
+            column: 3,
+            key: None,
+            op: Op::In,
+            value: Value::Array(vec![
+                Value::Text("org_1".into()),
+                Value::Text("org_2".into()),
+            ]),
+        }];
+        let o = Options::default();
+        let got = crawls(
+            Object::OrganizationMemberships,
+            &scan_req(&c, &quals, &o, None),
+        );
+        let paths: Vec<&str> = got.iter().map(|c| c.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            vec![
+                "/organizations/org_1/memberships",
+                "/organizations/org_2/memberships"
+            ]
+        );
+        let none = crawls(
+            Object::OrganizationMemberships,
+            &scan_req(&c, &[], &o, None),
+        );
+        assert_eq!(
+            none[0].path, "/organization_memberships",
+            "one instance-wide crawl, not one per organization"
+        );
+    }
+}

@@ -1,0 +1,50 @@
+//! Crawling a large Clerk instance through clerk_fdw against the emulator: wall time and
+//! request count per object, against the minimum of ceil(rows / 500). Prints figures.
+//!
+//!     cargo bench -p pgdw-fdw-tests --bench clerk_crawl
+
+use std::time::Instant;
+
+use clerk_emulator::{Dataset, Emulator, Spec};
+use pgdw_testkit::TempWarehouse;
+
+const KEY: &str = "sk_test_bench";
+
+fn main() {
+    let spec = Spec { users: 50_000, organizations: 5_000, memberships: 60_000, invitations: 1_000, ..Spec::default() };
+    eprintln!("generating {} users, {} organizations, {} memberships...", spec.users, spec.organizations, spec.memberships);
+    let emu = Emulator::new(Dataset::generate(&spec), KEY, None);
+    let served = emu.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        rt.block_on(async move {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(l.local_addr().unwrap().port()).unwrap();
+            axum::serve(l, clerk_emulator::app(served)).await.unwrap();
+        });
+    });
+    let port: u16 = rx.recv().unwrap();
+    let w = TempWarehouse::started();
+    w.sql(&format!(
+        "CREATE EXTENSION clerk_fdw;
+         CREATE SERVER clerk FOREIGN DATA WRAPPER clerk_fdw
+           OPTIONS (api_key '{KEY}', api_url 'http://127.0.0.1:{port}/v1', rate_limit 'off');
+         CREATE FOREIGN TABLE users (user_id text, email text) SERVER clerk OPTIONS (object 'users');
+         CREATE FOREIGN TABLE orgs (organization_id text, members_count int) SERVER clerk OPTIONS (object 'organizations');
+         CREATE FOREIGN TABLE members (user_id text, organization_id text) SERVER clerk OPTIONS (object 'organization_memberships');"
+    ));
+    println!("clerk_crawl: {} users, {} organizations, {} memberships, limiter off", spec.users, spec.organizations, spec.memberships);
+    for (table, expected) in [("users", spec.users), ("orgs", spec.organizations), ("members", spec.memberships)] {
+        let before = emu.requests();
+        let t = Instant::now();
+        let n: usize = w.sql(&format!("SELECT count(*) FROM {table};")).parse().unwrap();
+        let secs = t.elapsed().as_secs_f64();
+        let requests = emu.requests() - before;
+        let minimum = expected.div_ceil(500) + usize::from(expected % 500 == 0);
+        println!(
+            "  {table:<8} {n:>6} rows in {secs:>6.2} s = {:>7.0} rows/s, {requests} requests (minimum {minimum})",
+            n as f64 / secs
+        );
+    }
+}

@@ -11,13 +11,26 @@ use pgdw_testkit::TempWarehouse;
 const KEY: &str = "sk_test_bench";
 
 fn main() {
-    let spec = Spec { users: 50_000, organizations: 5_000, memberships: 60_000, invitations: 1_000, ..Spec::default() };
-    eprintln!("generating {} users, {} organizations, {} memberships...", spec.users, spec.organizations, spec.memberships);
+    let spec = Spec {
+        users: 50_000,
+        organizations: 5_000,
+        memberships: 60_000,
+        invitations: 1_000,
+        ..Spec::default()
+    };
+    eprintln!(
+        "generating {} users, {} organizations, {} memberships...",
+        spec.users, spec.organizations, spec.memberships
+    );
     let emu = Emulator::new(Dataset::generate(&spec), KEY, None);
     let served = emu.clone();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async move {
             let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             tx.send(l.local_addr().unwrap().port()).unwrap();
@@ -34,11 +47,21 @@ fn main() {
          CREATE FOREIGN TABLE orgs (organization_id text, members_count int) SERVER clerk OPTIONS (object 'organizations');
          CREATE FOREIGN TABLE members (user_id text, organization_id text) SERVER clerk OPTIONS (object 'organization_memberships');"
     ));
-    println!("clerk_crawl: {} users, {} organizations, {} memberships, limiter off", spec.users, spec.organizations, spec.memberships);
-    for (table, expected) in [("users", spec.users), ("orgs", spec.organizations), ("members", spec.memberships)] {
+    println!(
+        "clerk_crawl: {} users, {} organizations, {} memberships, limiter off",
+        spec.users, spec.organizations, spec.memberships
+    );
+    for (table, expected) in [
+        ("users", spec.users),
+        ("orgs", spec.organizations),
+        ("members", spec.memberships),
+    ] {
         let before = emu.requests();
         let t = Instant::now();
-        let n: usize = w.sql(&format!("SELECT count(*) FROM {table};")).parse().unwrap();
+        let n: usize = w
+            .sql(&format!("SELECT count(*) FROM {table};"))
+            .parse()
+            .unwrap();
         let secs = t.elapsed().as_secs_f64();
         let requests = emu.requests() - before;
         let minimum = expected.div_ceil(500) + usize::from(expected % 500 == 0);

@@ -19,7 +19,12 @@ impl Prometheus {
         std::fs::write(&input, openmetrics).unwrap();
         let out = Command::new("promtool")
             // promtool reads the whole input once per block; one large block reads it once.
-            .args(["tsdb", "create-blocks-from", "openmetrics", "--max-block-duration=744h"])
+            .args([
+                "tsdb",
+                "create-blocks-from",
+                "openmetrics",
+                "--max-block-duration=744h",
+            ])
             .arg(&input)
             .arg(&tsdb)
             .output()

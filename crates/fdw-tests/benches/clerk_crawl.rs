@@ -64,7 +64,9 @@ fn main() {
             .unwrap();
         let secs = t.elapsed().as_secs_f64();
         let requests = emu.requests() - before;
-        let minimum = expected.div_ceil(500) + usize::from(expected % 500 == 0);
+        // A bare array (users) needs one empty page to see the end when the count is a
+        // multiple of 500; `{data, total_count}` replies do not.
+        let minimum = expected.div_ceil(500) + usize::from(table == "users" && expected % 500 == 0);
         println!(
             "  {table:<8} {n:>6} rows in {secs:>6.2} s = {:>7.0} rows/s, {requests} requests (minimum {minimum})",
             n as f64 / secs

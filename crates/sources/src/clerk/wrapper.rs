@@ -352,11 +352,14 @@ impl Source for Crawler {
                 )
             })?;
             cur.offset += items.len();
-            if items.len() < want
-                || cur
-                    .crawl
-                    .limit
-                    .is_some_and(|l| cur.returned + items.len() as u64 >= l)
+            // `{data, total_count}` replies say when the end is reached, saving the empty page a
+            // bare array needs when the count is a multiple of the page size.
+            let total = reply.get("total_count").and_then(Json::as_u64);
+            let limit_reached = cur
+                .crawl
+                .limit
+                .is_some_and(|l| cur.returned + items.len() as u64 >= l);
+            if items.len() < want || total.is_some_and(|t| cur.offset as u64 >= t) || limit_reached
             {
                 cur.done = true;
             }

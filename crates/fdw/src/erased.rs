@@ -9,6 +9,7 @@ use pgdw_wrapper::{FdwError, OptionSpec, PlanRequest, Planned, ScanRequest, Sour
 pub(crate) trait Erased: Send + Sync {
     fn name(&self) -> &'static str;
     fn options(&self) -> &'static [OptionSpec];
+    fn session_options(&self) -> &'static [&'static str];
     fn plan(&self, req: &PlanRequest) -> Result<Planned<String>, FdwError>;
     fn scan(&self, plan: &str, req: &ScanRequest) -> Result<Box<dyn Source>, FdwError>;
     fn explain(&self, plan: &str, req: &ScanRequest) -> Result<Vec<(String, String)>, FdwError>;
@@ -37,6 +38,9 @@ impl<W: Wrapper> Erased for Typed<W> {
     }
     fn options(&self) -> &'static [OptionSpec] {
         W::options()
+    }
+    fn session_options(&self) -> &'static [&'static str] {
+        W::session_options()
     }
     fn plan(&self, req: &PlanRequest) -> Result<Planned<String>, FdwError> {
         let p = W::plan(req)?;

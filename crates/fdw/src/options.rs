@@ -71,8 +71,28 @@ pub(crate) unsafe fn for_table(relid: pg_sys::Oid, userid: pg_sys::Oid) -> Optio
         let s = pairs((*server).options);
         let t = pairs((*table).options);
         let u = user_mapping(userid, (*table).serverid);
-        Options::merge(crate::erased::wrapper().options(), &[&w, &s, &t, &u])
+        let g = session_settings();
+        Options::merge(crate::erased::wrapper().options(), &[&w, &s, &t, &u, &g])
     }
+}
+
+/// `SET <wrapper>.<option>` values for the wrapper's session options that are set.
+unsafe fn session_settings() -> Vec<(String, String)> {
+    let w = crate::erased::wrapper();
+    w.session_options()
+        .iter()
+        .filter_map(|opt| {
+            let name = std::ffi::CString::new(format!("{}.{opt}", w.name())).ok()?;
+            let value = unsafe { pg_sys::GetConfigOption(name.as_ptr(), true, false) };
+            if value.is_null() {
+                return None;
+            }
+            let value = unsafe { std::ffi::CStr::from_ptr(value) }
+                .to_string_lossy()
+                .into_owned();
+            (!value.is_empty()).then(|| (opt.to_string(), value))
+        })
+        .collect()
 }
 
 /// The body of `<name>_validator(text[], oid)`.

@@ -108,6 +108,12 @@ pub trait Wrapper: 'static {
     /// Every option the wrapper accepts, for the validator and for error hints.
     fn options() -> &'static [OptionSpec];
 
+    /// Options a session may override with `SET <extension>.<option> = '...'` (for example
+    /// `SET prometheus_fdw.step = '30s'`). A session setting wins over every catalog.
+    fn session_options() -> &'static [&'static str] {
+        &[]
+    }
+
     /// Decide which quals to push and what to ask the remote side for.
     fn plan(req: &PlanRequest) -> Result<Planned<Self::Plan>, FdwError>;
 

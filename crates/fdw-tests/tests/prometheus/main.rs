@@ -230,3 +230,102 @@ fn remote_failures_are_errors_with_causes_and_secrets_masked() {
     assert!(!w.server_log().contains("right-token-123"));
     w.assert_no_crash();
 }
+
+#[test]
+fn instant_series_and_labels_objects() {
+    let b = base();
+    let prom = Prometheus::start(&data(b));
+    let w = setup(&prom.url());
+    w.sql(
+        "CREATE FOREIGN TABLE inst (metric_name text, metric_labels jsonb, metric_time float8, metric_value float8)
+           SERVER prometheus_server OPTIONS (object 'instant');
+         CREATE FOREIGN TABLE ser (metric_name text, metric_labels jsonb, metric_time bigint)
+           SERVER prometheus_server OPTIONS (object 'series');
+         CREATE FOREIGN TABLE lbl (label_name text, label_value text)
+           SERVER prometheus_server OPTIONS (object 'labels');",
+    );
+    let at = w.sql(&format!(
+        "SELECT metric_value, metric_time - {b} FROM inst WHERE metric_name = 'temp'
+           AND metric_labels->>'room' = 'kitchen' AND metric_time = {b} + 300;"
+    ));
+    assert_eq!(at, "5|300");
+    assert_eq!(
+        w.sql("SELECT metric_value FROM inst WHERE metric_name = 'scalar(vector(2))';"),
+        "2",
+        "a scalar at now()"
+    );
+    assert_eq!(
+        w.sql(&format!(
+            "SELECT string_agg(metric_labels->>'room', ',' ORDER BY metric_labels->>'room') FROM ser
+             WHERE metric_name = 'temp' AND metric_time >= {b} AND metric_time <= {b} + 7200;"
+        )),
+        "kitchen,x\"y"
+    );
+    assert_eq!(w.sql("SELECT string_agg(label_value, ',' ORDER BY label_value) FROM lbl WHERE label_name = 'room';"), "kitchen,x\"y");
+    assert_eq!(
+        w.sql("SELECT string_agg(label_name, ',' ORDER BY label_name) FROM lbl;"),
+        "__name__,instance,job,room"
+    );
+    let plan = w.sql("EXPLAIN SELECT * FROM lbl WHERE label_name IN ('job', 'room');");
+    assert!(
+        plan.contains("Request: GET /api/v1/label/job/values") && plan.contains("Requests: 2"),
+        "{plan}"
+    );
+    w.assert_no_crash();
+}
+
+#[test]
+fn a_session_can_override_the_step() {
+    let b = base();
+    let prom = Prometheus::start(&data(b));
+    let w = setup(&prom.url());
+    let q = format!("FROM metrics WHERE metric_name = 'up' AND metric_time >= {b} AND metric_time <= {b} + 7200");
+    assert_eq!(
+        w.sql(&format!("SELECT count(*) {q};")),
+        "13",
+        "the table's 10m"
+    );
+    assert_eq!(
+        w.sql(&format!(
+            "SET prometheus_fdw.step = '30m'; SELECT count(*) {q};"
+        )),
+        "5"
+    );
+    let plan = w.sql(&format!(
+        "SET prometheus_fdw.step = '30m'; EXPLAIN SELECT * {q};"
+    ));
+    assert!(plan.contains("Step: 1800 s"), "{plan}");
+    let err = w.sql_err(&format!(
+        "SET prometheus_fdw.step = 'often'; SELECT count(*) {q};"
+    ));
+    assert!(
+        err.contains("invalid step: `often` is not a duration"),
+        "{err}"
+    );
+    w.assert_no_crash();
+}
+
+#[test]
+fn basic_auth_and_custom_headers_are_sent() {
+    let fake = Server::start(|req| {
+        let ok = req.header("authorization") == Some("Basic YWxpY2U6czNjcmV0LXB3")
+            && req.header("x-scope-orgid") == Some("tenant-1");
+        if ok {
+            Reply::Json(200, r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"job":"a"},"values":[[1700000000,"7"]]}]}}"#.into())
+        } else {
+            Reply::Json(401, "Unauthorized".into())
+        }
+    });
+    let w = setup(&fake.url());
+    w.sql(
+        "ALTER SERVER prometheus_server OPTIONS (ADD headers 'X-Scope-OrgID: tenant-1');
+         CREATE USER MAPPING FOR CURRENT_USER SERVER prometheus_server OPTIONS (username 'alice', password 's3cret-pw');",
+    );
+    assert_eq!(
+        w.sql("SELECT metric_value FROM metrics WHERE metric_name = 'up' AND metric_time >= 1700000000 AND metric_time <= 1700000000;"),
+        "7"
+    );
+    let err = w.sql_err("ALTER SERVER prometheus_server OPTIONS (SET headers 'no colon here');");
+    assert!(err.contains("is not a header"), "{err}");
+    w.assert_no_crash();
+}

@@ -1,6 +1,7 @@
 //! prometheus_fdw: Prometheus' HTTP API as foreign tables.
 
 mod duration;
+mod metadata;
 mod promql;
 mod reply;
 mod window;

@@ -25,13 +25,36 @@ fn url(v: &str) -> Result<(), String> {
 fn duration(v: &str) -> Result<(), String> {
     parse_duration(v).map(|_| ())
 }
+/// `Name: value` pairs separated by newlines or `;`, e.g. 'X-Scope-OrgID: tenant-1'.
+fn parse_headers(v: &str) -> Result<Vec<(String, String)>, String> {
+    v.split(['\n', ';'])
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .map(|h| {
+            let (k, val) = h.split_once(':').ok_or_else(|| {
+                format!("`{h}` is not a header; write 'Name: value', several separated by ';'")
+            })?;
+            let k = k.trim();
+            if k.is_empty()
+                || !k
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(format!("`{k}` is not a header name"));
+            }
+            Ok((k.to_string(), val.trim().to_string()))
+        })
+        .collect()
+}
+
+fn headers(v: &str) -> Result<(), String> {
+    parse_headers(v).map(|_| ())
+}
+
 fn object(v: &str) -> Result<(), String> {
-    match v {
-        "metrics" => Ok(()),
-        _ => Err(
-            "'metrics' (range queries; instant, series and labels are not in this build)".into(),
-        ),
-    }
+    Kind::parse(v)
+        .map(|_| ())
+        .ok_or_else(|| "one of: metrics (range queries), instant, series, labels".into())
 }
 
 const SERVER: &[Catalog] = &[Catalog::Server];
@@ -75,6 +98,12 @@ const OPTIONS: &[OptionSpec] = &[
         check: duration,
     },
     OptionSpec {
+        name: "headers",
+        catalogs: SERVER,
+        secret: false,
+        check: headers,
+    },
+    OptionSpec {
         name: "object",
         catalogs: &[Catalog::Table],
         secret: false,
@@ -90,11 +119,11 @@ const OPTIONS: &[OptionSpec] = &[
 
 /// Which column plays which part, by name.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct Roles {
-    name: Option<usize>,
-    labels: Option<usize>,
-    time: Option<usize>,
-    value: Option<usize>,
+pub(super) struct Roles {
+    pub name: Option<usize>,
+    pub labels: Option<usize>,
+    pub time: Option<usize>,
+    pub value: Option<usize>,
 }
 
 impl Roles {
@@ -109,10 +138,44 @@ impl Roles {
     }
 }
 
+/// What a table reads, by its `object` option.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Kind {
+    /// `query_range` over a window, at `step`.
+    Range,
+    /// `query` at one time (metric_time = ..., default now).
+    Instant,
+    /// `series`: label sets matching a selector, in an optional window.
+    Series,
+    /// `labels` and `label/<name>/values`.
+    Labels,
+}
+
+impl Kind {
+    fn parse(s: &str) -> Option<Kind> {
+        Some(match s {
+            "metrics" => Kind::Range,
+            "instant" => Kind::Instant,
+            "series" => Kind::Series,
+            "labels" => Kind::Labels,
+            _ => return None,
+        })
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Plan {
-    step: f64,
+    kind: Kind,
     roles: Roles,
+}
+
+/// The step in force: a session's `SET prometheus_fdw.step`, else the table's or server's.
+fn step_of(options: &Options) -> Result<f64, FdwError> {
+    let text = options.get("step").unwrap_or("10m");
+    parse_duration(text).map_err(|e| {
+        FdwError::new(ErrorKind::InvalidOptionValue, format!("invalid step: {e}"))
+            .with_hint("set it with ALTER FOREIGN TABLE ... OPTIONS (SET step '30s') or SET prometheus_fdw.step = '30s'")
+    })
 }
 
 const EXAMPLE: &str = "SELECT * FROM metrics WHERE metric_name = 'up' \
@@ -133,10 +196,24 @@ impl Wrapper for PrometheusFdw {
         OPTIONS
     }
 
+    fn session_options() -> &'static [&'static str] {
+        &["step"]
+    }
+
     fn plan(req: &PlanRequest) -> Result<Planned<Plan>, FdwError> {
         req.options.require("base_url", "http://127.0.0.1:9090")?;
+        let kind =
+            Kind::parse(req.options.get("object").unwrap_or("metrics")).unwrap_or(Kind::Range);
+        if kind == Kind::Labels {
+            return super::metadata::plan_labels(req).map(|(roles, pushed)| Planned {
+                plan: Plan { kind, roles },
+                pushed,
+                uses_limit: false,
+                rows: 100.0,
+            });
+        }
         let roles = Roles::of(req.columns);
-        if roles.name.is_none() || roles.time.is_none() {
+        if roles.name.is_none() || (kind == Kind::Range && roles.time.is_none()) {
             return Err(FdwError::new(
                 ErrorKind::InvalidOptionValue,
                 format!("foreign table {} needs the columns metric_name and metric_time", req.table),
@@ -157,7 +234,7 @@ impl Wrapper for PrometheusFdw {
         }
         let lower = has(&|q| on_time(q) && matches!(q.op, Op::Gt | Op::Ge | Op::Eq));
         let upper = has(&|q| on_time(q) && matches!(q.op, Op::Lt | Op::Le | Op::Eq));
-        if !lower || !upper {
+        if kind == Kind::Range && (!lower || !upper) {
             let missing = match (lower, upper) {
                 (false, false) => "a lower and an upper bound",
                 (false, true) => "a lower bound",
@@ -169,11 +246,9 @@ impl Wrapper for PrometheusFdw {
             )
             .with_hint(format!("for example: {EXAMPLE}")));
         }
-        let step_text = req.options.get("step").unwrap_or("10m");
-        let step = parse_duration(step_text)
-            .map_err(|e| FdwError::new(ErrorKind::InvalidOptionValue, e))?;
+        step_of(req.options)?;
         Ok(Planned {
-            plan: Plan { step, roles },
+            plan: Plan { kind, roles },
             pushed,
             uses_limit: false,
             rows: 1000.0,
@@ -181,21 +256,32 @@ impl Wrapper for PrometheusFdw {
     }
 
     fn scan(plan: &Plan, req: &ScanRequest) -> Result<Box<dyn Source>, FdwError> {
-        let requests = Requests::build(plan, req)?;
         let client = Client::new(req.options)?;
+        let step = step_of(req.options)?;
+        if plan.kind != Kind::Range {
+            return super::metadata::source(plan.kind, &plan.roles, client, req, step);
+        }
+        let requests = Requests::build(plan, req, step)?;
         Ok(Box::new(RangeSource {
             client,
             queue: requests.queue.into_iter(),
             roles: plan.roles.clone(),
             ncols: req.columns.len(),
-            step: plan.step,
+            step,
             inflight: None,
             pending: Default::default(),
         }))
     }
 
     fn explain(plan: &Plan, req: &ScanRequest) -> Vec<(String, String)> {
-        match Requests::build(plan, req) {
+        let step = match step_of(req.options) {
+            Ok(s) => s,
+            Err(e) => return vec![("Requests".into(), format!("none: {}", e.message))],
+        };
+        if plan.kind != Kind::Range {
+            return super::metadata::explain(plan.kind, &plan.roles, req, step);
+        }
+        match Requests::build(plan, req, step) {
             Ok(r) => {
                 let mut lines: Vec<(String, String)> = r
                     .exprs
@@ -213,7 +299,7 @@ impl Wrapper for PrometheusFdw {
                         ),
                     ));
                 }
-                lines.push(("Step".into(), format!("{} s", plan.step)));
+                lines.push(("Step".into(), format!("{step} s")));
                 lines.push(("Requests".into(), r.queue.len().to_string()));
                 lines
             }
@@ -223,7 +309,7 @@ impl Wrapper for PrometheusFdw {
 }
 
 /// The range queries a scan sends, in order.
-struct Requests {
+pub(super) struct Requests {
     exprs: Vec<String>,
     windows: Vec<Window>,
     /// (the metric_name value as written, the PromQL sent, window)
@@ -238,7 +324,7 @@ fn values(v: &Value) -> Vec<&Value> {
 }
 
 impl Requests {
-    fn build(plan: &Plan, req: &ScanRequest) -> Result<Requests, FdwError> {
+    fn build(plan: &Plan, req: &ScanRequest, step: f64) -> Result<Requests, FdwError> {
         let mut names: Option<Vec<String>> = None;
         let mut labels: Vec<(String, String)> = Vec::new();
         let (mut lo, mut hi) = (f64::NEG_INFINITY, f64::INFINITY);
@@ -294,7 +380,7 @@ impl Requests {
         labels.dedup();
         let names = names.unwrap_or_default();
         let windows = if lo.is_finite() && hi.is_finite() {
-            split(lo, hi, plan.step)
+            split(lo, hi, step)
         } else {
             Vec::new()
         };
@@ -323,10 +409,11 @@ impl Requests {
 }
 
 #[derive(Clone)]
-struct Client {
+pub(super) struct Client {
     agent: ureq::Agent,
     base: String,
     auth: Option<String>,
+    headers: Vec<(String, String)>,
 }
 
 impl Client {
@@ -366,18 +453,38 @@ impl Client {
                 .trim_end_matches('/')
                 .to_string(),
             auth,
+            headers: parse_headers(options.get("headers").unwrap_or(""))
+                .map_err(|e| FdwError::new(ErrorKind::InvalidOptionValue, e))?,
         })
     }
 
     fn query_range(&self, expr: &str, w: Window, step: f64) -> Result<String, FdwError> {
-        let url = format!("{}/api/v1/query_range", self.base);
-        let mut r = self
-            .agent
-            .get(&url)
-            .query("query", expr)
-            .query("start", &format!("{:.3}", w.start))
-            .query("end", &format!("{:.3}", w.end))
-            .query("step", &format!("{step}"));
+        self.get(
+            "/api/v1/query_range",
+            &[
+                ("query", expr.to_string()),
+                ("start", format!("{:.3}", w.start)),
+                ("end", format!("{:.3}", w.end)),
+                ("step", format!("{step}")),
+            ],
+        )
+    }
+
+    /// GET an API path; the body of a 2xx reply, or an error naming the cause.
+    pub(super) fn get(&self, path: &str, params: &[(&str, String)]) -> Result<String, FdwError> {
+        let expr = params
+            .iter()
+            .find(|(k, _)| *k == "query" || *k == "match[]")
+            .map(|(_, v)| v.as_str())
+            .unwrap_or(path);
+        let url = format!("{}{path}", self.base);
+        let mut r = self.agent.get(&url);
+        for (k, v) in params {
+            r = r.query(k, v);
+        }
+        for (k, v) in &self.headers {
+            r = r.set(k, v);
+        }
         if let Some(a) = &self.auth {
             r = r.set("Authorization", a);
         }

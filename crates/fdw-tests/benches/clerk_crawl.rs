@@ -23,21 +23,7 @@ fn main() {
         spec.users, spec.organizations, spec.memberships
     );
     let emu = Emulator::new(Dataset::generate(&spec), KEY, None);
-    let served = emu.clone();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(l.local_addr().unwrap().port()).unwrap();
-            axum::serve(l, clerk_emulator::app(served)).await.unwrap();
-        });
-    });
-    let port: u16 = rx.recv().unwrap();
+    let port: u16 = clerk_emulator::spawn(emu.clone());
     let w = TempWarehouse::started();
     w.sql(&format!(
         "CREATE EXTENSION clerk_fdw;

@@ -54,6 +54,20 @@ struct ScanState {
     done: bool,
 }
 
+impl ScanState {
+    /// What the wrapper sees of this scan, with `quals` bound to their values.
+    fn request<'a>(&'a self, quals: &'a [Qual]) -> ScanRequest<'a> {
+        ScanRequest {
+            table: &self.table,
+            columns: &self.plain_columns,
+            needed: &self.plan.needed,
+            quals,
+            limit: self.plan.limit,
+            options: &self.options,
+        }
+    }
+}
+
 #[pg_guard]
 unsafe extern "C-unwind" fn drop_state(arg: *mut c_void) {
     // Runs when the scan's memory context is deleted: at EndForeignScan, or on error.
@@ -140,7 +154,15 @@ unsafe fn bound_quals(
             let mut q = sq.qual.clone();
             if let Some(i) = sq.expr {
                 q.value = match es {
-                    Some(es) if sq.exec_param => {
+                    // Executor-only values (PARAM_EXEC: initplans, outer rows of a nested loop,
+                    // whose Vars the planner turned into params after GetForeignPlan) have no
+                    // value under plain EXPLAIN: show them as SQL.
+                    Some(es)
+                        if sq.exec_param
+                            || !pg_sys::bms_is_empty(pg_sys::pull_paramids(
+                                raw_exprs[i] as *mut pg_sys::Expr,
+                            )) =>
+                    {
                         let text = pg_sys::deparse_expression(
                             raw_exprs[i],
                             (*es).deparse_cxt,
@@ -173,14 +195,7 @@ unsafe fn start(node: *mut pg_sys::ForeignScanState) {
     unsafe {
         let quals = bound_quals(node, None);
         let st = state(node);
-        let req = ScanRequest {
-            table: &st.table,
-            columns: &st.plain_columns,
-            needed: &st.plan.needed,
-            quals: &quals,
-            limit: st.plan.limit,
-            options: &st.options,
-        };
+        let req = st.request(&quals);
         let source = erased::wrapper()
             .scan(&st.plan.wrapper, &req)
             .or_raise(&st.options.secrets());
@@ -382,14 +397,7 @@ pub(crate) unsafe extern "C-unwind" fn explain(
     unsafe {
         let quals = bound_quals(node, Some(es));
         let st = state(node);
-        let req = ScanRequest {
-            table: &st.table,
-            columns: &st.plain_columns,
-            needed: &st.plan.needed,
-            quals: &quals,
-            limit: st.plan.limit,
-            options: &st.options,
-        };
+        let req = st.request(&quals);
         let pushed: Vec<String> = quals
             .iter()
             .map(|q| {

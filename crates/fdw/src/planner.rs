@@ -66,7 +66,7 @@ unsafe fn analyze(
         let opts = options::for_table(relid, userid);
         let cols: Vec<Column> = columns::of_relid(relid);
         let needed = needed_columns(baserel, clauses, cols.len());
-        let extracted = quals::extract((*baserel).relid, clauses);
+        let extracted = quals::extract(root, (*baserel).relid, clauses);
         let limit_candidate = limit(root);
         let table = columns::qualified_name(relid);
         let req = PlanRequest {
@@ -188,30 +188,142 @@ unsafe extern "C-unwind" fn get_rel_size(
     }
 }
 
+/// Remote calls cost far more than local tuples: a high startup cost per call, then a
+/// per-row cost.
+const CALL_COST: f64 = 100.0;
+const ROW_COST: f64 = 0.05;
+
 #[pg_guard]
 unsafe extern "C-unwind" fn get_paths(
     root: *mut pg_sys::PlannerInfo,
     baserel: *mut pg_sys::RelOptInfo,
-    _foreigntableid: pg_sys::Oid,
+    foreigntableid: pg_sys::Oid,
 ) {
     unsafe {
         let rows = (*baserel).rows;
-        // Remote calls cost far more than local tuples: a high startup cost, then a per-row cost.
-        let startup = 100.0;
-        let total = startup + rows * 0.05;
+        add_path(root, baserel, rows, std::ptr::null_mut());
+        for ri in join_clauses(root, baserel) {
+            parameterized_path(root, baserel, foreigntableid, ri);
+        }
+    }
+}
+
+unsafe fn add_path(
+    root: *mut pg_sys::PlannerInfo,
+    baserel: *mut pg_sys::RelOptInfo,
+    rows: f64,
+    required_outer: *mut pg_sys::Bitmapset,
+) {
+    unsafe {
         let path = pg_sys::create_foreignscan_path(
             root,
             baserel,
             std::ptr::null_mut(),
             rows,
-            startup,
-            total,
+            CALL_COST,
+            CALL_COST + rows * ROW_COST,
             std::ptr::null_mut(),
-            std::ptr::null_mut(),
+            required_outer,
             std::ptr::null_mut(),
             std::ptr::null_mut(),
         );
         pg_sys::add_path(baserel, path as *mut pg_sys::Path);
+    }
+}
+
+/// The join clauses that could parameterize a scan of `baserel`: plain ones from joininfo,
+/// and the equalities implied by equivalence classes (where `a.x = b.y` joins live), one
+/// column at a time, as postgres_fdw finds them.
+unsafe fn join_clauses(
+    root: *mut pg_sys::PlannerInfo,
+    baserel: *mut pg_sys::RelOptInfo,
+) -> Vec<*mut pg_sys::RestrictInfo> {
+    unsafe {
+        let mut out = pglist::ptrs::<pg_sys::RestrictInfo>((*baserel).joininfo);
+        if (*baserel).has_eclass_joins {
+            let rte = pg_sys::planner_rt_fetch((*baserel).relid, root);
+            let rel = pg_sys::RelationIdGetRelation((*rte).relid);
+            let desc = (*rel).rd_att;
+            let natts = (*desc).natts as usize;
+            let attrs: Vec<pg_sys::FormData_pg_attribute> = (*desc).attrs.as_slice(natts).to_vec();
+            pg_sys::RelationClose(rel);
+            for (i, a) in attrs.iter().enumerate() {
+                if a.attisdropped {
+                    continue;
+                }
+                let var = pg_sys::makeVar(
+                    (*baserel).relid as i32,
+                    (i + 1) as i16,
+                    a.atttypid,
+                    a.atttypmod,
+                    a.attcollation,
+                    0,
+                );
+                let implied = pg_sys::generate_implied_equalities_for_column(
+                    root,
+                    baserel,
+                    Some(member_is),
+                    var as *mut std::ffi::c_void,
+                    (*baserel).lateral_referencers,
+                );
+                out.extend(pglist::ptrs::<pg_sys::RestrictInfo>(implied));
+            }
+        }
+        out
+    }
+}
+
+/// Whether an equivalence member is the column Var given as `arg`.
+#[pg_guard]
+unsafe extern "C-unwind" fn member_is(
+    _root: *mut pg_sys::PlannerInfo,
+    _rel: *mut pg_sys::RelOptInfo,
+    _ec: *mut pg_sys::EquivalenceClass,
+    em: *mut pg_sys::EquivalenceMember,
+    arg: *mut std::ffi::c_void,
+) -> bool {
+    unsafe { pg_sys::equal((*em).em_expr as *const std::ffi::c_void, arg) }
+}
+
+/// Offer a path that takes the outer side's value of `ri` (`col = outer.expr`) as a parameter,
+/// when the wrapper pushes that equality: one remote call per outer row instead of a full scan.
+unsafe fn parameterized_path(
+    root: *mut pg_sys::PlannerInfo,
+    baserel: *mut pg_sys::RelOptInfo,
+    foreigntableid: pg_sys::Oid,
+    ri: *mut pg_sys::RestrictInfo,
+) {
+    unsafe {
+        if (*ri).pseudoconstant {
+            return;
+        }
+        let relid = (*baserel).relid;
+        let Some((qual, _)) = quals::extract_one(root, (*ri).clause as *mut pg_sys::Node, relid)
+        else {
+            return;
+        };
+        if qual.op != pgdw_wrapper::Op::Eq || qual.key.is_some() {
+            return;
+        }
+        let required_outer =
+            pg_sys::bms_del_member(pg_sys::bms_copy((*ri).clause_relids), relid as i32);
+        if pg_sys::bms_is_empty(required_outer)
+            || pg_sys::bms_overlap(required_outer, (*baserel).lateral_referencers)
+        {
+            return;
+        }
+        let clauses = pg_sys::lappend(
+            pg_sys::list_copy((*baserel).baserestrictinfo),
+            ri as *mut std::ffi::c_void,
+        );
+        let a = analyze(root, baserel, foreigntableid, clauses);
+        let last = a.extracted.quals.len().saturating_sub(1);
+        if !a.planned.pushed.contains(&last) {
+            return;
+        }
+        // An equality on one value: assume a small answer per call.
+        let rows = pg_sys::clamp_row_est((*baserel).rows * 0.01);
+        add_path(root, baserel, rows, required_outer);
     }
 }
 

@@ -97,11 +97,18 @@ unsafe fn as_column(
     }
 }
 
-/// Whether the executor can compute `node` once per scan.
-unsafe fn is_value(node: *mut pg_sys::Node) -> bool {
+/// Whether the executor can compute `node` once per scan: no Vars of this relation, no
+/// volatile functions, no subplans. Vars of other relations are allowed: they appear only in
+/// the join clauses of a parameterized path, where the planner turns them into nestloop
+/// params that the executor sets before each rescan.
+unsafe fn is_value(
+    root: *mut pg_sys::PlannerInfo,
+    node: *mut pg_sys::Node,
+    relid: pg_sys::Index,
+) -> bool {
     unsafe {
         !node.is_null()
-            && !pg_sys::contain_var_clause(node)
+            && !pg_sys::bms_is_member(relid as i32, pg_sys::pull_varnos(root, node))
             && !pg_sys::contain_volatile_functions(node)
             && !pg_sys::contain_subplans(node)
     }
@@ -123,7 +130,11 @@ unsafe fn known_value(node: *mut pg_sys::Node) -> Value {
 ///
 /// # Safety
 /// Planner-time pointers, on the backend thread.
-pub(crate) unsafe fn extract(relid: pg_sys::Index, clauses: *mut pg_sys::List) -> Extracted {
+pub(crate) unsafe fn extract(
+    root: *mut pg_sys::PlannerInfo,
+    relid: pg_sys::Index,
+    clauses: *mut pg_sys::List,
+) -> Extracted {
     let mut out = Extracted {
         quals: Vec::new(),
         exprs: Vec::new(),
@@ -134,7 +145,7 @@ pub(crate) unsafe fn extract(relid: pg_sys::Index, clauses: *mut pg_sys::List) -
             if (*ri).pseudoconstant {
                 continue; // a gating Result node evaluates these, not the scan
             }
-            match extract_one((*ri).clause as *mut pg_sys::Node, relid) {
+            match extract_one(root, (*ri).clause as *mut pg_sys::Node, relid) {
                 Some((qual, expr)) => {
                     out.quals.push(qual);
                     out.exprs.push(expr);
@@ -146,7 +157,8 @@ pub(crate) unsafe fn extract(relid: pg_sys::Index, clauses: *mut pg_sys::List) -
     out
 }
 
-unsafe fn extract_one(
+pub(crate) unsafe fn extract_one(
+    root: *mut pg_sys::PlannerInfo,
     clause: *mut pg_sys::Node,
     relid: pg_sys::Index,
 ) -> Option<(Qual, *mut pg_sys::Expr)> {
@@ -159,14 +171,17 @@ unsafe fn extract_one(
                     return None;
                 }
                 let name = opname((*op).opno);
-                let (col, value, commuted) =
-                    if let (Some(c), true) = (as_column(args[0], relid), is_value(args[1])) {
-                        (c, args[1], false)
-                    } else if let (Some(c), true) = (as_column(args[1], relid), is_value(args[0])) {
-                        (c, args[0], true)
-                    } else {
-                        return None;
-                    };
+                let (col, value, commuted) = if let (Some(c), true) =
+                    (as_column(args[0], relid), is_value(root, args[1], relid))
+                {
+                    (c, args[1], false)
+                } else if let (Some(c), true) =
+                    (as_column(args[1], relid), is_value(root, args[0], relid))
+                {
+                    (c, args[0], true)
+                } else {
+                    return None;
+                };
                 Some((
                     Qual {
                         column: col.0,
@@ -183,7 +198,7 @@ unsafe fn extract_one(
                 if !(*op).useOr
                     || args.len() != 2
                     || opname((*op).opno) != "="
-                    || !is_value(args[1])
+                    || !is_value(root, args[1], relid)
                 {
                     return None;
                 }

@@ -88,6 +88,12 @@ const OPTIONS: &[OptionSpec] = &[
         secret: false,
         check: OptionSpec::any,
     },
+    OptionSpec {
+        name: "estimate",
+        catalogs: &[Catalog::Table],
+        secret: false,
+        check: positive,
+    },
 ];
 
 #[derive(Serialize, Deserialize)]
@@ -201,7 +207,11 @@ impl Wrapper for TestFdw {
                     },
                     pushed,
                     uses_limit: true,
-                    rows: 100.0,
+                    rows: req
+                        .options
+                        .get("estimate")
+                        .and_then(|e| e.parse().ok())
+                        .unwrap_or(100.0),
                 })
             }
         }

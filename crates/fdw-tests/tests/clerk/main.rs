@@ -20,21 +20,8 @@ fn spec(users: usize) -> Spec {
 
 fn emulator(spec: Spec, limit: Option<(usize, Duration)>) -> (Emulator, u16) {
     let emu = Emulator::new(Dataset::generate(&spec), KEY, limit);
-    let served = emu.clone();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(l.local_addr().unwrap().port()).unwrap();
-            axum::serve(l, clerk_emulator::app(served)).await.unwrap();
-        });
-    });
-    (emu, rx.recv().unwrap())
+    let port = clerk_emulator::spawn(emu.clone());
+    (emu, port)
 }
 
 /// The seeds' statements as written, plus api_url pointing at the emulator.

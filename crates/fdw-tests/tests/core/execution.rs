@@ -138,3 +138,25 @@ fn generated_rows_stream_in_batches() {
     assert_eq!(out, "25000|312487500|row 9999");
     w.assert_no_crash();
 }
+
+#[test]
+fn a_join_pushes_each_outer_value_through_a_parameterized_path() {
+    let src = source();
+    let w = setup(&src.url());
+    // A big remote table: one call per outer row is cheaper than reading it all.
+    w.sql("ALTER FOREIGN TABLE items OPTIONS (ADD estimate '100000');");
+    let prefix = "CREATE TABLE IF NOT EXISTS wanted (id bigint);
+         TRUNCATE wanted; INSERT INTO wanted VALUES (2), (4); ANALYZE wanted;";
+    let q = "SELECT w.id, i.name FROM wanted w JOIN items i ON i.id = w.id ORDER BY 1;";
+    let plan = w.sql(&format!("{prefix} EXPLAIN {q}"));
+    assert!(plan.contains("Nested Loop"), "{plan}");
+    assert!(plan.contains("Pushed Quals: id = w.id"), "{plan}");
+    assert!(src.requests().is_empty(), "EXPLAIN sent nothing");
+    assert_eq!(w.sql(&format!("{prefix} {q}")), "2|b\n4|d");
+    assert_eq!(
+        queries(&src, "/items"),
+        vec!["id.eq=2", "id.eq=4"],
+        "one call per outer row, each with its value"
+    );
+    w.assert_no_crash();
+}

@@ -22,11 +22,7 @@ const PAGE: usize = 500;
 const MAX_FILTER_VALUES: usize = 100;
 
 fn url(v: &str) -> Result<(), String> {
-    if v.starts_with("http://") || v.starts_with("https://") {
-        Ok(())
-    } else {
-        Err("an http:// or https:// URL, e.g. 'https://api.clerk.com/v1'".into())
-    }
+    crate::checks::http_url(v, "https://api.clerk.com/v1")
 }
 fn object(v: &str) -> Result<(), String> {
     Object::parse(v).map(|_| ()).ok_or_else(|| {
@@ -35,9 +31,6 @@ fn object(v: &str) -> Result<(), String> {
 }
 fn rate(v: &str) -> Result<(), String> {
     RateLimit::parse(v).map(|_| ())
-}
-fn duration(v: &str) -> Result<(), String> {
-    parse_duration(v).map(|_| ())
 }
 
 const SECRET_PLACES: &[Catalog] = &[Catalog::Server, Catalog::UserMapping];
@@ -64,13 +57,13 @@ const OPTIONS: &[OptionSpec] = &[
         name: "max_wait",
         catalogs: &[Catalog::Server],
         secret: false,
-        check: duration,
+        check: crate::checks::duration,
     },
     OptionSpec {
         name: "timeout",
         catalogs: &[Catalog::Server],
         secret: false,
-        check: duration,
+        check: crate::checks::duration,
     },
     OptionSpec {
         name: "object",

@@ -16,14 +16,7 @@ use super::window::{split, Window};
 pub struct PrometheusFdw;
 
 fn url(v: &str) -> Result<(), String> {
-    if v.starts_with("http://") || v.starts_with("https://") {
-        Ok(())
-    } else {
-        Err("an http:// or https:// URL, e.g. 'http://127.0.0.1:9090'".into())
-    }
-}
-fn duration(v: &str) -> Result<(), String> {
-    parse_duration(v).map(|_| ())
+    crate::checks::http_url(v, "http://127.0.0.1:9090")
 }
 /// `Name: value` pairs separated by newlines or `;`, e.g. 'X-Scope-OrgID: tenant-1'.
 fn parse_headers(v: &str) -> Result<Vec<(String, String)>, String> {
@@ -89,13 +82,13 @@ const OPTIONS: &[OptionSpec] = &[
         name: "connect_timeout",
         catalogs: SERVER,
         secret: false,
-        check: duration,
+        check: crate::checks::duration,
     },
     OptionSpec {
         name: "timeout",
         catalogs: SERVER,
         secret: false,
-        check: duration,
+        check: crate::checks::duration,
     },
     OptionSpec {
         name: "headers",
@@ -113,7 +106,7 @@ const OPTIONS: &[OptionSpec] = &[
         name: "step",
         catalogs: &[Catalog::Table, Catalog::Server],
         secret: false,
-        check: duration,
+        check: crate::checks::duration,
     },
 ];
 

@@ -126,8 +126,25 @@ pub async fn install(conn: &mut PgConnection) -> anyhow::Result<Report> {
             .await
             .with_context(|| format!("CREATE EXTENSION {name}"))?;
     }
-    inspect(conn).await
+    let report = inspect(conn).await?;
+    let has = |name: &str| {
+        report
+            .extensions
+            .iter()
+            .any(|e| e.name == name && e.installed.is_some())
+    };
+    if has("pg_cron") && has("pg_partman") {
+        sqlx::raw_sql(RUNTIME_SQL)
+            .execute(&mut *conn)
+            .await
+            .context("installing pgdw's refresh runtime (schema pgdw)")?;
+    }
+    Ok(report)
 }
+
+/// The refresh runtime (schedules, run log, incremental sync, partitions), written to be run
+/// again at every `pgdw up`.
+pub const RUNTIME_SQL: &str = include_str!("../sql/runtime.sql");
 
 /// Create the warehouse database when it does not exist (connected to another database).
 pub async fn ensure_database(conn: &mut PgConnection, name: &str) -> anyhow::Result<bool> {

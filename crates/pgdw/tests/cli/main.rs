@@ -2,6 +2,7 @@
 
 mod embedded;
 mod external;
+mod runtime;
 
 use std::process::Output;
 

@@ -1,0 +1,211 @@
+-- pgdw's refresh runtime: installed (idempotently) by `pgdw up` in schema pgdw, for warehouse
+-- migrations to call. Needs pg_cron 1.4 and pg_partman 4.7 (schema partman).
+
+CREATE SCHEMA IF NOT EXISTS pgdw;
+COMMENT ON SCHEMA pgdw IS 'pgdw refresh runtime: schedules, run log, incremental sync, partitions';
+
+-- Run log -------------------------------------------------------------------------------------
+
+CREATE TABLE IF NOT EXISTS pgdw.runs (
+    id            bigserial PRIMARY KEY,
+    job           text NOT NULL,
+    started_at    timestamptz NOT NULL DEFAULT clock_timestamp(),
+    finished_at   timestamptz,
+    status        text NOT NULL DEFAULT 'running' CHECK (status IN ('running', 'succeeded', 'failed')),
+    rows_inserted bigint,
+    rows_updated  bigint,
+    rows_deleted  bigint,
+    error         text
+);
+CREATE INDEX IF NOT EXISTS runs_job_started_idx ON pgdw.runs (job, started_at DESC);
+COMMENT ON TABLE pgdw.runs IS 'One row per refresh run: when, how it ended, rows changed, the error';
+
+CREATE TABLE IF NOT EXISTS pgdw.watermarks (
+    job        text PRIMARY KEY,
+    value      text NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE pgdw.watermarks IS 'How far each incremental sync has read its source';
+
+-- Schedules -----------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION pgdw.cron_schedule(every text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    secs numeric;
+    n    integer;
+BEGIN
+    every := btrim(every);
+    -- Already cron: five fields, or @hourly-style.
+    IF every ~ '^@(yearly|annually|monthly|weekly|daily|hourly|reboot)$'
+       OR every ~ '^\S+\s+\S+\s+\S+\s+\S+\s+\S+$' THEN
+        RETURN every;
+    END IF;
+    BEGIN
+        secs := extract(epoch FROM every::interval);
+    EXCEPTION WHEN others THEN
+        RAISE EXCEPTION 'pgdw: "%" is neither cron syntax nor an interval', every
+            USING HINT = 'write cron like ''*/5 * * * *'' or an interval like ''5 minutes'', ''1 hour'', ''1 day''';
+    END;
+    IF secs <= 0 THEN
+        RAISE EXCEPTION 'pgdw: a schedule interval must be positive, not "%"', every;
+    END IF;
+    IF secs % 60 <> 0 THEN
+        RAISE EXCEPTION 'pgdw: pg_cron 1.4 schedules by the minute; "%" cannot be run', every
+            USING HINT = 'the shortest interval is ''1 minute''';
+    END IF;
+    IF secs < 3600 THEN
+        n := secs / 60;
+        IF 60 % n <> 0 THEN
+            RAISE EXCEPTION 'pgdw: "%" does not divide an hour, so cron cannot repeat it evenly', every
+                USING HINT = 'use 1, 2, 3, 4, 5, 6, 10, 12, 15, 20 or 30 minutes, or cron syntax';
+        END IF;
+        RETURN CASE WHEN n = 1 THEN '* * * * *' ELSE format('*/%s * * * *', n) END;
+    ELSIF secs < 86400 THEN
+        IF secs % 3600 <> 0 OR 24 % (secs / 3600)::int <> 0 THEN
+            RAISE EXCEPTION 'pgdw: "%" is not a whole number of hours dividing a day', every
+                USING HINT = 'use 1, 2, 3, 4, 6, 8 or 12 hours, or cron syntax';
+        END IF;
+        n := secs / 3600;
+        RETURN CASE WHEN n = 1 THEN '0 * * * *' ELSE format('0 */%s * * *', n) END;
+    ELSIF secs = 86400 THEN
+        RETURN '0 0 * * *';
+    ELSIF secs = 604800 THEN
+        RETURN '0 0 * * 0';
+    END IF;
+    RAISE EXCEPTION 'pgdw: "%" is longer than a day and not a week', every
+        USING HINT = 'use cron syntax, e.g. ''0 3 */2 * *'' for every other day at 03:00';
+END $$;
+COMMENT ON FUNCTION pgdw.cron_schedule(text) IS
+    'Cron syntax for an interval such as ''5 minutes'' (pg_cron 1.4 takes only cron); cron passes through';
+
+CREATE OR REPLACE FUNCTION pgdw.schedule(job_name text, every text, command text) RETURNS bigint
+LANGUAGE sql AS $$
+    -- pg_cron updates a job of the same name and user: scheduling twice is harmless.
+    SELECT cron.schedule(job_name, pgdw.cron_schedule(every), command);
+$$;
+COMMENT ON FUNCTION pgdw.schedule(text, text, text) IS
+    'Schedule (or reschedule) a pg_cron job by name, accepting intervals as well as cron';
+
+-- Running a job with a record -------------------------------------------------------------
+
+CREATE OR REPLACE PROCEDURE pgdw.run(job text, command text)
+LANGUAGE plpgsql AS $$
+DECLARE
+    run_id bigint;
+    counts record;
+BEGIN
+    INSERT INTO pgdw.runs (job) VALUES (job) RETURNING id INTO run_id;
+    BEGIN
+        -- A command may return (inserted, updated, deleted) counts, as pgdw.sync does.
+        EXECUTE command INTO counts;
+        UPDATE pgdw.runs SET finished_at = clock_timestamp(), status = 'succeeded',
+               rows_inserted = CASE WHEN counts IS NULL THEN NULL ELSE (to_jsonb(counts)->>'inserted')::bigint END,
+               rows_updated  = CASE WHEN counts IS NULL THEN NULL ELSE (to_jsonb(counts)->>'updated')::bigint END,
+               rows_deleted  = CASE WHEN counts IS NULL THEN NULL ELSE (to_jsonb(counts)->>'deleted')::bigint END
+         WHERE id = run_id;
+    EXCEPTION WHEN others THEN
+        -- The command's changes are rolled back (the previous data stays); the failure is kept.
+        UPDATE pgdw.runs SET finished_at = clock_timestamp(), status = 'failed', error = SQLERRM
+         WHERE id = run_id;
+        RAISE WARNING 'pgdw: job % failed: %', job, SQLERRM;
+    END;
+    DELETE FROM pgdw.runs WHERE started_at < now() - interval '30 days';
+END $$;
+COMMENT ON PROCEDURE pgdw.run(text, text) IS
+    'Run a command as job, recording it in pgdw.runs; a failure rolls the command back and is recorded';
+
+-- Incremental sync ------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION pgdw.sync(
+    target regclass, source regclass, key text[],
+    updated_at text DEFAULT NULL, deletes boolean DEFAULT true,
+    OUT inserted bigint, OUT updated bigint, OUT deleted bigint)
+LANGUAGE plpgsql AS $$
+DECLARE
+    cols     text;
+    set_list text;
+    key_list text;
+    key_join text;
+    job_name text := 'sync:' || target::text;
+    mark     text;
+    filter   text := '';
+    newmark  text;
+BEGIN
+    SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum),
+           string_agg(format('%1$I = EXCLUDED.%1$I', attname), ', ' ORDER BY attnum)
+           FILTER (WHERE NOT attname = ANY (key))
+      INTO cols, set_list
+      FROM pg_attribute WHERE attrelid = target AND attnum > 0 AND NOT attisdropped;
+    SELECT string_agg(quote_ident(k), ', '), string_agg(format('t.%1$I = s.%1$I', k), ' AND ')
+      INTO key_list, key_join FROM unnest(key) k;
+    IF updated_at IS NOT NULL THEN
+        SELECT value INTO mark FROM pgdw.watermarks w WHERE w.job = job_name;
+        IF mark IS NOT NULL THEN
+            filter := format(' WHERE %I > %L', updated_at, mark);
+        END IF;
+    END IF;
+    -- Read the source once into a temporary table: the upsert and the delete pass see the
+    -- same rows, and a failing source fails before anything changes.
+    EXECUTE format('CREATE TEMP TABLE pgdw_sync_batch ON COMMIT DROP AS SELECT %s FROM %s%s', cols, source, filter);
+    EXECUTE format(
+        'WITH up AS (INSERT INTO %s AS t (%s) SELECT %s FROM pgdw_sync_batch
+                     ON CONFLICT (%s) DO UPDATE SET %s WHERE (t.*) IS DISTINCT FROM (EXCLUDED.*)
+                     RETURNING (xmax = 0) AS ins)
+         SELECT count(*) FILTER (WHERE ins), count(*) FILTER (WHERE NOT ins) FROM up',
+        target, cols, cols, key_list, coalesce(set_list, key_list || ' = EXCLUDED.' || key_list))
+      INTO inserted, updated;
+    deleted := 0;
+    IF deletes THEN
+        -- A full key pass against the source: rows gone there go here.
+        EXECUTE format('DELETE FROM %s t WHERE NOT EXISTS (SELECT 1 FROM %s s WHERE %s)', target, source, key_join);
+        GET DIAGNOSTICS deleted = ROW_COUNT;
+    END IF;
+    IF updated_at IS NOT NULL THEN
+        EXECUTE format('SELECT max(%I)::text FROM pgdw_sync_batch', updated_at) INTO newmark;
+        IF newmark IS NOT NULL THEN
+            INSERT INTO pgdw.watermarks (job, value) VALUES (job_name, newmark)
+            ON CONFLICT (job) DO UPDATE SET value = EXCLUDED.value, updated_at = now();
+        END IF;
+    END IF;
+    DROP TABLE pgdw_sync_batch;
+END $$;
+COMMENT ON FUNCTION pgdw.sync(regclass, regclass, text[], text, boolean) IS
+    'Upsert source rows changed since the watermark into target (unique on key), delete rows gone from source';
+
+-- Partitions ------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION pgdw.partition_daily(
+    parent regclass, control text, retention interval DEFAULT '30 days', epoch text DEFAULT NULL)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    typ  text;
+    name text;  -- schema-qualified, as pg_partman wants it
+BEGIN
+    SELECT format('%I.%I', n.nspname, c.relname) INTO name
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = parent;
+    SELECT format_type(atttypid, NULL) INTO typ FROM pg_attribute
+     WHERE attrelid = parent AND attname = control AND NOT attisdropped;
+    IF typ IS NULL THEN
+        RAISE EXCEPTION 'pgdw: % has no column %', parent, control;
+    END IF;
+    IF typ IN ('bigint', 'integer') AND partition_daily.epoch IS NULL THEN
+        -- The seeds call create_parent on a bigint column without p_epoch, which pg_partman
+        -- refuses; an integer time column is epoch seconds unless told otherwise.
+        partition_daily.epoch := 'seconds';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM partman.part_config WHERE parent_table = name) THEN
+        PERFORM partman.create_parent(name, control, 'native', 'daily',
+                                      p_epoch := coalesce(partition_daily.epoch, 'none'), p_premake := 2,
+                                      -- Partitions back to the retention horizon, so that a
+                                      -- backfill does not land in the default partition.
+                                      p_start_partition := to_char(now() - partition_daily.retention, 'YYYY-MM-DD'));
+    END IF;
+    UPDATE partman.part_config SET retention = partition_daily.retention::text, retention_keep_table = false,
+                                   infinite_time_partitions = true
+     WHERE parent_table = name;
+    -- The function, not the procedure: no transaction control needed inside a cron job.
+    PERFORM pgdw.schedule('pgdw-partman-maintenance', '1 hour', 'SELECT partman.run_maintenance()');
+END $$;
+COMMENT ON FUNCTION pgdw.partition_daily(regclass, text, interval, text) IS
+    'Daily partitions by pg_partman with retention that drops old partitions, maintained hourly';

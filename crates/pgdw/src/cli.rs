@@ -48,6 +48,14 @@ pub enum Command {
     },
     /// Print DATABASE_URL and PG* variables as shell exports: `eval "$(pgdw env)"`.
     Env,
+    /// Create a warehouse project: pgdw.toml, migrations/, dashboards/.
+    Init { dir: PathBuf },
+    /// Apply a project's migrations (sqlx's format and migrator) and its secrets.
+    Migrate {
+        /// The project directory (holding pgdw.toml).
+        #[arg(long, default_value = ".")]
+        project: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -2,6 +2,7 @@
 
 mod down;
 mod env;
+mod migrate;
 mod psql;
 mod status;
 mod up;
@@ -19,6 +20,8 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status(args) => status::run(&target, &args).await,
         Command::Psql { args } => psql::run(&target, &args),
         Command::Env => env::run(&target),
+        Command::Init { dir } => migrate::init(&dir),
+        Command::Migrate { project } => migrate::run(&target, &project).await,
     }
 }
 

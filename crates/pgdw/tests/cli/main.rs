@@ -2,6 +2,7 @@
 
 mod embedded;
 mod external;
+mod migrate;
 mod runtime;
 
 use std::process::Output;

@@ -1,0 +1,164 @@
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{anyhow, Context};
+use sqlx::migrate::{MigrateError, Migrator};
+use sqlx::PgConnection;
+
+use crate::project::{self, Project};
+use crate::quote::{ident, literal};
+use crate::requirements;
+use crate::target::{self, Target};
+
+/// `pgdw init DIR`.
+pub fn init(dir: &Path) -> anyhow::Result<ExitCode> {
+    project::init(dir)?;
+    println!(
+        "created a pgdw project in {}: pgdw.toml, migrations/, dashboards/",
+        dir.display()
+    );
+    println!("apply it with: pgdw migrate --project {}", dir.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `pgdw migrate`: the runtime, the project's migrations through sqlx's migrator, then the
+/// secrets as user-mapping options.
+pub async fn run(target: &Target, dir: &Path) -> anyhow::Result<ExitCode> {
+    let project = Project::load(dir)?;
+    // Read the secrets first: a missing variable stops everything before anything changes.
+    let secrets = project.secrets()?;
+    let mut conn = connect(target).await?;
+    let report = requirements::install(&mut conn).await?;
+    if !report.problems.is_empty() {
+        anyhow::bail!(
+            "the warehouse database is missing what pgdw needs:\n  - {}",
+            report.problems.join("\n  - ")
+        );
+    }
+    let migrator = Migrator::new(project.migrations())
+        .await
+        .with_context(|| format!("reading {}", project.migrations().display()))?;
+    let before = applied(&mut conn).await;
+    migrator
+        .run(&mut conn)
+        .await
+        .map_err(|e| explain(e, &project))?;
+    let after = applied(&mut conn).await;
+    let new: Vec<&String> = after.iter().filter(|v| !before.contains(v)).collect();
+    if new.is_empty() {
+        println!("migrations: up to date ({} applied)", after.len());
+    } else {
+        for m in &new {
+            println!("applied {m}");
+        }
+    }
+    for (server, option, value) in &secrets {
+        set_user_mapping_option(&mut conn, server, option, value).await?;
+        println!("set {option} on the user mapping of server {server} (value not shown)");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn connect(target: &Target) -> anyhow::Result<PgConnection> {
+    match target {
+        Target::External { url } => target::connect_url(url).await,
+        Target::Embedded { data_dir } => {
+            let cluster = super::existing_cluster(data_dir)?;
+            if cluster.running_pid().is_none() {
+                anyhow::bail!(
+                    "the warehouse in {} is not running; start it with `pgdw up`",
+                    data_dir.display()
+                );
+            }
+            target::connect_embedded(&cluster, &cluster.state().database).await
+        }
+    }
+}
+
+/// `version description` of every applied migration (none when sqlx's table does not exist).
+async fn applied(conn: &mut PgConnection) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT version || ' ' || description FROM _sqlx_migrations WHERE success ORDER BY version",
+    )
+    .fetch_all(conn)
+    .await
+    .unwrap_or_default()
+}
+
+fn file_of(project: &Project, version: i64) -> String {
+    std::fs::read_dir(project.migrations())
+        .ok()
+        .and_then(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .find(|n| n.split('_').next().and_then(|v| v.parse::<i64>().ok()) == Some(version))
+        })
+        .unwrap_or_else(|| format!("version {version}"))
+}
+
+fn explain(e: MigrateError, project: &Project) -> anyhow::Error {
+    match e {
+        MigrateError::VersionMismatch(v) => anyhow!(
+            "migration {} was changed after it was applied (its checksum differs); applied migrations are history: \
+             restore the file and put the change in a new migration",
+            file_of(project, v)
+        ),
+        MigrateError::VersionMissing(v) => anyhow!(
+            "migration {v} was applied to this warehouse but its file is missing from {}",
+            project.migrations().display()
+        ),
+        MigrateError::Dirty(v) => anyhow!("migration {v} failed part-way before; fix it by hand, then delete its row from _sqlx_migrations"),
+        MigrateError::ExecuteMigration(err, v) => {
+            anyhow!("migration {} failed and was rolled back: {err}", file_of(project, v))
+        }
+        other => anyhow!(other).context("applying migrations"),
+    }
+}
+
+async fn set_user_mapping_option(
+    conn: &mut PgConnection,
+    server: &str,
+    option: &str,
+    value: &str,
+) -> anyhow::Result<()> {
+    sqlx::raw_sql(&format!(
+        "CREATE USER MAPPING IF NOT EXISTS FOR CURRENT_USER SERVER {}",
+        ident(server)
+    ))
+    .execute(&mut *conn)
+    .await
+    .with_context(|| format!("creating the user mapping for server {server}"))?;
+    let exists: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_user_mappings m, unnest(m.umoptions) o
+                        WHERE m.srvname = $1 AND m.usename = current_user AND o LIKE $2 || '=%')",
+    )
+    .bind(server)
+    .bind(option)
+    .fetch_one(&mut *conn)
+    .await?;
+    let verb = if exists { "SET" } else { "ADD" };
+    sqlx::raw_sql(&format!(
+        "ALTER USER MAPPING FOR CURRENT_USER SERVER {} OPTIONS ({verb} {} {})",
+        ident(server),
+        ident(option),
+        literal(value)
+    ))
+    .execute(&mut *conn)
+    .await
+    // The statement holds the secret: report the failure without it.
+    .map_err(|e| {
+        anyhow!(
+            "setting {option} on the user mapping of server {server} failed: {}",
+            redact(&e.to_string(), value)
+        )
+    })?;
+    Ok(())
+}
+
+fn redact(message: &str, secret: &str) -> String {
+    if secret.is_empty() {
+        message.to_string()
+    } else {
+        message.replace(secret, "********")
+    }
+}

@@ -1,0 +1,116 @@
+//! A warehouse project: `pgdw.toml`, `migrations/` (sqlx's format) and `dashboards/`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+
+pub const CONFIG: &str = "pgdw.toml";
+
+/// `pgdw.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub warehouse: Warehouse,
+    /// Per foreign server, user-mapping options and where their values come from:
+    /// `[secrets.clerk_server] api_key = "env:CLERK_SECRET_KEY"`.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Warehouse {
+    /// Data directory of the embedded cluster, relative to the project.
+    pub data_dir: Option<PathBuf>,
+}
+
+pub struct Project {
+    pub dir: PathBuf,
+    pub config: Config,
+}
+
+impl Project {
+    pub fn load(dir: &Path) -> anyhow::Result<Project> {
+        let path = dir.join(CONFIG);
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "reading {} (create a project with `pgdw init DIR`)",
+                path.display()
+            )
+        })?;
+        let config: Config =
+            toml::from_str(&text).with_context(|| format!("{} is not valid", path.display()))?;
+        Ok(Project {
+            dir: dir.to_path_buf(),
+            config,
+        })
+    }
+
+    pub fn migrations(&self) -> PathBuf {
+        self.dir.join("migrations")
+    }
+
+    /// The secrets as (server, option, value), each value read from its environment variable.
+    pub fn secrets(&self) -> anyhow::Result<Vec<(String, String, String)>> {
+        let mut out = Vec::new();
+        for (server, options) in &self.config.secrets {
+            for (option, source) in options {
+                let Some(var) = source.strip_prefix("env:") else {
+                    bail!(
+                        "secret {server}.{option} in {CONFIG} must name an environment variable, like \"env:CLERK_SECRET_KEY\"; secrets are never written in files"
+                    );
+                };
+                let value = std::env::var(var).with_context(|| {
+                    format!("secret {server}.{option} comes from ${var}, which is not set")
+                })?;
+                out.push((server.clone(), option.clone(), value));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// `pgdw init DIR`: a project skeleton with a first migration.
+pub fn init(dir: &Path) -> anyhow::Result<()> {
+    if dir.join(CONFIG).exists() {
+        bail!(
+            "{} already has a {CONFIG}; nothing was changed",
+            dir.display()
+        );
+    }
+    std::fs::create_dir_all(dir.join("migrations"))?;
+    std::fs::create_dir_all(dir.join("dashboards"))?;
+    std::fs::write(
+        dir.join(CONFIG),
+        r#"# A pgdw warehouse project. `pgdw migrate` applies migrations/ to the warehouse.
+
+[warehouse]
+# The embedded cluster's data directory, relative to this file. DATABASE_URL overrides it.
+# data_dir = ".pgdw/data"
+
+# Secrets reach Postgres as user-mapping options when migrations are applied; they are read
+# from environment variables and never written in migration files.
+# [secrets.clerk_server]
+# api_key = "env:CLERK_SECRET_KEY"
+"#,
+    )?;
+    std::fs::write(
+        dir.join("migrations/00000000000001_sources.sql"),
+        r#"-- Migrations follow sqlx's format: <version>_<description>.sql, applied once, in order,
+-- each in a transaction. Never edit one that was applied: add a new one.
+
+-- Example: a schedule through pgdw's runtime (pg_cron 1.4 takes cron syntax; pgdw.schedule
+-- also takes intervals).
+-- SELECT pgdw.schedule('refresh-clusters', '5 minutes', 'CALL pgdw.run(''refresh-clusters'', ''SELECT * FROM pgdw.sync(''''ingested_clusters'''', ''''f.instance_vw'''', ''''{instance_id}'''')'')');
+SELECT 1;
+"#,
+    )?;
+    std::fs::write(
+        dir.join("dashboards/README.md"),
+        "Dashboards as TOML files live here.\n",
+    )?;
+    Ok(())
+}

@@ -2,6 +2,8 @@
 
 pub mod cli;
 mod commands;
+pub mod cron;
+pub mod freshness;
 pub mod project;
 mod quote;
 pub mod requirements;

@@ -19,6 +19,7 @@ struct Status {
     data_dir_bytes: Option<u64>,
     server: Option<String>,
     report: Option<Report>,
+    freshness: Option<crate::freshness::Freshness>,
 }
 
 pub async fn run(target: &Target, args: &StatusArgs) -> anyhow::Result<ExitCode> {
@@ -26,7 +27,9 @@ pub async fn run(target: &Target, args: &StatusArgs) -> anyhow::Result<ExitCode>
         Target::External { url } => {
             let mut conn = target::connect_url(url).await?;
             let report = requirements::inspect(&mut conn).await?;
+            let freshness = Some(crate::freshness::read(&mut conn).await?);
             Status {
+                freshness,
                 running: true,
                 mode: "external",
                 pid: None,
@@ -40,15 +43,19 @@ pub async fn run(target: &Target, args: &StatusArgs) -> anyhow::Result<ExitCode>
         Target::Embedded { data_dir } => {
             let cluster = super::existing_cluster(data_dir)?;
             let pid = cluster.running_pid();
-            let report = match pid {
+            let (report, freshness) = match pid {
                 Some(_) => {
                     let mut conn =
                         target::connect_embedded(&cluster, &cluster.state().database).await?;
-                    Some(requirements::inspect(&mut conn).await?)
+                    (
+                        Some(requirements::inspect(&mut conn).await?),
+                        Some(crate::freshness::read(&mut conn).await?),
+                    )
                 }
-                None => None,
+                None => (None, None),
             };
             Status {
+                freshness,
                 running: pid.is_some(),
                 mode: "embedded",
                 pid,
@@ -105,6 +112,9 @@ fn print_text(s: &Status) {
         for p in &report.problems {
             println!("  problem: {p}");
         }
+    }
+    if let Some(f) = &s.freshness {
+        crate::freshness::print(f);
     }
 }
 

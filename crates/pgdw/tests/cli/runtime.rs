@@ -176,3 +176,46 @@ fn daily_partitions_keep_backfills_out_of_the_default_and_retention_drops_old_on
         "dropped, not detached: retention_keep_table = false"
     );
 }
+
+#[test]
+fn status_shows_runs_freshness_failures_and_partitions() {
+    let w = up();
+    query(
+        &w,
+        "SELECT pgdw.schedule('good-job', '5 minutes', $$CALL pgdw.run('good-job', 'SELECT 1')$$);
+         SELECT pgdw.schedule('bad-job', '1 hour', $$CALL pgdw.run('bad-job', 'SELECT 1/0')$$);",
+    );
+    query(&w, "CALL pgdw.run('good-job', 'SELECT 1')");
+    query(&w, "CALL pgdw.run('bad-job', 'SELECT 1/0')");
+    query(
+        &w,
+        "CREATE TABLE metric_values (label_id bigint NOT NULL, time bigint NOT NULL, value float8 NOT NULL)
+           PARTITION BY RANGE (time);
+         SELECT pgdw.partition_daily('public.metric_values', 'time');
+         INSERT INTO metric_values VALUES (1, extract(epoch FROM now() - interval '90 days')::bigint, 1);",
+    );
+    let text = ok(&w, &["status"]);
+    assert!(
+        text.contains("good-job") && text.contains("[ok] last succeeded"),
+        "{text}"
+    );
+    assert!(
+        text.contains("bad-job") && text.contains("[FAILING] last failed"),
+        "{text}"
+    );
+    assert!(text.contains("error: division by zero"), "{text}");
+    assert!(text.contains("public.metric_values"), "{text}");
+    assert!(
+        text.contains("WARNING: 1 rows in the default partition"),
+        "{text}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&ok(&w, &["status", "--json"])).unwrap();
+    let jobs = json["freshness"]["jobs"].as_array().unwrap();
+    let good = jobs.iter().find(|j| j["name"] == "good-job").unwrap();
+    assert_eq!(good["period_secs"], 300);
+    assert_eq!(good["failing"], false);
+    assert!(good["next_run"].as_i64().unwrap() > json["freshness"]["now"].as_i64().unwrap());
+    let bad = jobs.iter().find(|j| j["name"] == "bad-job").unwrap();
+    assert_eq!(bad["failing"], true);
+    assert_eq!(json["freshness"]["partitioned"][0]["default_rows"], 1);
+}

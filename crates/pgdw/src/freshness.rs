@@ -1,0 +1,254 @@
+//! What ran and how fresh everything is: pg_cron jobs with their last runs from `pgdw.runs`,
+//! and pg_partman's partitioned tables.
+
+use serde::Serialize;
+use sqlx::{PgConnection, Row};
+
+use crate::cron::Schedule;
+
+#[derive(Debug, Serialize)]
+pub struct Job {
+    pub name: String,
+    pub schedule: String,
+    pub active: bool,
+    pub last_status: Option<String>,
+    pub last_started: Option<i64>,
+    pub last_duration_secs: Option<f64>,
+    pub rows: Option<[Option<i64>; 3]>,
+    pub last_error: Option<String>,
+    /// Seconds since the last successful run.
+    pub age_secs: Option<i64>,
+    pub period_secs: Option<i64>,
+    pub next_run: Option<i64>,
+    /// Last run failed, or no success within two periods.
+    pub failing: bool,
+    pub stale: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Partitioned {
+    pub table: String,
+    pub partitions: i64,
+    pub oldest: Option<String>,
+    pub newest: Option<String>,
+    pub bytes: i64,
+    pub default_rows: i64,
+    pub retention: Option<String>,
+}
+
+#[derive(Debug, Serialize, Default)]
+pub struct Freshness {
+    pub now: i64,
+    pub jobs: Vec<Job>,
+    pub partitioned: Vec<Partitioned>,
+}
+
+async fn exists(conn: &mut PgConnection, sql: &str) -> bool {
+    sqlx::query_scalar::<_, bool>(sql)
+        .fetch_one(conn)
+        .await
+        .unwrap_or(false)
+}
+
+pub async fn read(conn: &mut PgConnection) -> anyhow::Result<Freshness> {
+    let now: i64 = sqlx::query_scalar("SELECT extract(epoch FROM now())::bigint")
+        .fetch_one(&mut *conn)
+        .await?;
+    let mut f = Freshness {
+        now,
+        ..Freshness::default()
+    };
+    if exists(
+        conn,
+        "SELECT to_regclass('cron.job') IS NOT NULL AND to_regclass('pgdw.runs') IS NOT NULL",
+    )
+    .await
+    {
+        let rows = sqlx::query(
+            "SELECT j.jobname, j.schedule, j.active, r.status,
+                    extract(epoch FROM r.started_at)::bigint AS started,
+                    extract(epoch FROM r.finished_at - r.started_at)::float8 AS secs,
+                    r.rows_inserted, r.rows_updated, r.rows_deleted, r.error,
+                    (SELECT extract(epoch FROM max(s.finished_at))::bigint FROM pgdw.runs s
+                      WHERE s.job = j.jobname AND s.status = 'succeeded') AS last_success
+               FROM cron.job j
+               LEFT JOIN LATERAL (SELECT * FROM pgdw.runs r WHERE r.job = j.jobname
+                                   ORDER BY r.started_at DESC LIMIT 1) r ON true
+              ORDER BY j.jobname",
+        )
+        .fetch_all(&mut *conn)
+        .await?;
+        for r in rows {
+            let schedule: String = r.get("schedule");
+            let parsed = Schedule::parse(&schedule);
+            let period = parsed.as_ref().and_then(|s| s.period(now));
+            let last_success: Option<i64> = r.get("last_success");
+            let status: Option<String> = r.get("status");
+            let age = last_success.map(|t| now - t);
+            let started: Option<i64> = r.get("started");
+            let stale = match (period, age) {
+                (Some(p), Some(a)) => a > 2 * p,
+                // Never succeeded although it has had two periods since its first run.
+                (Some(p), None) => started.is_some_and(|s| now - s > 2 * p),
+                _ => false,
+            };
+            let rows_changed = status.as_ref().map(|_| {
+                [
+                    r.get("rows_inserted"),
+                    r.get("rows_updated"),
+                    r.get("rows_deleted"),
+                ]
+            });
+            f.jobs.push(Job {
+                name: r.get("jobname"),
+                active: r.get("active"),
+                failing: status.as_deref() == Some("failed"),
+                last_status: status,
+                last_started: started,
+                last_duration_secs: r.get("secs"),
+                rows: rows_changed,
+                last_error: r.get("error"),
+                age_secs: age,
+                period_secs: period,
+                next_run: parsed.and_then(|s| s.next_after(now)),
+                stale,
+                schedule,
+            });
+        }
+    }
+    if exists(
+        conn,
+        "SELECT to_regclass('partman.part_config') IS NOT NULL",
+    )
+    .await
+    {
+        let parents: Vec<(String, Option<String>)> = sqlx::query_as(
+            "SELECT parent_table, retention FROM partman.part_config ORDER BY parent_table",
+        )
+        .fetch_all(&mut *conn)
+        .await?;
+        for (table, retention) in parents {
+            let row = sqlx::query(
+                "SELECT count(*) AS n, min(c.relname) AS oldest, max(c.relname) AS newest,
+                        coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint AS bytes
+                   FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+                  WHERE i.inhparent = $1::regclass AND c.relname NOT LIKE '%\\_default'",
+            )
+            .bind(&table)
+            .fetch_one(&mut *conn)
+            .await?;
+            let default = format!("{table}_default");
+            let default_rows: i64 = if exists(
+                conn,
+                &format!(
+                    "SELECT to_regclass({}) IS NOT NULL",
+                    crate::quote::literal(&default)
+                ),
+            )
+            .await
+            {
+                // The name comes from pg_partman's catalog; quote it anyway.
+                let (schema, name) = default.split_once('.').unwrap_or(("public", &default));
+                sqlx::query_scalar(&format!(
+                    "SELECT count(*) FROM {}.{}",
+                    crate::quote::ident(schema),
+                    crate::quote::ident(name)
+                ))
+                .fetch_one(&mut *conn)
+                .await?
+            } else {
+                0
+            };
+            f.partitioned.push(Partitioned {
+                table,
+                partitions: row.get("n"),
+                oldest: row.get("oldest"),
+                newest: row.get("newest"),
+                bytes: row.get("bytes"),
+                default_rows,
+                retention,
+            });
+        }
+    }
+    Ok(f)
+}
+
+fn ago(secs: i64) -> String {
+    match secs {
+        s if s < 120 => format!("{s} s ago"),
+        s if s < 7200 => format!("{} min ago", s / 60),
+        s if s < 172_800 => format!("{} h ago", s / 3600),
+        s => format!("{} days ago", s / 86_400),
+    }
+}
+
+/// The text block of `pgdw status`.
+pub fn print(f: &Freshness) {
+    if !f.jobs.is_empty() {
+        println!("  jobs:");
+        for j in &f.jobs {
+            let flag = if j.failing {
+                "FAILING"
+            } else if j.stale {
+                "STALE"
+            } else if j.last_status.is_none() {
+                "not run yet"
+            } else {
+                "ok"
+            };
+            let last = match (&j.last_status, j.last_started) {
+                (Some(s), Some(t)) => format!(
+                    "last {s} {} ({:.1} s{})",
+                    ago(f.now - t),
+                    j.last_duration_secs.unwrap_or(0.0),
+                    j.rows
+                        .map(|r| format!(
+                            ", +{} ~{} -{}",
+                            r[0].unwrap_or(0),
+                            r[1].unwrap_or(0),
+                            r[2].unwrap_or(0)
+                        ))
+                        .unwrap_or_default()
+                ),
+                _ => "never ran".into(),
+            };
+            let fresh = j
+                .age_secs
+                .map(|a| format!(", fresh as of {}", ago(a)))
+                .unwrap_or_default();
+            let next = j
+                .next_run
+                .map(|n| format!(", next in {} s", n - f.now))
+                .unwrap_or_default();
+            println!(
+                "    {:<28} {:<12} [{flag}] {last}{fresh}{next}",
+                j.name, j.schedule
+            );
+            if let (true, Some(e)) = (j.failing, &j.last_error) {
+                println!("      error: {e}");
+            }
+        }
+    }
+    if !f.partitioned.is_empty() {
+        println!("  partitioned tables:");
+        for p in &f.partitioned {
+            let warn = if p.default_rows > 0 {
+                format!(
+                    " [WARNING: {} rows in the default partition: create the missing partitions]",
+                    p.default_rows
+                )
+            } else {
+                String::new()
+            };
+            println!(
+                "    {:<28} {} partitions ({} .. {}), {} bytes, retention {}{warn}",
+                p.table,
+                p.partitions,
+                p.oldest.as_deref().unwrap_or("-"),
+                p.newest.as_deref().unwrap_or("-"),
+                p.bytes,
+                p.retention.as_deref().unwrap_or("none")
+            );
+        }
+    }
+}

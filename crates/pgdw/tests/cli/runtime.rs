@@ -219,3 +219,30 @@ fn status_shows_runs_freshness_failures_and_partitions() {
     assert_eq!(bad["failing"], true);
     assert_eq!(json["freshness"]["partitioned"][0]["default_rows"], 1);
 }
+
+#[test]
+fn pg_cron_runs_a_scheduled_job_in_a_background_worker() {
+    let w = up();
+    query(
+        &w,
+        "CREATE TABLE src (id int PRIMARY KEY, v text); INSERT INTO src VALUES (1, 'x');
+         CREATE TABLE tgt (id int PRIMARY KEY, v text);
+         SELECT pgdw.schedule('every-minute', '1 minute',
+                $$CALL pgdw.run('every-minute', 'SELECT * FROM pgdw.sync(''tgt'', ''src'', ''{id}'')')$$);",
+    );
+    // The next minute boundary, plus pg_cron's own latency: poll, bounded.
+    let start = std::time::Instant::now();
+    while query(
+        &w,
+        "SELECT count(*) FROM pgdw.runs WHERE job = 'every-minute'",
+    ) == "0"
+    {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(90),
+            "pg_cron never ran the job"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    assert_eq!(query(&w, "SELECT status || ' ' || rows_inserted FROM pgdw.runs WHERE job = 'every-minute' ORDER BY id LIMIT 1"), "succeeded 1");
+    assert_eq!(query(&w, "SELECT v FROM tgt"), "x");
+}

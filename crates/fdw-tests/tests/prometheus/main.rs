@@ -329,3 +329,29 @@ fn basic_auth_and_custom_headers_are_sent() {
     assert!(err.contains("is not a header"), "{err}");
     w.assert_no_crash();
 }
+
+#[test]
+fn tls_with_a_private_ca() {
+    let b = base();
+    let (prom, ca) = Prometheus::start_tls(&data(b));
+    assert!(prom.url().starts_with("https://"));
+    let w = setup(&prom.url());
+    let q = format!("SELECT count(*) FROM metrics WHERE metric_name = 'up' AND metric_time > {b} AND metric_time < {b} + 7200;");
+    let err = w.sql_err(&format!("\\set VERBOSITY verbose\n{q}"));
+    assert!(
+        err.contains("HV00N: prometheus_fdw: cannot reach Prometheus"),
+        "the system roots do not know the test CA: {err}"
+    );
+    w.sql(&format!(
+        "ALTER SERVER prometheus_server OPTIONS (ADD ca_cert '{}');",
+        ca.display()
+    ));
+    assert_eq!(w.sql(&q), "11");
+    w.sql("ALTER SERVER prometheus_server OPTIONS (SET ca_cert '/nonexistent/ca.pem');");
+    let err = w.sql_err(&q);
+    assert!(
+        err.contains("ca_cert /nonexistent/ca.pem: No such file or directory"),
+        "{err}"
+    );
+    w.assert_no_crash();
+}

@@ -97,6 +97,12 @@ const OPTIONS: &[OptionSpec] = &[
         check: headers,
     },
     OptionSpec {
+        name: "ca_cert",
+        catalogs: SERVER,
+        secret: false,
+        check: OptionSpec::any,
+    },
+    OptionSpec {
         name: "object",
         catalogs: &[Catalog::Table],
         secret: false,
@@ -401,6 +407,34 @@ impl Requests {
     }
 }
 
+/// A TLS configuration that trusts the CA certificates in the PEM file at `path` (a private CA,
+/// as in Prometheus' own `tls_server_config` set-ups) instead of the system's roots.
+fn tls_with_ca(path: &str) -> Result<std::sync::Arc<rustls::ClientConfig>, FdwError> {
+    let bad = |why: String| {
+        FdwError::new(ErrorKind::InvalidOptionValue, format!("ca_cert {path}: {why}"))
+            .with_hint("ca_cert is the path of a PEM file, readable by the PostgreSQL server, holding the CA that signed Prometheus' certificate")
+    };
+    let file = std::fs::File::open(path).map_err(|e| bad(e.to_string()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut std::io::BufReader::new(file)) {
+        let cert = cert.map_err(|e| bad(format!("not PEM: {e}")))?;
+        roots
+            .add(cert)
+            .map_err(|e| bad(format!("not a usable certificate: {e}")))?;
+    }
+    if roots.is_empty() {
+        return Err(bad("no certificate in the file".into()));
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| bad(e.to_string()))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(std::sync::Arc::new(config))
+}
+
 #[derive(Clone)]
 pub(super) struct Client {
     agent: ureq::Agent,
@@ -422,10 +456,13 @@ impl Client {
             .map_err(|e| FdwError::new(ErrorKind::InvalidOptionValue, e))?;
         let total =
             secs("timeout", 300.0).map_err(|e| FdwError::new(ErrorKind::InvalidOptionValue, e))?;
-        let agent = ureq::AgentBuilder::new()
+        let mut builder = ureq::AgentBuilder::new()
             .timeout_connect(Duration::from_secs_f64(connect))
-            .timeout(Duration::from_secs_f64(total))
-            .build();
+            .timeout(Duration::from_secs_f64(total));
+        if let Some(path) = options.get("ca_cert") {
+            builder = builder.tls_config(tls_with_ca(path)?);
+        }
+        let agent = builder.build();
         let auth = if let Some(t) = options.get("bearer_token") {
             Some(format!("Bearer {t}"))
         } else if let Some(u) = options.get("username") {

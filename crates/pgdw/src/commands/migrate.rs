@@ -63,13 +63,7 @@ async fn connect(target: &Target) -> anyhow::Result<PgConnection> {
     match target {
         Target::External { url } => target::connect_url(url).await,
         Target::Embedded { data_dir } => {
-            let cluster = super::existing_cluster(data_dir)?;
-            if cluster.running_pid().is_none() {
-                anyhow::bail!(
-                    "the warehouse in {} is not running; start it with `pgdw up`",
-                    data_dir.display()
-                );
-            }
+            let cluster = super::running_cluster(data_dir)?;
             target::connect_embedded(&cluster, &cluster.state().database).await
         }
     }

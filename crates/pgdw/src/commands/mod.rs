@@ -34,3 +34,15 @@ fn existing_cluster(data_dir: &std::path::Path) -> anyhow::Result<pgdw_cluster::
         )
     })
 }
+
+/// The embedded cluster at `data_dir`, insisting that it runs.
+fn running_cluster(data_dir: &std::path::Path) -> anyhow::Result<pgdw_cluster::Cluster> {
+    let cluster = existing_cluster(data_dir)?;
+    if cluster.running_pid().is_none() {
+        anyhow::bail!(
+            "the warehouse in {} is not running; start it with `pgdw up`",
+            data_dir.display()
+        );
+    }
+    Ok(cluster)
+}

@@ -12,13 +12,7 @@ pub fn run(target: &Target, args: &[String]) -> anyhow::Result<ExitCode> {
             c
         }
         Target::Embedded { data_dir } => {
-            let cluster = super::existing_cluster(data_dir)?;
-            if cluster.running_pid().is_none() {
-                anyhow::bail!(
-                    "the warehouse in {} is not running; start it with `pgdw up`",
-                    data_dir.display()
-                );
-            }
+            let cluster = super::running_cluster(data_dir)?;
             let mut c = Command::new(cluster.bindir().join("psql"));
             c.arg("-h")
                 .arg(cluster.socket_dir())

@@ -12,7 +12,7 @@ PGRX_VERSION=0.16.1
 PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
 PACKAGES=(postgresql-15 postgresql-server-dev-15 postgresql-15-cron postgresql-15-partman
           postgresql-contrib prometheus libclang-dev clang pkg-config libssl-dev sudo ca-certificates
-          build-essential)
+          build-essential curl openssl)
 
 step() { printf '\n==> %s\n' "$*"; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }

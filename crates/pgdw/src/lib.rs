@@ -2,10 +2,11 @@
 
 pub mod cli;
 mod commands;
+pub mod controlplane;
 pub mod cron;
 pub mod freshness;
 pub mod project;
-mod quote;
+pub mod quote;
 pub mod requirements;
 pub mod target;
 

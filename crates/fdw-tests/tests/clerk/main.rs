@@ -393,3 +393,27 @@ fn statement_timeout_stops_a_slow_crawl() {
     );
     w.assert_no_crash();
 }
+
+#[test]
+fn prepared_statements_and_joins_rescan_correctly() {
+    let (emu, port) = emulator(spec(50), None);
+    let w = setup(port, ", rate_limit 'off'");
+    let ids: Vec<String> =
+        emu.with_data(|d| d.users.iter().take(3).map(|u| u.id.clone()).collect());
+    let mut script =
+        String::from("PREPARE one(text) AS SELECT count(*) FROM clerk_users WHERE user_id = $1;\n");
+    for id in ids.iter().chain(ids.iter()) {
+        script.push_str(&format!("EXECUTE one('{id}');\n"));
+    }
+    assert_eq!(w.sql(&script), "1\n1\n1\n1\n1\n1");
+    let values = ids
+        .iter()
+        .map(|i| format!("('{i}')"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let joined = w.sql(&format!(
+        "SELECT count(*) FROM (VALUES {values}, ('user_missing')) l(id) JOIN clerk_users u ON u.user_id = l.id;"
+    ));
+    assert_eq!(joined, "3");
+    w.assert_no_crash();
+}

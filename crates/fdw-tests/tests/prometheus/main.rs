@@ -355,3 +355,44 @@ fn tls_with_a_private_ca() {
     );
     w.assert_no_crash();
 }
+
+#[test]
+fn plain_http_errors_and_the_timeout_option() {
+    let fake = Server::start(|req| {
+        if req.query().contains("slow") {
+            Reply::Delay(
+                std::time::Duration::from_secs(5),
+                Box::new(Reply::Json(200, "{}".into())),
+            )
+        } else {
+            Reply::Json(502, "<html>Bad Gateway</html>".into())
+        }
+    });
+    let w = setup(&fake.url());
+    let q = "FROM metrics WHERE metric_time > 1700000000 AND metric_time < 1700003600";
+    let err = w.sql_err(&format!(
+        "\\set VERBOSITY verbose\nSELECT * {q} AND metric_name = 'up';"
+    ));
+    assert!(
+        err.contains("HV000: prometheus_fdw: Prometheus at http://127.0.0.1:"),
+        "{err}"
+    );
+    assert!(err.contains("answered HTTP 502"), "{err}");
+    assert!(
+        err.contains("DETAIL:  <html>Bad Gateway</html>"),
+        "the body's start: {err}"
+    );
+    w.sql("ALTER SERVER prometheus_server OPTIONS (ADD timeout '1s');");
+    let start = std::time::Instant::now();
+    let err = w.sql_err(&format!("SELECT * {q} AND metric_name = 'slow';"));
+    assert!(
+        err.contains("cannot reach Prometheus") || err.contains("timed out"),
+        "{err}"
+    );
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(4),
+        "the 1 s timeout applied: {:?}",
+        start.elapsed()
+    );
+    w.assert_no_crash();
+}

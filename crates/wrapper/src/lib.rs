@@ -125,26 +125,3 @@ pub trait Wrapper: 'static {
     /// send anything.
     fn explain(plan: &Self::Plan, req: &ScanRequest) -> Vec<(String, String)>;
 }
-
-/// A [`Source`] over rows already in memory, split into batches (handy for wrappers whose
-/// whole answer comes in one response, and for tests).
-pub struct VecSource {
-    rows: std::vec::IntoIter<Row>,
-    batch: usize,
-}
-
-impl VecSource {
-    pub fn new(rows: Vec<Row>, batch: usize) -> Self {
-        VecSource {
-            rows: rows.into_iter(),
-            batch: batch.max(1),
-        }
-    }
-}
-
-impl Source for VecSource {
-    fn next_batch(&mut self) -> Result<Option<Vec<Row>>, FdwError> {
-        let batch: Vec<Row> = self.rows.by_ref().take(self.batch).collect();
-        Ok(if batch.is_empty() { None } else { Some(batch) })
-    }
-}

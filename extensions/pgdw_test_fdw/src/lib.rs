@@ -9,7 +9,7 @@
 
 use pgdw_wrapper::{
     Catalog, Cell, ErrorKind, FdwError, Op, OptionSpec, PlanRequest, Planned, Row, ScanRequest,
-    Source, Value, VecSource, Wrapper,
+    Source, Value, Wrapper,
 };
 use serde::{Deserialize, Serialize};
 
@@ -348,11 +348,6 @@ impl Source for HttpSource {
                     .collect()
             })
             .collect();
-        let mut all = VecSource::new(rows, 1000);
-        let mut out = Vec::new();
-        while let Some(b) = all.next_batch()? {
-            out.extend(b);
-        }
-        Ok(Some(out))
+        Ok(Some(rows))
     }
 }

@@ -18,6 +18,10 @@ pub struct Config {
     /// `[secrets.clerk_server] api_key = "env:CLERK_SECRET_KEY"`.
     #[serde(default)]
     pub secrets: BTreeMap<String, BTreeMap<String, String>>,
+    /// Per foreign server, options that differ between environments (addresses, ports):
+    /// `[servers.clerk_server] api_url = "env:CLERK_API_URL"` or a literal value.
+    #[serde(default)]
+    pub servers: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -51,6 +55,25 @@ impl Project {
 
     pub fn migrations(&self) -> PathBuf {
         self.dir.join("migrations")
+    }
+
+    /// Server options as (server, option, value); `env:VAR` values come from the environment.
+    pub fn server_options(&self) -> anyhow::Result<Vec<(String, String, String)>> {
+        let mut out = Vec::new();
+        for (server, options) in &self.config.servers {
+            for (option, source) in options {
+                let value = match source.strip_prefix("env:") {
+                    Some(var) => std::env::var(var).with_context(|| {
+                        format!(
+                            "server option {server}.{option} comes from ${var}, which is not set"
+                        )
+                    })?,
+                    None => source.clone(),
+                };
+                out.push((server.clone(), option.clone(), value));
+            }
+        }
+        Ok(out)
     }
 
     /// The secrets as (server, option, value), each value read from its environment variable.

@@ -27,6 +27,7 @@ pub async fn run(target: &Target, dir: &Path) -> anyhow::Result<ExitCode> {
     let project = Project::load(dir)?;
     // Read the secrets first: a missing variable stops everything before anything changes.
     let secrets = project.secrets()?;
+    let server_options = project.server_options()?;
     let mut conn = connect(target).await?;
     let report = requirements::install(&mut conn).await?;
     if !report.problems.is_empty() {
@@ -51,6 +52,10 @@ pub async fn run(target: &Target, dir: &Path) -> anyhow::Result<ExitCode> {
         for m in &new {
             println!("applied {m}");
         }
+    }
+    for (server, option, value) in &server_options {
+        set_server_option(&mut conn, server, option, value).await?;
+        println!("set {option} = {value} on server {server}");
     }
     for (server, option, value) in &secrets {
         set_user_mapping_option(&mut conn, server, option, value).await?;
@@ -146,6 +151,33 @@ async fn set_user_mapping_option(
             redact(&e.to_string(), value)
         )
     })?;
+    Ok(())
+}
+
+async fn set_server_option(
+    conn: &mut PgConnection,
+    server: &str,
+    option: &str,
+    value: &str,
+) -> anyhow::Result<()> {
+    let exists: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_foreign_server s, unnest(s.srvoptions) o
+                        WHERE s.srvname = $1 AND o LIKE $2 || '=%')",
+    )
+    .bind(server)
+    .bind(option)
+    .fetch_one(&mut *conn)
+    .await?;
+    let verb = if exists { "SET" } else { "ADD" };
+    sqlx::raw_sql(&format!(
+        "ALTER SERVER {} OPTIONS ({verb} {} {})",
+        ident(server),
+        ident(option),
+        literal(value)
+    ))
+    .execute(&mut *conn)
+    .await
+    .with_context(|| format!("setting {option} on server {server}"))?;
     Ok(())
 }
 

@@ -2,6 +2,7 @@
 
 mod controlplane;
 mod embedded;
+mod example;
 mod external;
 mod migrate;
 mod runtime;

@@ -1,0 +1,156 @@
+//! examples/customer-warehouse end to end: a generated control plane, the Clerk emulator with
+//! the same organizations, a real Prometheus with per-instance metrics; `pgdw migrate`, every
+//! job once, and the seeds' questions answered as the generator's ground truth says.
+
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+
+use clerk_emulator::{Dataset, Emulator, Spec};
+use pgdw_testkit::prometheus::Prometheus;
+use pgdw_testkit::{transcript, TempWarehouse};
+
+use super::{ok, query, PGDW};
+
+const KEY: &str = "sk_test_example_warehouse";
+
+#[test]
+fn the_example_warehouse_answers_the_seeds_questions() {
+    let w = TempWarehouse::new();
+    ok(&w, &["up"]);
+    query(&w, "CREATE DATABASE control_plane");
+    let cluster = w.cluster().unwrap();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let data = Dataset::generate(&Spec {
+        end_ms: now_ms - 86_400_000,
+        days: 120,
+        ..Spec::default()
+    });
+    let generated = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let mut c = pgdw::target::connect_embedded(&cluster, "control_plane")
+            .await
+            .unwrap();
+        pgdw::controlplane::generate(&mut c, &data, 11, 3)
+            .await
+            .unwrap()
+    });
+    let clerk_port = clerk_emulator::spawn(Emulator::new(data.clone(), KEY, None));
+
+    // Two days of cpu usage per instance at 5 minutes, ending 4 hours ago (backfill-safe).
+    let end = (now_ms / 1000 / 300) * 300 - 4 * 3600;
+    let mut om = String::from("# TYPE instance_cpu_usage gauge\n");
+    for (n, inst) in generated.instances.iter().enumerate() {
+        for k in (0..576).rev() {
+            om.push_str(&format!(
+                "instance_cpu_usage{{instance_id=\"{}\",organization_id=\"{}\"}} {} {}\n",
+                inst.instance_id,
+                inst.organization_id,
+                (n % 7) + 1,
+                end - k * 300
+            ));
+        }
+    }
+    om.push_str("# EOF\n");
+    let prom = Prometheus::start(&om);
+
+    let project =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/customer-warehouse");
+    let out = Command::new(PGDW)
+        .env_remove("DATABASE_URL")
+        .env("PGDW_DATA_DIR", w.data_dir())
+        .env("CONTROL_PLANE_HOST", cluster.socket_dir())
+        .env("CONTROL_PLANE_PORT", cluster.port().to_string())
+        .env("CONTROL_PLANE_DB", "control_plane")
+        .env("CLERK_API_URL", format!("http://127.0.0.1:{clerk_port}/v1"))
+        .env("CLERK_SECRET_KEY", KEY)
+        .env("PROMETHEUS_URL", prom.url())
+        .args(["migrate", "--project"])
+        .arg(&project)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", transcript(&out));
+
+    // Every scheduled job once, as pg_cron would run it.
+    let jobs = query(&w, "SELECT string_agg(command, E'\\n' ORDER BY jobname) FROM cron.job WHERE jobname <> 'pgdw-partman-maintenance'");
+    for command in jobs.lines() {
+        query(&w, command);
+    }
+    assert_eq!(
+        query(&w, "SELECT string_agg(job || ': ' || coalesce(error, ''), '; ') FROM pgdw.runs WHERE status <> 'succeeded'"),
+        "",
+        "every job succeeded"
+    );
+
+    // How many instances are deployed, by state.
+    let mut truth: BTreeMap<&str, usize> = BTreeMap::new();
+    for i in &generated.instances {
+        *truth.entry(i.state).or_default() += 1;
+    }
+    let expected: Vec<String> = truth.iter().map(|(s, n)| format!("{s}|{n}")).collect();
+    assert_eq!(
+        query(
+            &w,
+            "SELECT state, instances FROM instances_by_state ORDER BY state"
+        ),
+        expected.join("\n")
+    );
+    assert_eq!(
+        query(&w, "SELECT max(total) FROM instances_deployed_per_day"),
+        generated.instances.len().to_string()
+    );
+
+    // Who is the most active customer, by events: every archived event counted once, and the
+    // top customer is the one with the most instances' events (three messages per life step).
+    assert_eq!(
+        query(&w, "SELECT count(*) FROM saas_queue_archive"),
+        generated.messages.to_string()
+    );
+    assert_eq!(
+        query(
+            &w,
+            "SELECT sum(events) FROM most_active_customers_by_events"
+        ),
+        generated.messages.to_string()
+    );
+    // By usage: every organization with instances has metrics, one label set per instance.
+    let orgs_with_instances: std::collections::BTreeSet<&str> = generated
+        .instances
+        .iter()
+        .map(|i| i.organization_id.as_str())
+        .collect();
+    assert_eq!(
+        query(
+            &w,
+            "SELECT count(*) FROM most_active_customers_by_usage WHERE cpu_usage > 0"
+        ),
+        orgs_with_instances.len().to_string()
+    );
+    assert_eq!(
+        query(&w, "SELECT count(*) FROM metric_labels"),
+        generated.instances.len().to_string()
+    );
+    assert_eq!(
+        query(&w, "SELECT count(*) FROM metric_values_default"),
+        "0",
+        "the backfill found its partitions"
+    );
+
+    // Sign-ups per week: every Clerk user, once.
+    assert_eq!(
+        query(&w, "SELECT sum(signups) FROM signups_per_week"),
+        data.users.len().to_string()
+    );
+
+    // A second round of every job changes nothing: incremental and idempotent.
+    let before = query(&w, "SELECT count(*) FROM pgdw.runs");
+    for command in jobs.lines() {
+        query(&w, command);
+    }
+    assert_eq!(
+        query(&w, &format!("SELECT coalesce(sum(rows_inserted + rows_updated + rows_deleted), 0) FROM (SELECT * FROM pgdw.runs ORDER BY id OFFSET {before}) r")),
+        "0"
+    );
+}

@@ -1,0 +1,22 @@
+-- Local copies, refreshed by the jobs below.
+
+CREATE TABLE ingested_clusters (
+    instance_id text PRIMARY KEY, organization_id text NOT NULL, instance_name text, entity_type text,
+    created_at timestamptz, desired_spec jsonb, state text, environment text, updated_at timestamptz);
+CREATE TABLE organizations (organization_id text PRIMARY KEY, name text, slug text, plan text,
+    created_at timestamptz, updated_at timestamptz, deleted_at timestamptz);
+CREATE TABLE saas_queue_archive (msg_id bigint PRIMARY KEY, read_ct int, enqueued_at timestamptz,
+    archived_at timestamptz, vt timestamptz, message jsonb, headers jsonb);
+CREATE TABLE clerk_users (user_id text PRIMARY KEY, first_name text, last_name text, email text,
+    created_at bigint, updated_at bigint, last_sign_in_at bigint, attrs jsonb);
+CREATE TABLE clerk_organizations (organization_id text PRIMARY KEY, name text, slug text,
+    created_at bigint, updated_at bigint, created_by text, members_count int);
+CREATE TABLE clerk_organization_memberships (membership_id text PRIMARY KEY, user_id text,
+    organization_id text, role text, created_at bigint);
+
+CREATE TABLE metric_labels (id bigserial PRIMARY KEY, name text NOT NULL, labels jsonb NOT NULL,
+    UNIQUE (name, labels));
+CREATE TABLE metric_values (label_id bigint NOT NULL REFERENCES metric_labels (id),
+    time bigint NOT NULL, value float8 NOT NULL, UNIQUE (label_id, time))
+  PARTITION BY RANGE (time);
+SELECT pgdw.partition_daily('public.metric_values', 'time', retention => '30 days');

@@ -50,6 +50,9 @@ pub enum Command {
     Env,
     /// Create a warehouse project: pgdw.toml, migrations/, dashboards/.
     Init { dir: PathBuf },
+    /// Run the whole system here: warehouse, control plane, Clerk emulator, Prometheus, the
+    /// example project, every job once, the answers; then keep refreshing until Ctrl-C.
+    Demo(DemoArgs),
     /// Apply a project's migrations (sqlx's format and migrator) and its secrets.
     Migrate {
         /// The project directory (holding pgdw.toml).
@@ -87,4 +90,23 @@ pub struct StatusArgs {
 
 fn parse_size(s: &str) -> Result<u64, String> {
     pgdw_cluster::parse_size(s)
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Compare the answers with the generator's ground truth and exit (non-zero on a mismatch).
+    #[arg(long)]
+    pub check: bool,
+    /// With --check, also stop the warehouse afterwards.
+    #[arg(long)]
+    pub down: bool,
+    /// Seed of the generated data.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Clerk users to generate (organizations are a fifth of that).
+    #[arg(long, default_value_t = 200)]
+    pub users: usize,
+    /// Memory budget for the embedded warehouse.
+    #[arg(long, env = "PGDW_MEMORY", value_parser = parse_size)]
+    pub memory: Option<u64>,
 }

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+mod demo;
 mod down;
 mod env;
 mod migrate;
@@ -21,6 +22,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Psql { args } => psql::run(&target, &args),
         Command::Env => env::run(&target),
         Command::Init { dir } => migrate::init(&dir),
+        Command::Demo(args) => demo::run(&target, &args).await,
         Command::Migrate { project } => migrate::run(&target, &project).await,
     }
 }

@@ -1,6 +1,7 @@
 //! The `pgdw` command, run as a user would, against throwaway clusters on free ports.
 
 mod controlplane;
+mod demo;
 mod embedded;
 mod example;
 mod external;

@@ -1,0 +1,33 @@
+//! `pgdw demo --check`: the whole system from nothing, answers checked against the generator.
+
+use pgdw_testkit::{transcript, TempWarehouse};
+
+use super::PGDW;
+
+#[test]
+fn the_demo_answers_match_the_ground_truth() {
+    let w = TempWarehouse::new();
+    let out = w.pgdw(PGDW.as_ref(), &["demo", "--check", "--down"]);
+    assert!(out.status.success(), "{}", transcript(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for expected in [
+        "[7/7] answers",
+        "How many Postgres instances have we deployed?",
+        "Who are our most active customers?",
+        "How many sign-ups per week?",
+        "check: every answer matches the generator's ground truth",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "missing {expected:?} in\n{stdout}"
+        );
+    }
+    assert!(
+        !stdout.contains("sk_test_pgdw_demo"),
+        "the Clerk key is never printed"
+    );
+    assert!(
+        w.cluster().unwrap().running_pid().is_none(),
+        "--down stopped the warehouse"
+    );
+}

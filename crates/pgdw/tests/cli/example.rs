@@ -36,7 +36,8 @@ fn the_example_warehouse_answers_the_seeds_questions() {
             .await
             .unwrap()
     });
-    let clerk_port = clerk_emulator::spawn(Emulator::new(data.clone(), KEY, None));
+    let emulator = Emulator::new(data.clone(), KEY, None);
+    let clerk_port = clerk_emulator::spawn(emulator.clone());
 
     // Two days of cpu usage per instance at 5 minutes, ending 4 hours ago (backfill-safe).
     let end = (now_ms / 1000 / 300) * 300 - 4 * 3600;
@@ -143,6 +144,33 @@ fn the_example_warehouse_answers_the_seeds_questions() {
         query(&w, "SELECT sum(signups) FROM signups_per_week"),
         data.users.len().to_string()
     );
+
+    // Clerk failing in the middle of a refresh: the previous copy stays, the failure is recorded.
+    query(&w, "ALTER SERVER clerk_server OPTIONS (ADD max_wait '1s')");
+    emulator.set_faults(clerk_emulator::Faults {
+        fail: 1000,
+        ..Default::default()
+    });
+    let users_job = query(
+        &w,
+        "SELECT command FROM cron.job WHERE jobname = 'clerk-users'",
+    );
+    query(&w, &users_job);
+    assert_eq!(
+        query(&w, "SELECT count(*) FROM clerk_users"),
+        data.users.len().to_string()
+    );
+    let failed = query(&w, "SELECT status || ': ' || error FROM pgdw.runs WHERE job = 'clerk-users' ORDER BY id DESC LIMIT 1");
+    assert!(
+        failed.starts_with("failed: clerk_fdw: gave up on Clerk after waiting"),
+        "{failed}"
+    );
+    let status = ok(&w, &["status"]);
+    assert!(
+        status.contains("clerk-users") && status.contains("[FAILING]"),
+        "{status}"
+    );
+    emulator.set_faults(clerk_emulator::Faults::default());
 
     // A second round of every job changes nothing: incremental and idempotent.
     let before = query(&w, "SELECT count(*) FROM pgdw.runs");

@@ -328,6 +328,7 @@ impl Cluster {
              cron.max_running_jobs = 16\n\
              max_worker_processes = 32\n\
              wal_level = logical\n\
+             wal_compression = lz4\n\
              password_encryption = 'scram-sha-256'\n\
              log_line_prefix = '%m [%p] %q%u@%d '\n\
              {memory}",

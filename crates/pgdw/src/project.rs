@@ -34,6 +34,8 @@ pub struct Warehouse {
 pub struct Project {
     pub dir: PathBuf,
     pub config: Config,
+    /// Values that win over the process environment for `env:` references (the demo's).
+    pub env: BTreeMap<String, String>,
 }
 
 impl Project {
@@ -50,7 +52,15 @@ impl Project {
         Ok(Project {
             dir: dir.to_path_buf(),
             config,
+            env: BTreeMap::new(),
         })
+    }
+
+    fn var(&self, name: &str) -> Option<String> {
+        self.env
+            .get(name)
+            .cloned()
+            .or_else(|| std::env::var(name).ok())
     }
 
     pub fn migrations(&self) -> PathBuf {
@@ -63,7 +73,7 @@ impl Project {
         for (server, options) in &self.config.servers {
             for (option, source) in options {
                 let value = match source.strip_prefix("env:") {
-                    Some(var) => std::env::var(var).with_context(|| {
+                    Some(var) => self.var(var).with_context(|| {
                         format!(
                             "server option {server}.{option} comes from ${var}, which is not set"
                         )
@@ -86,7 +96,7 @@ impl Project {
                         "secret {server}.{option} in {CONFIG} must name an environment variable, like \"env:CLERK_SECRET_KEY\"; secrets are never written in files"
                     );
                 };
-                let value = std::env::var(var).with_context(|| {
+                let value = self.var(var).with_context(|| {
                     format!("secret {server}.{option} comes from ${var}, which is not set")
                 })?;
                 out.push((server.clone(), option.clone(), value));

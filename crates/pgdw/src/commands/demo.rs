@@ -129,14 +129,23 @@ pub async fn run(target: &Target, args: &DemoArgs) -> anyhow::Result<ExitCode> {
         std::fs::create_dir_all(path.parent().unwrap())?;
         std::fs::write(&path, text)?;
     }
-    // The project's pgdw.toml reads addresses and the key from the environment.
-    std::env::set_var("CONTROL_PLANE_HOST", cluster.socket_dir());
-    std::env::set_var("CONTROL_PLANE_PORT", cluster.port().to_string());
-    std::env::set_var("CONTROL_PLANE_DB", "control_plane");
-    std::env::set_var("CLERK_API_URL", format!("http://127.0.0.1:{clerk_port}/v1"));
-    std::env::set_var("CLERK_SECRET_KEY", CLERK_KEY);
-    std::env::set_var("PROMETHEUS_URL", prometheus.url());
-    super::migrate::run(target, &project).await?;
+    // The project's pgdw.toml takes addresses and the key from `env:` references.
+    let mut loaded = crate::project::Project::load(&project)?;
+    loaded.env = [
+        (
+            "CONTROL_PLANE_HOST",
+            cluster.socket_dir().display().to_string(),
+        ),
+        ("CONTROL_PLANE_PORT", cluster.port().to_string()),
+        ("CONTROL_PLANE_DB", "control_plane".to_string()),
+        ("CLERK_API_URL", format!("http://127.0.0.1:{clerk_port}/v1")),
+        ("CLERK_SECRET_KEY", CLERK_KEY.to_string()),
+        ("PROMETHEUS_URL", prometheus.url()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    super::migrate::apply(target, loaded).await?;
 
     step(6, "running every job once");
     let mut wh = target::connect_embedded(&cluster, &cluster.state().database).await?;

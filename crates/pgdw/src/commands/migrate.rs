@@ -131,22 +131,15 @@ async fn set_user_mapping_option(
     .execute(&mut *conn)
     .await
     .with_context(|| format!("creating the user mapping for server {server}"))?;
-    let exists: bool = sqlx::query_scalar(
+    set_option(
+        conn,
         "SELECT EXISTS (SELECT 1 FROM pg_user_mappings m, unnest(m.umoptions) o
                         WHERE m.srvname = $1 AND m.usename = current_user AND o LIKE $2 || '=%')",
+        &format!("USER MAPPING FOR CURRENT_USER SERVER {}", ident(server)),
+        server,
+        option,
+        value,
     )
-    .bind(server)
-    .bind(option)
-    .fetch_one(&mut *conn)
-    .await?;
-    let verb = if exists { "SET" } else { "ADD" };
-    sqlx::raw_sql(&format!(
-        "ALTER USER MAPPING FOR CURRENT_USER SERVER {} OPTIONS ({verb} {} {})",
-        ident(server),
-        ident(option),
-        literal(value)
-    ))
-    .execute(&mut *conn)
     .await
     // The statement holds the secret: report the failure without it.
     .map_err(|e| {
@@ -154,8 +147,7 @@ async fn set_user_mapping_option(
             "setting {option} on the user mapping of server {server} failed: {}",
             redact(&e.to_string(), value)
         )
-    })?;
-    Ok(())
+    })
 }
 
 async fn set_server_option(
@@ -164,24 +156,41 @@ async fn set_server_option(
     option: &str,
     value: &str,
 ) -> anyhow::Result<()> {
-    let exists: bool = sqlx::query_scalar(
+    set_option(
+        conn,
         "SELECT EXISTS (SELECT 1 FROM pg_foreign_server s, unnest(s.srvoptions) o
                         WHERE s.srvname = $1 AND o LIKE $2 || '=%')",
+        &format!("SERVER {}", ident(server)),
+        server,
+        option,
+        value,
     )
-    .bind(server)
-    .bind(option)
-    .fetch_one(&mut *conn)
-    .await?;
+    .await
+    .with_context(|| format!("setting {option} on server {server}"))
+}
+
+/// `ALTER <object> OPTIONS (SET|ADD option 'value')`: SET when `exists_sql` finds the option.
+async fn set_option(
+    conn: &mut PgConnection,
+    exists_sql: &str,
+    object: &str,
+    server: &str,
+    option: &str,
+    value: &str,
+) -> Result<(), sqlx::Error> {
+    let exists: bool = sqlx::query_scalar(exists_sql)
+        .bind(server)
+        .bind(option)
+        .fetch_one(&mut *conn)
+        .await?;
     let verb = if exists { "SET" } else { "ADD" };
     sqlx::raw_sql(&format!(
-        "ALTER SERVER {} OPTIONS ({verb} {} {})",
-        ident(server),
+        "ALTER {object} OPTIONS ({verb} {} {})",
         ident(option),
         literal(value)
     ))
     .execute(&mut *conn)
-    .await
-    .with_context(|| format!("setting {option} on server {server}"))?;
+    .await?;
     Ok(())
 }
 

@@ -1,10 +1,11 @@
 //! The embedded PostgreSQL cluster that pgdw runs when no `DATABASE_URL` is given.
 //!
-//! This crate only manages processes and files (initdb, pg_ctl, configuration, the pidfile);
-//! it never speaks SQL. The `pgdw` crate connects afterwards to install extensions.
+//! This crate only manages processes and files (initdb, pg_ctl, configuration, the pidfile,
+//! and the local Prometheus of the demo and the tests); it never speaks SQL. The `pgdw` crate connects afterwards to install extensions.
 
 mod error;
 mod os_user;
+pub mod prometheus;
 mod sizing;
 mod state;
 

@@ -427,9 +427,7 @@ pub(crate) unsafe extern "C-unwind" fn explain(
         lines.extend(wrapper_lines);
         let secrets = st.options.secrets();
         for (label, value) in lines {
-            let value = pgdw_wrapper::FdwError::new(ErrorKind::Internal, value)
-                .masked(&secrets)
-                .message;
+            let value = pgdw_wrapper::mask(&value, &secrets);
             let label = std::ffi::CString::new(label).unwrap_or_default();
             let value = std::ffi::CString::new(value).unwrap_or_default();
             pg_sys::ExplainPropertyText(label.as_ptr(), value.as_ptr(), es);

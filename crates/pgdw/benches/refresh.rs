@@ -18,29 +18,8 @@ fn main() {
     let up = w.pgdw(env!("CARGO_BIN_EXE_pgdw").as_ref(), &["up"]);
     assert!(up.status.success(), "{}", pgdw_testkit::transcript(&up));
     let c = w.cluster().unwrap();
-    let sql = |db: &str, q: &str| -> String {
-        let out = std::process::Command::new(c.bindir().join("psql"))
-            .args(["-XAtq", "-v", "ON_ERROR_STOP=1", "-h"])
-            .arg(c.socket_dir())
-            .args([
-                "-p",
-                &c.port().to_string(),
-                "-U",
-                "postgres",
-                "-d",
-                db,
-                "-c",
-                q,
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{q}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    };
+    let sql =
+        |db: &str, q: &str| -> String { w.psql_db(db, q).unwrap_or_else(|e| panic!("{q}: {e}")) };
     eprintln!("generating a control plane of {n} instances...");
     sql("warehouse", "CREATE DATABASE control_plane");
     sql(

@@ -6,7 +6,6 @@ pub mod controlplane;
 pub mod cron;
 pub mod freshness;
 pub mod project;
-pub mod prometheus_server;
 pub mod quote;
 pub mod requirements;
 pub mod target;

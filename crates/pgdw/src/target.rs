@@ -84,8 +84,17 @@ fn redact(message: &str, url: &str) -> String {
         .ok()
         .and_then(|u| u.password().map(str::to_string))
     {
-        Some(pw) if !pw.is_empty() => message.replace(&pw, "********"),
-        _ => message.to_string(),
+        Some(pw) => mask(message, &pw),
+        None => message.to_string(),
+    }
+}
+
+/// `message` with `secret` replaced by `********` (an empty secret masks nothing).
+pub(crate) fn mask(message: &str, secret: &str) -> String {
+    if secret.is_empty() {
+        message.to_string()
+    } else {
+        message.replace(secret, "********")
     }
 }
 

@@ -76,6 +76,11 @@ impl TempWarehouse {
     /// Run SQL through psql in one session; Ok(stdout) or Err(stderr). Output is unaligned,
     /// tuples only, `|`-separated.
     pub fn psql(&self, sql: &str) -> Result<String, String> {
+        self.psql_db("postgres", sql)
+    }
+
+    /// `psql` in database `db`.
+    pub fn psql_db(&self, db: &str, sql: &str) -> Result<String, String> {
         use std::io::Write;
         let c = self.cluster().expect("a cluster");
         let mut child = Command::new(c.bindir().join("psql"))
@@ -87,7 +92,7 @@ impl TempWarehouse {
                 "-U",
                 "postgres",
                 "-d",
-                "postgres",
+                db,
                 "-f",
                 "-",
             ])

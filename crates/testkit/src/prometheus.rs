@@ -1,16 +1,15 @@
-//! A real Prometheus (Debian's 2.42) for tests: data backfilled with promtool from an
-//! OpenMetrics text, served on a free port (plain HTTP, or HTTPS with a private CA), killed on
-//! drop.
+//! A real Prometheus (Debian's 2.42) for tests: `pgdw_cluster::prometheus` with test data, and
+//! optionally HTTPS with a private CA made for the test.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+
+use pgdw_cluster::prometheus::{self, Tls};
 
 pub struct Prometheus {
+    server: prometheus::Prometheus,
     pub port: u16,
-    child: Child,
     _dir: tempfile::TempDir,
-    tls: bool,
 }
 
 impl Prometheus {
@@ -28,88 +27,32 @@ impl Prometheus {
 
     fn launch(openmetrics: &str, tls: bool) -> (Prometheus, Option<PathBuf>) {
         let dir = tempfile::tempdir().expect("temp dir");
-        let input = dir.path().join("data.om");
-        let tsdb = dir.path().join("tsdb");
-        std::fs::write(&input, openmetrics).unwrap();
-        let out = Command::new("promtool")
-            // promtool reads the whole input once per block; one large block reads it once.
-            .args([
-                "tsdb",
-                "create-blocks-from",
-                "openmetrics",
-                "--max-block-duration=744h",
-            ])
-            .arg(&input)
-            .arg(&tsdb)
-            .output()
-            .expect("run promtool (apt-get install prometheus)");
-        assert!(
-            out.status.success(),
-            "promtool failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let config = dir.path().join("prometheus.yml");
-        std::fs::write(&config, "global:\n  scrape_interval: 1h\n").unwrap();
-        let port = crate::free_port().unwrap();
-        let (web, ca) = if tls {
-            tls_files(dir.path())
+        let (tls, ca) = if tls {
+            test_ca(dir.path())
         } else {
-            (Vec::new(), None)
+            (None, None)
         };
-        let child = Command::new("prometheus")
-            .args(&web)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", tsdb.display()))
-            .arg("--storage.tsdb.retention.time=100y")
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start prometheus");
-        let p = Prometheus {
-            port,
-            child,
-            _dir: dir,
-            tls,
-        };
-        let start = Instant::now();
-        while !p.ready() {
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "Prometheus not ready in 60 s"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        (p, ca)
-    }
-
-    fn ready(&self) -> bool {
-        if self.tls {
-            // The test's own HTTP client has no TLS; curl checks readiness without verifying.
-            Command::new("curl")
-                .args(["-skf", &format!("{}/-/ready", self.url())])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .map(|s| s.success())
-                .unwrap_or(false)
-        } else {
-            ureq::get(&format!("{}/-/ready", self.url()))
-                .call()
-                .map(|r| r.status() == 200)
-                .unwrap_or(false)
-        }
+        let server =
+            prometheus::Prometheus::start(&dir.path().join("prometheus"), openmetrics, tls)
+                .unwrap_or_else(|e| panic!("{e}"));
+        let port = server.port;
+        (
+            Prometheus {
+                server,
+                port,
+                _dir: dir,
+            },
+            ca,
+        )
     }
 
     pub fn url(&self) -> String {
-        let scheme = if self.tls { "https" } else { "http" };
-        format!("{scheme}://127.0.0.1:{}", self.port)
+        self.server.url()
     }
 }
 
-/// A CA and a certificate for 127.0.0.1 signed by it (openssl), and Prometheus' web config
-/// serving TLS with them. Returns the extra flags and the CA's path.
-fn tls_files(d: &std::path::Path) -> (Vec<String>, Option<PathBuf>) {
+/// A CA and a certificate for 127.0.0.1 signed by it (openssl).
+fn test_ca(d: &std::path::Path) -> (Option<Tls>, Option<PathBuf>) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
     let openssl = |args: &[&str]| {
@@ -174,25 +117,9 @@ fn tls_files(d: &std::path::Path) -> (Vec<String>, Option<PathBuf>) {
         "ext.cnf",
     ]);
     std::fs::set_permissions(d.join("ca.pem"), std::fs::Permissions::from_mode(0o644)).unwrap();
-    let web = d.join("web.yml");
-    std::fs::write(
-        &web,
-        format!(
-            "tls_server_config:\n  cert_file: {}\n  key_file: {}\n",
-            d.join("server.pem").display(),
-            d.join("server.key").display()
-        ),
-    )
-    .unwrap();
-    (
-        vec![format!("--web.config.file={}", web.display())],
-        Some(d.join("ca.pem")),
-    )
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    let tls = Tls {
+        cert_file: d.join("server.pem"),
+        key_file: d.join("server.key"),
+    };
+    (Some(tls), Some(d.join("ca.pem")))
 }

@@ -60,22 +60,23 @@ impl FdwError {
 
     /// Replace every occurrence of each secret with `********`.
     pub fn masked(mut self, secrets: &[&str]) -> Self {
-        let mask = |s: &mut String| {
-            for secret in secrets.iter().filter(|s| s.len() >= 3) {
-                if s.contains(secret) {
-                    *s = s.replace(secret, "********");
-                }
-            }
-        };
-        mask(&mut self.message);
-        if let Some(d) = self.detail.as_mut() {
-            mask(d);
-        }
-        if let Some(h) = self.hint.as_mut() {
-            mask(h);
-        }
+        self.message = mask(&self.message, secrets);
+        self.detail = self.detail.map(|d| mask(&d, secrets));
+        self.hint = self.hint.map(|h| mask(&h, secrets));
         self
     }
+}
+
+/// `text` with every occurrence of each secret (of three characters or more) replaced by
+/// `********`: the one masking rule for errors, EXPLAIN and logs.
+pub fn mask(text: &str, secrets: &[&str]) -> String {
+    let mut out = text.to_string();
+    for secret in secrets.iter().filter(|s| s.len() >= 3) {
+        if out.contains(secret) {
+            out = out.replace(secret, "********");
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ mod qual;
 mod value;
 
 pub use cell::{Cell, Row};
-pub use error::{ErrorKind, FdwError};
+pub use error::{mask, ErrorKind, FdwError};
 pub use options::{validate, Catalog, OptionSpec, Options};
 pub use qual::{Op, Qual};
 pub use value::Value;

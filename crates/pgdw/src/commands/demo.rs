@@ -15,8 +15,8 @@ use sqlx::{Connection, PgConnection, Row};
 
 use crate::cli::{DemoArgs, UpArgs};
 use crate::controlplane::{self, Generated};
-use crate::prometheus_server::PrometheusServer;
 use crate::target::{self, Target};
+use pgdw_cluster::prometheus::Prometheus;
 
 const CLERK_KEY: &str = "sk_test_pgdw_demo";
 
@@ -119,7 +119,7 @@ pub async fn run(target: &Target, args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let metrics = backfill(&generated, now_ms / 1000);
     let prom_dir = home.join("prometheus");
     let prometheus =
-        tokio::task::spawn_blocking(move || PrometheusServer::start(&prom_dir, &metrics)).await??;
+        tokio::task::spawn_blocking(move || Prometheus::start(&prom_dir, &metrics, None)).await??;
     println!("      {}", prometheus.url());
 
     step(5, "applying examples/customer-warehouse");

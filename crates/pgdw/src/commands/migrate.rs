@@ -145,7 +145,7 @@ async fn set_user_mapping_option(
     .map_err(|e| {
         anyhow!(
             "setting {option} on the user mapping of server {server} failed: {}",
-            redact(&e.to_string(), value)
+            target::mask(&e.to_string(), value)
         )
     })
 }
@@ -192,12 +192,4 @@ async fn set_option(
     .execute(&mut *conn)
     .await?;
     Ok(())
-}
-
-fn redact(message: &str, secret: &str) -> String {
-    if secret.is_empty() {
-        message.to_string()
-    } else {
-        message.replace(secret, "********")
-    }
 }

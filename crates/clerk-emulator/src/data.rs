@@ -115,7 +115,8 @@ pub struct Dataset {
     pub memberships: Vec<Membership>,
     pub invitations: Vec<Invitation>,
     rng: Rng,
-    end_ms: i64,
+    /// The end of the generated history (epoch milliseconds).
+    pub end_ms: i64,
 }
 
 const FIRST: &[&str] = &[

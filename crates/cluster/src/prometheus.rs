@@ -30,11 +30,13 @@ fn failed(what: &str, log: String) -> ClusterError {
 
 impl Prometheus {
     /// Backfill `openmetrics` (ending with `# EOF`) into `dir` (replacing what was there) and
-    /// start Prometheus on it; wait (bounded) until it is ready.
+    /// start Prometheus on it; wait (bounded) until it is ready. With `scrape` (host:port), it
+    /// also scrapes that exporter's /metrics every 15 s from then on.
     pub fn start(
         dir: &Path,
         openmetrics: &str,
         tls: Option<Tls>,
+        scrape: Option<&str>,
     ) -> Result<Prometheus, ClusterError> {
         if dir.exists() {
             std::fs::remove_dir_all(dir).context(|| format!("clearing {}", dir.display()))?;
@@ -63,8 +65,15 @@ impl Prometheus {
         }
         let _ = std::fs::remove_file(&input);
         let config = dir.join("prometheus.yml");
-        std::fs::write(&config, "global:\n  scrape_interval: 1m\n")
-            .context(|| "writing prometheus.yml".into())?;
+        let mut yaml = String::from("global:\n  scrape_interval: 15s\n");
+        if let Some(target) = scrape {
+            // Without the target labels (job, instance) a scraped series is the same series
+            // as its backfilled history, so the line goes on where the backfill ends.
+            yaml.push_str(&format!(
+                "scrape_configs:\n  - job_name: exporter\n    static_configs:\n      - targets: ['{target}']\n    metric_relabel_configs:\n      - action: labeldrop\n        regex: job|instance\n"
+            ));
+        }
+        std::fs::write(&config, yaml).context(|| "writing prometheus.yml".into())?;
         let mut web = Vec::new();
         if let Some(t) = &tls {
             let web_config = dir.join("web.yml");

@@ -117,9 +117,11 @@ COMMENT ON PROCEDURE pgdw.run(text, text) IS
 
 -- Incremental sync ------------------------------------------------------------------------
 
+-- The signature before `overlap` existed; left in place it would make calls ambiguous.
+DROP FUNCTION IF EXISTS pgdw.sync(regclass, regclass, text[], text, boolean);
 CREATE OR REPLACE FUNCTION pgdw.sync(
     target regclass, source regclass, key text[],
-    updated_at text DEFAULT NULL, deletes boolean DEFAULT true,
+    updated_at text DEFAULT NULL, deletes boolean DEFAULT true, overlap interval DEFAULT '1 minute',
     OUT inserted bigint, OUT updated bigint, OUT deleted bigint)
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -129,6 +131,9 @@ DECLARE
     key_join text;
     job_name text := 'sync:' || target::text;
     mark     text;
+    mark_typ text;
+    t_cols   text;
+    s_cols   text;
     filter   text := '';
     newmark  text;
 BEGIN
@@ -140,38 +145,59 @@ BEGIN
     SELECT string_agg(quote_ident(k), ', '), string_agg(format('t.%1$I = s.%1$I', k), ' AND ')
       INTO key_list, key_join FROM unnest(key) k;
     IF updated_at IS NOT NULL THEN
+        SELECT format_type(atttypid, NULL) INTO mark_typ FROM pg_attribute
+         WHERE attrelid = target AND attname = sync.updated_at AND NOT attisdropped;
+        IF mark_typ IS NULL THEN
+            RAISE EXCEPTION 'pgdw.sync: % has no column % (the updated_at argument)', target, sync.updated_at;
+        END IF;
         SELECT value INTO mark FROM pgdw.watermarks w WHERE w.job = job_name;
         IF mark IS NOT NULL THEN
-            filter := format(' WHERE %I > %L', updated_at, mark);
+            filter := format(' WHERE s.%I > %L::%s', updated_at, mark, mark_typ);
         END IF;
     END IF;
-    -- Read the source once into a temporary table: the upsert and the delete pass see the
-    -- same rows, and a failing source fails before anything changes.
-    EXECUTE format('CREATE TEMP TABLE pgdw_sync_batch ON COMMIT DROP AS SELECT %s FROM %s%s', cols, source, filter);
+    SELECT string_agg(format('t.%I', c), ', '), string_agg(format('s.%I', c), ', ')
+      INTO t_cols, s_cols
+      FROM unnest(string_to_array(cols, ', ')) c;
+    -- One statement reads the source and upserts: a failing source fails it whole, and the
+    -- caller's transaction (pgdw.run) keeps the previous data. Rows identical to the local
+    -- copy are filtered out before the upsert, which would lock (and log) them otherwise.
+    -- (An UPDATE ... FROM plus INSERT of new keys was slower: without statistics on the
+    -- source, the planner hashes the whole target.)
     EXECUTE format(
-        'WITH up AS (INSERT INTO %s AS t (%s) SELECT %s FROM pgdw_sync_batch
-                     ON CONFLICT (%s) DO UPDATE SET %s WHERE (t.*) IS DISTINCT FROM (EXCLUDED.*)
-                     RETURNING (xmax = 0) AS ins)
-         SELECT count(*) FILTER (WHERE ins), count(*) FILTER (WHERE NOT ins) FROM up',
-        target, cols, cols, key_list, coalesce(set_list, key_list || ' = EXCLUDED.' || key_list))
-      INTO inserted, updated;
+        'WITH up AS (INSERT INTO %1$s AS t (%2$s)
+                     SELECT %3$s FROM %4$s s
+                      WHERE NOT EXISTS (SELECT 1 FROM %1$s t WHERE %5$s AND (%6$s) IS NOT DISTINCT FROM (%3$s))%7$s
+                     ON CONFLICT (%8$s) DO UPDATE SET %9$s WHERE (t.*) IS DISTINCT FROM (EXCLUDED.*)
+                     RETURNING (xmax = 0) AS ins, %10$s AS mark)
+         SELECT count(*) FILTER (WHERE ins), count(*) FILTER (WHERE NOT ins), max(mark)::text FROM up',
+        target, cols, s_cols, source, key_join, t_cols,
+        replace(filter, ' WHERE ', ' AND '), key_list,
+        coalesce(set_list, key_list || ' = EXCLUDED.' || key_list),
+        coalesce(quote_ident(updated_at), 'NULL::text'))
+      INTO inserted, updated, newmark;
     deleted := 0;
     IF deletes THEN
         -- A full key pass against the source: rows gone there go here.
         EXECUTE format('DELETE FROM %s t WHERE NOT EXISTS (SELECT 1 FROM %s s WHERE %s)', target, source, key_join);
         GET DIAGNOSTICS deleted = ROW_COUNT;
     END IF;
-    IF updated_at IS NOT NULL THEN
-        EXECUTE format('SELECT max(%I)::text FROM pgdw_sync_batch', updated_at) INTO newmark;
-        IF newmark IS NOT NULL THEN
-            INSERT INTO pgdw.watermarks (job, value) VALUES (job_name, newmark)
-            ON CONFLICT (job) DO UPDATE SET value = EXCLUDED.value, updated_at = now();
-        END IF;
+    -- Only written rows move the watermark (skipped ones were already here). A timestamp
+    -- watermark stays `overlap` behind the clock: a row committed late, with the earlier now()
+    -- of a long transaction, is still ahead of it next time. Re-read rows change nothing.
+    IF newmark IS NOT NULL AND mark IS NOT NULL THEN
+        EXECUTE format('SELECT greatest(%L::%s, %L::%s)::text', mark, mark_typ, newmark, mark_typ) INTO newmark;
     END IF;
-    DROP TABLE pgdw_sync_batch;
+    IF newmark IS NOT NULL AND mark_typ LIKE 'timestamp%' THEN
+        EXECUTE format('SELECT least(%L::%s, (now() - %L::interval)::%s)::text', newmark, mark_typ, overlap, mark_typ)
+           INTO newmark;
+    END IF;
+    IF newmark IS NOT NULL THEN
+        INSERT INTO pgdw.watermarks (job, value) VALUES (job_name, newmark)
+        ON CONFLICT (job) DO UPDATE SET value = EXCLUDED.value, updated_at = now();
+    END IF;
 END $$;
-COMMENT ON FUNCTION pgdw.sync(regclass, regclass, text[], text, boolean) IS
-    'Upsert source rows changed since the watermark into target (unique on key), delete rows gone from source';
+COMMENT ON FUNCTION pgdw.sync(regclass, regclass, text[], text, boolean, interval) IS
+    'Upsert source rows changed since the watermark (less overlap) into target (unique on key), delete rows gone from source';
 
 -- Partitions ------------------------------------------------------------------------------
 

@@ -106,6 +106,13 @@ pub struct DemoArgs {
     /// Clerk users to generate (organizations are a fifth of that).
     #[arg(long, default_value_t = 200)]
     pub users: usize,
+    /// Days of per-instance metrics history to backfill into Prometheus.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=60))]
+    pub days: u32,
+    /// Seconds between two live changes of the control plane and Clerk (sign-ups, instances,
+    /// state changes, deletions) while the demo runs.
+    #[arg(long, default_value_t = 20)]
+    pub tick: u64,
     /// Memory budget for the embedded warehouse.
     #[arg(long, env = "PGDW_MEMORY", value_parser = parse_size)]
     pub memory: Option<u64>,

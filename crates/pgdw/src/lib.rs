@@ -5,6 +5,7 @@ mod commands;
 pub mod controlplane;
 pub mod cron;
 pub mod freshness;
+pub mod instance_metrics;
 pub mod project;
 pub mod quote;
 pub mod requirements;

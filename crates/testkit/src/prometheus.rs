@@ -33,7 +33,7 @@ impl Prometheus {
             (None, None)
         };
         let server =
-            prometheus::Prometheus::start(&dir.path().join("prometheus"), openmetrics, tls)
+            prometheus::Prometheus::start(&dir.path().join("prometheus"), openmetrics, tls, None)
                 .unwrap_or_else(|e| panic!("{e}"));
         let port = server.port;
         (

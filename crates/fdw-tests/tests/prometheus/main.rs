@@ -138,10 +138,31 @@ fn in_lists_expressions_and_time_types() {
     ));
     assert_eq!(ts, "5|t");
     let ms = w.sql(&format!(
-        "SELECT min(metric_time) - {b} FROM metrics_f WHERE metric_name = 'up'
-           AND metric_time >= {b} + 0.25 AND metric_time <= {b} + 200;"
+        "SET prometheus_fdw.step = '0.25';
+         SELECT min(metric_time) - {b}, count(*) FROM metrics_f WHERE metric_name = 'up'
+           AND metric_time > {b} AND metric_time <= {b} + 1;"
     ));
-    assert_eq!(ms, "0.25", "timestamps keep their milliseconds");
+    assert_eq!(ms, "0.25|4", "timestamps keep their milliseconds");
+    // The grid is aligned to multiples of the step: consecutive syncs over (lo, hi] ranges
+    // shorter than a step (a one-minute job reading 5-minute points) get every point once.
+    let whole = w.sql(&format!(
+        "SELECT count(*) FROM metrics_1m WHERE metric_name = 'up' AND metric_time > {b} + 7 AND metric_time <= {b} + 607;"
+    ));
+    let mut pieces = 0;
+    for k in 0..30 {
+        let (lo, hi) = (7 + 20 * k, 7 + 20 * (k + 1));
+        pieces += w
+            .sql(&format!(
+                "SELECT count(*) FROM metrics_1m WHERE metric_name = 'up' AND metric_time > {b} + {lo} AND metric_time <= {b} + {hi};"
+            ))
+            .parse::<i64>()
+            .unwrap();
+    }
+    assert_eq!(whole, "10", "points at b+60 .. b+600");
+    assert_eq!(
+        pieces, 10,
+        "twenty-second ranges pick up each one-minute point once"
+    );
     w.assert_no_crash();
 }
 

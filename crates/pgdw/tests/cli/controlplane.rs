@@ -83,3 +83,76 @@ fn the_control_plane_shares_organization_ids_with_clerk_and_is_deterministic() {
         );
     });
 }
+
+#[test]
+fn the_live_mode_creates_changes_and_deletes_instances_and_keeps_the_ground_truth() {
+    let w = TempWarehouse::new();
+    ok(&w, &["up"]);
+    query(&w, "CREATE DATABASE cp");
+    let cluster = w.cluster().unwrap();
+    let data = Dataset::generate(&Spec::default());
+    let orgs: Vec<String> = data.organizations.iter().map(|o| o.id.clone()).collect();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut c = pgdw::target::connect_embedded(&cluster, "cp")
+            .await
+            .unwrap();
+        let mut g = pgdw::controlplane::generate(&mut c, &data, 3, 3)
+            .await
+            .unwrap();
+        let before: std::collections::BTreeSet<String> =
+            g.instances.iter().map(|i| i.instance_id.clone()).collect();
+        let mut live = pgdw::controlplane::Live::new(3, &g);
+        let mut done = pgdw::controlplane::Tick::default();
+        for k in 0..6 {
+            let t = live
+                .tick(&mut c, &mut g, &orgs, data.end_ms + 3_600_000 + k * 1000)
+                .await
+                .unwrap();
+            done.created += t.created;
+            done.changed += t.changed;
+            done.deleted += t.deleted;
+        }
+        assert_eq!(
+            done,
+            pgdw::controlplane::Tick {
+                created: 6,
+                changed: 12,
+                deleted: 2
+            }
+        );
+        let after: std::collections::BTreeSet<String> =
+            g.instances.iter().map(|i| i.instance_id.clone()).collect();
+        assert_eq!(after.difference(&before).count(), 6);
+        assert_eq!(before.difference(&after).count(), 2);
+
+        // The control plane says what the ground truth says.
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT instance_id, state FROM instance_vw ORDER BY instance_id")
+                .fetch_all(&mut c)
+                .await
+                .unwrap();
+        let mut truth: Vec<(String, String)> = g
+            .instances
+            .iter()
+            .map(|i| (i.instance_id.clone(), i.state.to_string()))
+            .collect();
+        truth.sort();
+        assert_eq!(rows, truth);
+        let msgs: i64 = sqlx::query_scalar("SELECT count(*) FROM pgmq.a_saas_queue")
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+        assert_eq!(msgs as usize, g.messages);
+        assert_eq!(g.events_per_org.values().sum::<usize>(), g.messages);
+        let deleted: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM instances WHERE deleted_at IS NOT NULL")
+                .fetch_one(&mut c)
+                .await
+                .unwrap();
+        assert_eq!(
+            deleted, 2,
+            "deleted instances stay, marked, and leave the view"
+        );
+    });
+}

@@ -39,21 +39,8 @@ fn the_example_warehouse_answers_the_seeds_questions() {
     let emulator = Emulator::new(data.clone(), KEY, None);
     let clerk_port = clerk_emulator::spawn(emulator.clone());
 
-    // Two days of cpu usage per instance at 5 minutes, ending 4 hours ago (backfill-safe).
-    let end = (now_ms / 1000 / 300) * 300 - 4 * 3600;
-    let mut om = String::from("# TYPE instance_cpu_usage gauge\n");
-    for (n, inst) in generated.instances.iter().enumerate() {
-        for k in (0..576).rev() {
-            om.push_str(&format!(
-                "instance_cpu_usage{{instance_id=\"{}\",organization_id=\"{}\"}} {} {}\n",
-                inst.instance_id,
-                inst.organization_id,
-                (n % 7) + 1,
-                end - k * 300
-            ));
-        }
-    }
-    om.push_str("# EOF\n");
+    // Two days of cpu, memory and storage per instance at 5 minutes, as the demo's history.
+    let om = pgdw::instance_metrics::backfill(&generated.instances, now_ms / 1000 - 60, 2, 300);
     let prom = Prometheus::start(&om);
 
     let project =
@@ -125,12 +112,17 @@ fn the_example_warehouse_answers_the_seeds_questions() {
     assert_eq!(
         query(
             &w,
-            "SELECT count(*) FROM most_active_customers_by_usage WHERE cpu_usage > 0"
+            "SELECT count(*) FROM most_active_customers_by_usage WHERE cpu_core_hours > 0"
         ),
         orgs_with_instances.len().to_string()
     );
     assert_eq!(
         query(&w, "SELECT count(*) FROM metric_labels"),
+        (3 * generated.instances.len()).to_string(),
+        "cpu, memory and storage series per instance"
+    );
+    assert_eq!(
+        query(&w, "SELECT count(*) FROM instance_usage_now WHERE cpu_cores > 0 AND memory_bytes > 0 AND storage_bytes > 0"),
         generated.instances.len().to_string()
     );
     assert_eq!(

@@ -88,6 +88,29 @@ fn runs_are_logged_and_a_failure_keeps_the_previous_data() {
         query(&w, "SELECT string_agg(name, ',' ORDER BY id) FROM tgt"),
         "a,B,d"
     );
+    // A row committed late, stamped with the earlier now() of its long transaction, behind a
+    // row that was already synced: the watermark stays a minute behind the clock, so it is
+    // picked up.
+    query(&w, "INSERT INTO src VALUES (5, 'recent', now())");
+    query(&w, sync);
+    query(
+        &w,
+        "INSERT INTO src VALUES (6, 'late', now() - interval '30 seconds')",
+    );
+    query(&w, sync);
+    assert_eq!(
+        query(&w, "SELECT string_agg(format('%s/%s/%s', rows_inserted, rows_updated, rows_deleted), ' ' ORDER BY id) FROM (SELECT * FROM pgdw.runs WHERE job = 'sync-tgt' ORDER BY id DESC LIMIT 2) r"),
+        "1/0/0 1/0/0"
+    );
+    assert_eq!(
+        query(&w, "SELECT value::timestamptz < now() - interval '59 seconds' FROM pgdw.watermarks WHERE job = 'sync:tgt'"),
+        "t",
+        "the watermark stays behind the clock"
+    );
+    query(
+        &w,
+        "DELETE FROM src WHERE id > 4; DELETE FROM tgt WHERE id > 4",
+    );
     // A source that fails mid-way: the target keeps its rows, the run records why.
     query(&w, "CREATE VIEW broken AS SELECT id, name, updated_at + interval '1 day' AS updated_at FROM src WHERE 1 / (id - 4) IS NOT NULL");
     query(

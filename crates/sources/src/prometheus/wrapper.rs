@@ -168,6 +168,19 @@ pub struct Plan {
     roles: Roles,
 }
 
+/// The first point of the step grid at or after `lo` (after, if `lo` is excluded). The grid
+/// is aligned to multiples of the step, as dashboards align their queries: the same instant
+/// always lands on the same point, and consecutive syncs over `(lo, hi]` ranges shorter than a
+/// step still pick up each point exactly once. An equality (`lo` = `hi`) asks for that instant.
+fn grid_start(lo: f64, strict: bool, step: f64) -> f64 {
+    let aligned = (lo / step).ceil() * step;
+    if strict && aligned <= lo {
+        aligned + step
+    } else {
+        aligned
+    }
+}
+
 /// The step in force: a session's `SET prometheus_fdw.step`, else the table's or server's.
 fn step_of(options: &Options) -> Result<f64, FdwError> {
     let text = options.get("step").unwrap_or("10m");
@@ -327,6 +340,7 @@ impl Requests {
         let mut names: Option<Vec<String>> = None;
         let mut labels: Vec<(String, String)> = Vec::new();
         let (mut lo, mut hi) = (f64::NEG_INFINITY, f64::INFINITY);
+        let mut lo_strict = false;
         for q in req.quals {
             if Some(q.column) == plan.roles.name {
                 let these: Vec<String> = values(&q.value)
@@ -353,10 +367,20 @@ impl Requests {
                     ));
                 };
                 match q.op {
-                    Op::Gt | Op::Ge => lo = lo.max(t),
+                    Op::Gt if t >= lo => {
+                        lo = t;
+                        lo_strict = true;
+                    }
+                    Op::Ge if t > lo => {
+                        lo = t;
+                        lo_strict = false;
+                    }
                     Op::Lt | Op::Le => hi = hi.min(t),
                     Op::Eq => {
-                        lo = lo.max(t);
+                        if t > lo {
+                            lo = t;
+                            lo_strict = false;
+                        }
                         hi = hi.min(t);
                     }
                     _ => {}
@@ -379,7 +403,12 @@ impl Requests {
         labels.dedup();
         let names = names.unwrap_or_default();
         let windows = if lo.is_finite() && hi.is_finite() {
-            split(lo, hi, step)
+            let start = if lo == hi && !lo_strict {
+                lo
+            } else {
+                grid_start(lo, lo_strict, step)
+            };
+            split(start, hi, step)
         } else {
             Vec::new()
         };

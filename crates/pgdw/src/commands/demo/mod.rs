@@ -1,12 +1,17 @@
 //! `pgdw demo`: the whole system on this machine. The embedded warehouse, a generated
-//! control-plane database, the Clerk emulator and a real Prometheus with backfilled
-//! per-instance metrics; the example project applied; every job run once; the seeds' questions
-//! answered. Then it keeps running (pg_cron refreshes on schedule) until Ctrl-C, or with
-//! `--check` compares the answers with the generator's ground truth and exits.
+//! control-plane database, the Clerk emulator and a real Prometheus with 30 days of backfilled
+//! per-instance metrics and live samples scraped from an exporter; the example project
+//! applied; every job run once; the seeds' questions answered. Then the control plane and
+//! Clerk keep changing (the live generator) and pg_cron keeps refreshing until Ctrl-C; with
+//! `--check`, the answers are compared with the generator's ground truth, before and after
+//! live changes, and the command exits.
 
-use std::collections::BTreeMap;
+mod check;
+mod progress;
+
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -14,38 +19,47 @@ use clerk_emulator::{Dataset, Emulator, Spec};
 use sqlx::{Connection, PgConnection, Row};
 
 use crate::cli::{DemoArgs, UpArgs};
-use crate::controlplane::{self, Generated};
+use crate::controlplane::{self, Generated, Live};
+use crate::instance_metrics;
 use crate::target::{self, Target};
 use pgdw_cluster::prometheus::Prometheus;
+use progress::Progress;
 
 const CLERK_KEY: &str = "sk_test_pgdw_demo";
+const STEPS: usize = 7;
 
 /// The example project, built into the binary so the demo runs from anywhere.
 const PROJECT: &[(&str, &str)] = &[
     (
         "pgdw.toml",
-        include_str!("../../../../examples/customer-warehouse/pgdw.toml"),
+        include_str!("../../../../../examples/customer-warehouse/pgdw.toml"),
     ),
     (
         "migrations/20260101000001_sources.sql",
         include_str!(
-            "../../../../examples/customer-warehouse/migrations/20260101000001_sources.sql"
+            "../../../../../examples/customer-warehouse/migrations/20260101000001_sources.sql"
         ),
     ),
     (
         "migrations/20260101000002_warehouse.sql",
         include_str!(
-            "../../../../examples/customer-warehouse/migrations/20260101000002_warehouse.sql"
+            "../../../../../examples/customer-warehouse/migrations/20260101000002_warehouse.sql"
         ),
     ),
     (
         "migrations/20260101000003_jobs.sql",
-        include_str!("../../../../examples/customer-warehouse/migrations/20260101000003_jobs.sql"),
+        include_str!("../../../../../examples/customer-warehouse/migrations/20260101000003_jobs.sql"),
     ),
     (
         "migrations/20260101000004_answers.sql",
         include_str!(
-            "../../../../examples/customer-warehouse/migrations/20260101000004_answers.sql"
+            "../../../../../examples/customer-warehouse/migrations/20260101000004_answers.sql"
+        ),
+    ),
+    (
+        "migrations/20260101000005_instance_metrics.sql",
+        include_str!(
+            "../../../../../examples/customer-warehouse/migrations/20260101000005_instance_metrics.sql"
         ),
     ),
 ];
@@ -68,9 +82,7 @@ pub async fn run(target: &Target, args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let cluster = super::running_cluster(data_dir)?;
 
     step(2, "generating the control-plane database");
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_millis() as i64;
+    let now_ms = unix_ms();
     let data = Dataset::generate(&Spec {
         seed: args.seed,
         users: args.users,
@@ -92,7 +104,7 @@ pub async fn run(target: &Target, args: &DemoArgs) -> anyhow::Result<ExitCode> {
             .context("recreating database control_plane")?;
     }
     let mut cp = target::connect_embedded(&cluster, "control_plane").await?;
-    let generated = controlplane::generate(&mut cp, &data, args.seed, 3).await?;
+    let mut generated = controlplane::generate(&mut cp, &data, args.seed, 3).await?;
     println!(
         "      {} organizations, {} instances, {} archived events",
         data.organizations.len(),
@@ -101,26 +113,44 @@ pub async fn run(target: &Target, args: &DemoArgs) -> anyhow::Result<ExitCode> {
     );
 
     step(3, "starting the Clerk emulator");
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
-    let clerk_port = listener.local_addr()?.port();
     let emulator = Emulator::new(
         data.clone(),
         CLERK_KEY,
         Some((100, Duration::from_secs(10))),
     );
-    let app = clerk_emulator::app(emulator);
-    let served = tokio::spawn(async move { axum::serve(listener, app).await });
+    let (clerk_port, clerk) = serve(clerk_emulator::app(emulator.clone())).await?;
     println!(
         "      http://127.0.0.1:{clerk_port}/v1, {} users",
         data.users.len()
     );
 
-    step(4, "backfilling and starting Prometheus");
-    let metrics = backfill(&generated, now_ms / 1000);
+    step(
+        4,
+        "backfilling and starting Prometheus, scraping the instances' exporter",
+    );
+    let live_instances: instance_metrics::LiveInstances =
+        Arc::new(Mutex::new(generated.instances.clone()));
+    let (exporter_port, exporter) =
+        serve(instance_metrics::exporter(live_instances.clone())).await?;
+    let spinner = Progress::spinner(&format!(
+        "{} days of cpu, memory and storage for {} instances at 5 minutes",
+        args.days,
+        generated.instances.len()
+    ));
     let prom_dir = home.join("prometheus");
-    let prometheus =
-        tokio::task::spawn_blocking(move || Prometheus::start(&prom_dir, &metrics, None)).await??;
-    println!("      {}", prometheus.url());
+    let history = generated.instances.clone();
+    let days = args.days as i64;
+    let prometheus = tokio::task::spawn_blocking(move || {
+        let om = instance_metrics::backfill(&history, now_ms / 1000 - 60, days, 300);
+        let scrape = format!("127.0.0.1:{exporter_port}");
+        Prometheus::start(&prom_dir, &om, None, Some(&scrape))
+    })
+    .await??;
+    spinner.finish();
+    println!(
+        "      {} (exporter http://127.0.0.1:{exporter_port}/metrics)",
+        prometheus.url()
+    );
 
     step(5, "applying examples/customer-warehouse");
     let project = home.join("customer-warehouse");
@@ -154,10 +184,35 @@ pub async fn run(target: &Target, args: &DemoArgs) -> anyhow::Result<ExitCode> {
     step(7, "answers");
     print_answers(&mut wh).await?;
 
+    let organizations: Vec<String> = data.organizations.iter().map(|o| o.id.clone()).collect();
+    let mut live = Live::new(args.seed, &generated);
     let code = if args.check {
-        let problems = check(&mut wh, &data, &generated).await?;
+        let mut problems = check::answers(&mut wh, &emulator, &generated).await?;
+        // Live changes, then every job again: each refresh has work, and is still right.
+        let mut ticks = controlplane::Tick::default();
+        for _ in 0..3 {
+            let t = live_tick(
+                &mut live,
+                &mut cp,
+                &mut generated,
+                &organizations,
+                &emulator,
+            )
+            .await?;
+            ticks.created += t.created;
+            ticks.changed += t.changed;
+            ticks.deleted += t.deleted;
+        }
+        *live_instances.lock().unwrap() = generated.instances.clone();
+        println!(
+            "\nlive changes: {} new instances, {} state changes, {} deletions, 3 sign-ups; every job again",
+            ticks.created, ticks.changed, ticks.deleted
+        );
+        run_jobs(&mut wh).await?;
+        problems.extend(check::refreshed(&mut wh, ticks).await?);
+        problems.extend(check::answers(&mut wh, &emulator, &generated).await?);
         if problems.is_empty() {
-            println!("\ncheck: every answer matches the generator's ground truth");
+            println!("\ncheck: every answer matches the generator's ground truth, before and after live changes");
             ExitCode::SUCCESS
         } else {
             for p in &problems {
@@ -166,41 +221,74 @@ pub async fn run(target: &Target, args: &DemoArgs) -> anyhow::Result<ExitCode> {
             ExitCode::FAILURE
         }
     } else {
-        println!("\nThe warehouse keeps refreshing on schedule (pgdw status shows it). Ctrl-C stops everything.");
-        tokio::signal::ctrl_c().await?;
+        println!(
+            "\nLive: every {} s the control plane and Clerk change (sign-ups, instances, state changes, deletions);\n\
+             pg_cron refreshes on schedule (`pgdw status` shows it). Ctrl-C stops everything.",
+            args.tick
+        );
+        let mut every = tokio::time::interval(Duration::from_secs(args.tick.max(1)));
+        every.tick().await;
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => break,
+                _ = every.tick() => {
+                    let t = live_tick(&mut live, &mut cp, &mut generated, &organizations, &emulator).await?;
+                    *live_instances.lock().unwrap() = generated.instances.clone();
+                    println!(
+                        "live: +{} instance, {} state changes, {} deletions, 1 sign-up ({} instances)",
+                        t.created, t.changed, t.deleted, generated.instances.len()
+                    );
+                }
+            }
+        }
         ExitCode::SUCCESS
     };
-    served.abort();
+    clerk.abort();
+    exporter.abort();
     drop(prometheus);
     wh.close().await.ok();
+    cp.close().await.ok();
     if !args.check || args.down {
         cluster.stop(Duration::from_secs(30))?;
-        println!("stopped the warehouse, Prometheus and the Clerk emulator");
+        println!("stopped the warehouse, Prometheus, the exporter and the Clerk emulator");
     }
     Ok(code)
 }
 
-fn step(n: usize, what: &str) {
-    println!("[{n}/7] {what}");
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
-/// Two days of cpu usage per instance at 5 minutes, ending four hours ago (promtool cannot
-/// backfill the head block).
-fn backfill(generated: &Generated, now: i64) -> String {
-    let end = (now / 300) * 300 - 4 * 3600;
-    let mut om = String::from("# HELP instance_cpu_usage CPU used by the instance, in cores\n# TYPE instance_cpu_usage gauge\n");
-    for (n, inst) in generated.instances.iter().enumerate() {
-        for k in (0..576).rev() {
-            let t = end - k * 300;
-            let v = ((n % 7) + 1) as f64 * (1.0 + 0.3 * ((t / 3600) % 24) as f64 / 24.0);
-            om.push_str(&format!(
-                "instance_cpu_usage{{instance_id=\"{}\",organization_id=\"{}\"}} {v:.3} {t}\n",
-                inst.instance_id, inst.organization_id
-            ));
-        }
-    }
-    om.push_str("# EOF\n");
-    om
+/// Serve `app` on a free port of 127.0.0.1.
+async fn serve(
+    app: axum::Router,
+) -> anyhow::Result<(u16, tokio::task::JoinHandle<std::io::Result<()>>)> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+    let port = listener.local_addr()?.port();
+    Ok((
+        port,
+        tokio::spawn(async move { axum::serve(listener, app).await }),
+    ))
+}
+
+/// One live change of the sources: a Clerk sign-up and a control-plane tick.
+async fn live_tick(
+    live: &mut Live,
+    cp: &mut PgConnection,
+    generated: &mut Generated,
+    organizations: &[String],
+    emulator: &Emulator,
+) -> anyhow::Result<controlplane::Tick> {
+    let now = unix_ms();
+    emulator.with_data(|d| d.add_user(now));
+    live.tick(cp, generated, organizations, now).await
+}
+
+fn step(n: usize, what: &str) {
+    println!("[{n}/{STEPS}] {what}");
 }
 
 async fn run_jobs(conn: &mut PgConnection) -> anyhow::Result<()> {
@@ -209,7 +297,9 @@ async fn run_jobs(conn: &mut PgConnection) -> anyhow::Result<()> {
     )
     .fetch_all(&mut *conn)
     .await?;
+    let bar = Progress::bar(jobs.len());
     for (i, (name, command)) in jobs.iter().enumerate() {
+        bar.set_message(name);
         let start = Instant::now();
         sqlx::raw_sql(command).execute(&mut *conn).await?;
         let row = sqlx::query(
@@ -221,7 +311,7 @@ async fn run_jobs(conn: &mut PgConnection) -> anyhow::Result<()> {
         .fetch_one(&mut *conn)
         .await?;
         let status: String = row.get("status");
-        println!(
+        bar.println(format!(
             "      [{}/{}] {name:<22} {status:<9} +{} ~{} -{} in {:.1} s",
             i + 1,
             jobs.len(),
@@ -229,14 +319,17 @@ async fn run_jobs(conn: &mut PgConnection) -> anyhow::Result<()> {
             row.get::<i64, _>("u"),
             row.get::<i64, _>("d"),
             start.elapsed().as_secs_f64()
-        );
+        ));
+        bar.inc();
         if status != "succeeded" {
+            bar.finish();
             bail!(
                 "job {name} failed: {}",
                 row.get::<Option<String>, _>("error").unwrap_or_default()
             );
         }
     }
+    bar.finish();
     Ok(())
 }
 
@@ -266,87 +359,10 @@ async fn print_answers(conn: &mut PgConnection) -> anyhow::Result<()> {
         "SELECT state, instances::text FROM instances_by_state ORDER BY instances DESC, state",
     )
     .await?;
-    table(conn, "Who are our most active customers? (by cpu usage, last 2 days)",
-          "SELECT name, round(cpu_usage)::text FROM most_active_customers_by_usage ORDER BY cpu_usage DESC LIMIT 5").await?;
+    table(conn, "Who are our most active customers? (by cpu usage, core-hours over the metrics kept)",
+          "SELECT name, round(cpu_core_hours)::text FROM most_active_customers_by_usage ORDER BY cpu_core_hours DESC LIMIT 5").await?;
     table(conn, "Who are our most active customers? (by control-plane events)",
           "SELECT name, events::text FROM most_active_customers_by_events ORDER BY events DESC, name LIMIT 5").await?;
     table(conn, "How many sign-ups per week? (last 8 weeks)",
           "SELECT to_char(week, 'YYYY-MM-DD'), signups::text, in_an_organization::text FROM signups_per_week ORDER BY week DESC LIMIT 8").await
-}
-
-/// The answers against the generator's ground truth; each mismatch described.
-async fn check(
-    conn: &mut PgConnection,
-    data: &Dataset,
-    generated: &Generated,
-) -> anyhow::Result<Vec<String>> {
-    let mut problems = Vec::new();
-    let mut truth: BTreeMap<String, i64> = BTreeMap::new();
-    for i in &generated.instances {
-        *truth.entry(i.state.to_string()).or_default() += 1;
-    }
-    let got: BTreeMap<String, i64> =
-        sqlx::query_as("SELECT state, instances FROM instances_by_state")
-            .fetch_all(&mut *conn)
-            .await?
-            .into_iter()
-            .collect();
-    if got != truth {
-        problems.push(format!(
-            "instances by state: warehouse {got:?}, generator {truth:?}"
-        ));
-    }
-    let signups: i64 =
-        sqlx::query_scalar("SELECT coalesce(sum(signups), 0)::bigint FROM signups_per_week")
-            .fetch_one(&mut *conn)
-            .await?;
-    if signups as usize != data.users.len() {
-        problems.push(format!(
-            "sign-ups: warehouse {signups}, Clerk {}",
-            data.users.len()
-        ));
-    }
-    let events: i64 = sqlx::query_scalar(
-        "SELECT coalesce(sum(events), 0)::bigint FROM most_active_customers_by_events",
-    )
-    .fetch_one(&mut *conn)
-    .await?;
-    if events as usize != generated.messages {
-        problems.push(format!(
-            "events: warehouse {events}, control plane {}",
-            generated.messages
-        ));
-    }
-    let series: i64 = sqlx::query_scalar("SELECT count(*) FROM metric_labels")
-        .fetch_one(&mut *conn)
-        .await?;
-    if series as usize != generated.instances.len() {
-        problems.push(format!(
-            "metric series: warehouse {series}, instances {}",
-            generated.instances.len()
-        ));
-    }
-    let top_events: Option<String> = sqlx::query_scalar(
-        "SELECT organization_id FROM most_active_customers_by_events ORDER BY events DESC, organization_id LIMIT 1",
-    )
-    .fetch_optional(&mut *conn)
-    .await?;
-    let mut per_org: BTreeMap<&str, usize> = BTreeMap::new();
-    for i in &generated.instances {
-        // Each instance's life has as many events as states.
-        *per_org.entry(i.organization_id.as_str()).or_default() += match i.state {
-            "Up" => 2,
-            _ => 3,
-        };
-    }
-    let expected_top = per_org
-        .iter()
-        .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
-        .map(|(o, _)| o.to_string());
-    if top_events != expected_top {
-        problems.push(format!(
-            "most active by events: warehouse {top_events:?}, generator {expected_top:?}"
-        ));
-    }
-    Ok(problems)
 }

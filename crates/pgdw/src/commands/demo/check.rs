@@ -1,0 +1,106 @@
+//! `pgdw demo --check`: the warehouse's answers against the generator's ground truth, each
+//! mismatch described.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use clerk_emulator::Emulator;
+use sqlx::{PgConnection, Row};
+
+use crate::controlplane::{Generated, Tick};
+use crate::instance_metrics::METRICS;
+
+pub async fn answers(
+    conn: &mut PgConnection,
+    emulator: &Emulator,
+    generated: &Generated,
+) -> anyhow::Result<Vec<String>> {
+    let mut problems = Vec::new();
+    let mut truth: BTreeMap<String, i64> = BTreeMap::new();
+    for i in &generated.instances {
+        *truth.entry(i.state.to_string()).or_default() += 1;
+    }
+    let got: BTreeMap<String, i64> =
+        sqlx::query_as("SELECT state, instances FROM instances_by_state")
+            .fetch_all(&mut *conn)
+            .await?
+            .into_iter()
+            .collect();
+    if got != truth {
+        problems.push(format!(
+            "instances by state: warehouse {got:?}, generator {truth:?}"
+        ));
+    }
+    let users = emulator.with_data(|d| d.users.len());
+    let signups: i64 =
+        sqlx::query_scalar("SELECT coalesce(sum(signups), 0)::bigint FROM signups_per_week")
+            .fetch_one(&mut *conn)
+            .await?;
+    if signups as usize != users {
+        problems.push(format!("sign-ups: warehouse {signups}, Clerk {users}"));
+    }
+    let events: BTreeMap<String, i64> =
+        sqlx::query_as("SELECT organization_id, events FROM most_active_customers_by_events")
+            .fetch_all(&mut *conn)
+            .await?
+            .into_iter()
+            .collect();
+    let expected: BTreeMap<String, i64> = generated
+        .events_per_org
+        .iter()
+        .map(|(o, n)| (o.clone(), *n as i64))
+        .collect();
+    if events != expected {
+        problems.push(format!(
+            "events per organization: warehouse {} organizations / {} events, control plane {} / {}",
+            events.len(),
+            events.values().sum::<i64>(),
+            expected.len(),
+            expected.values().sum::<i64>()
+        ));
+    }
+    // Every instance that exists has its three series (history or scraped); none is unknown
+    // (series of deleted instances stay with their history).
+    let series =
+        sqlx::query("SELECT name, labels->>'instance_id' AS instance_id FROM metric_labels")
+            .fetch_all(&mut *conn)
+            .await?;
+    let have: BTreeSet<(String, String)> = series
+        .iter()
+        .map(|r| (r.get("name"), r.get("instance_id")))
+        .collect();
+    for inst in &generated.instances {
+        for (name, _) in METRICS {
+            // An instance created a moment ago has no scrape yet.
+            let young = inst.created_at_ms > super::unix_ms() - 120_000;
+            if !young && !have.contains(&(name.to_string(), inst.instance_id.clone())) {
+                problems.push(format!("no {name} series for {}", inst.instance_id));
+            }
+        }
+    }
+    Ok(problems)
+}
+
+/// After live changes, the refresh of ingested_clusters moved each kind of change.
+pub async fn refreshed(conn: &mut PgConnection, ticks: Tick) -> anyhow::Result<Vec<String>> {
+    let row = sqlx::query(
+        "SELECT rows_inserted, rows_updated, rows_deleted FROM pgdw.runs
+          WHERE job = 'ingested-clusters' ORDER BY id DESC LIMIT 1",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    let got: (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+    // Each kind of change arrived, and no more than happened (a change can hit an instance
+    // created or deleted in the same round, which then counts as that).
+    let within = |n: i64, max: usize| n >= 1.min(max as i64) && n <= max as i64;
+    let ok = within(got.0, ticks.created)
+        && within(got.1, ticks.changed + ticks.created)
+        && within(got.2, ticks.deleted);
+    Ok(if ok {
+        Vec::new()
+    } else {
+        vec![format!(
+            "refresh of ingested_clusters after live changes: +{} ~{} -{}, generator +{} ~{} -{}",
+            got.0, got.1, got.2, ticks.created, ticks.changed, ticks.deleted
+        )]
+    })
+}

@@ -79,11 +79,28 @@ END $$;
 COMMENT ON FUNCTION pgdw.cron_schedule(text) IS
     'Cron syntax for an interval such as ''5 minutes'' (pg_cron 1.4 takes only cron); cron passes through';
 
+CREATE TABLE IF NOT EXISTS pgdw.schedules (
+    job    text PRIMARY KEY,
+    every  text NOT NULL,
+    period interval
+);
+COMMENT ON TABLE pgdw.schedules IS
+    'How often each job scheduled through pgdw.schedule runs (period: NULL for cron syntax)';
+
 CREATE OR REPLACE FUNCTION pgdw.schedule(job_name text, every text, command text) RETURNS bigint
-LANGUAGE sql AS $$
+LANGUAGE plpgsql AS $$
+DECLARE
+    cron_text text := pgdw.cron_schedule(every);
+    period    interval;
+BEGIN
+    IF cron_text IS DISTINCT FROM btrim(every) THEN
+        period := every::interval;
+    END IF;
+    INSERT INTO pgdw.schedules VALUES (job_name, every, period)
+    ON CONFLICT (job) DO UPDATE SET every = EXCLUDED.every, period = EXCLUDED.period;
     -- pg_cron updates a job of the same name and user: scheduling twice is harmless.
-    SELECT cron.schedule(job_name, pgdw.cron_schedule(every), command);
-$$;
+    RETURN cron.schedule(job_name, cron_text, command);
+END $$;
 COMMENT ON FUNCTION pgdw.schedule(text, text, text) IS
     'Schedule (or reschedule) a pg_cron job by name, accepting intervals as well as cron';
 
@@ -235,3 +252,45 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION pgdw.partition_daily(regclass, text, interval, text) IS
     'Daily partitions by pg_partman with retention that drops old partitions, maintained hourly';
+
+-- Freshness in SQL (for dashboards and alert rules) -----------------------------------------
+
+CREATE OR REPLACE VIEW pgdw.job_freshness AS
+SELECT s.job, s.every, s.period, last.status AS last_status, last.started_at AS last_started,
+       last.error AS last_error, ok.finished_at AS last_success,
+       now() - ok.finished_at AS age,
+       -- Stale: no success within two periods (or ever, once a period has passed).
+       coalesce(now() - ok.finished_at > 2 * s.period, false) AS stale,
+       coalesce(last.status = 'failed', false) AS failing
+  FROM pgdw.schedules s
+  LEFT JOIN LATERAL (SELECT status, started_at, error FROM pgdw.runs r WHERE r.job = s.job
+                      ORDER BY r.id DESC LIMIT 1) last ON true
+  LEFT JOIN LATERAL (SELECT finished_at FROM pgdw.runs r WHERE r.job = s.job AND r.status = 'succeeded'
+                      ORDER BY r.id DESC LIMIT 1) ok ON true;
+COMMENT ON VIEW pgdw.job_freshness IS
+    'Per scheduled job: the last run, the last success, its age, stale (no success within two periods) and failing';
+
+-- Alerts --------------------------------------------------------------------------------------
+
+CREATE TABLE IF NOT EXISTS pgdw.alert_state (
+    alert          text PRIMARY KEY,
+    state          text NOT NULL CHECK (state IN ('ok', 'firing', 'error')),
+    since          timestamptz NOT NULL,
+    evaluated_at   timestamptz NOT NULL,
+    detail         text
+);
+COMMENT ON TABLE pgdw.alert_state IS 'Each alert rule''s current state (pgdw serve evaluates the rules)';
+
+CREATE TABLE IF NOT EXISTS pgdw.alert_events (
+    id           bigserial PRIMARY KEY,
+    alert        text NOT NULL,
+    at           timestamptz NOT NULL DEFAULT now(),
+    from_state   text,
+    to_state     text NOT NULL,
+    detail       text,
+    delivered_at timestamptz,
+    attempts     int NOT NULL DEFAULT 0,
+    last_error   text
+);
+CREATE INDEX IF NOT EXISTS alert_events_alert_at_idx ON pgdw.alert_events (alert, at DESC);
+COMMENT ON TABLE pgdw.alert_events IS 'Every alert state change, and its delivery to the webhook';

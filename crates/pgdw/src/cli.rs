@@ -53,6 +53,8 @@ pub enum Command {
     /// Run the whole system here: warehouse, control plane, Clerk emulator, Prometheus, the
     /// example project, every job once, the answers; then keep refreshing until Ctrl-C.
     Demo(DemoArgs),
+    /// Serve the project's dashboards (web UI and JSON per panel) and evaluate its alerts.
+    Serve(ServeArgs),
     /// Apply a project's migrations (sqlx's format and migrator) and its secrets.
     Migrate {
         /// The project directory (holding pgdw.toml).
@@ -113,7 +115,23 @@ pub struct DemoArgs {
     /// state changes, deletions) while the demo runs.
     #[arg(long, default_value_t = 20)]
     pub tick: u64,
+    /// Where to serve the dashboards (another free port if this one is taken).
+    #[arg(long, default_value = "127.0.0.1:7070")]
+    pub listen: std::net::SocketAddr,
     /// Memory budget for the embedded warehouse.
     #[arg(long, env = "PGDW_MEMORY", value_parser = parse_size)]
     pub memory: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The project directory (holding pgdw.toml and dashboards/).
+    #[arg(long, default_value = ".")]
+    pub project: PathBuf,
+    /// Address to listen on.
+    #[arg(long, env = "PGDW_LISTEN", default_value = "127.0.0.1:7070")]
+    pub listen: std::net::SocketAddr,
+    /// A read-only role's URL for panels and alert rules (default: pgdw creates pgdw_reader).
+    #[arg(long, env = "PGDW_READER_URL", hide_env_values = true)]
+    pub reader_url: Option<String>,
 }

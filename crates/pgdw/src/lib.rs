@@ -1,14 +1,17 @@
 //! pgdw: the command that runs the warehouse. `main` parses arguments and calls [`run`].
 
+pub mod alerts;
 pub mod cli;
 mod commands;
 pub mod controlplane;
 pub mod cron;
+pub mod dashboards;
 pub mod freshness;
 pub mod instance_metrics;
 pub mod project;
 pub mod quote;
 pub mod requirements;
+pub mod serve;
 pub mod target;
 
 use std::process::ExitCode;

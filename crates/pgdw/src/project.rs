@@ -22,6 +22,9 @@ pub struct Config {
     /// `[servers.clerk_server] api_url = "env:CLERK_API_URL"` or a literal value.
     #[serde(default)]
     pub servers: BTreeMap<String, BTreeMap<String, String>>,
+    /// Alert rules and where their state changes go (`pgdw serve` evaluates them).
+    #[serde(default)]
+    pub alerts: crate::alerts::Config,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -61,6 +64,20 @@ impl Project {
             .get(name)
             .cloned()
             .or_else(|| std::env::var(name).ok())
+    }
+
+    /// A configured value: `env:VAR` from the environment, anything else as written.
+    pub fn resolve(&self, value: &str) -> anyhow::Result<String> {
+        match value.strip_prefix("env:") {
+            Some(var) => self
+                .var(var)
+                .with_context(|| format!("${var} is not set (pgdw.toml refers to it)")),
+            None => Ok(value.to_string()),
+        }
+    }
+
+    pub fn dashboards(&self) -> PathBuf {
+        self.dir.join("dashboards")
     }
 
     pub fn migrations(&self) -> PathBuf {

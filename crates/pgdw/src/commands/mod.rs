@@ -5,6 +5,7 @@ mod down;
 mod env;
 mod migrate;
 mod psql;
+mod serve;
 mod status;
 mod up;
 
@@ -23,6 +24,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Env => env::run(&target),
         Command::Init { dir } => migrate::init(&dir),
         Command::Demo(args) => demo::run(&target, &args).await,
+        Command::Serve(args) => serve::run(&target, &args).await,
         Command::Migrate { project } => migrate::run(&target, &project).await,
     }
 }

@@ -104,3 +104,43 @@ pub async fn refreshed(conn: &mut PgConnection, ticks: Tick) -> anyhow::Result<V
         )]
     })
 }
+
+/// Every panel of every dashboard answers; every chart has rows.
+pub async fn dashboards(base: &str) -> anyhow::Result<Vec<String>> {
+    let base = base.to_string();
+    tokio::task::spawn_blocking(move || {
+        let get = |path: &str| -> Result<serde_json::Value, String> {
+            match ureq::get(&format!("{base}{path}")).call() {
+                Ok(r) => r
+                    .into_string()
+                    .map_err(|e| e.to_string())
+                    .and_then(|s| serde_json::from_str(&s).map_err(|e| e.to_string())),
+                Err(ureq::Error::Status(code, r)) => Err(format!(
+                    "HTTP {code}: {}",
+                    r.into_string().unwrap_or_default()
+                )),
+                Err(e) => Err(e.to_string()),
+            }
+        };
+        let mut problems = Vec::new();
+        let list = get("api/dashboards").map_err(anyhow::Error::msg)?;
+        for d in list.as_array().into_iter().flatten() {
+            let name = d["name"].as_str().unwrap_or_default();
+            let def = get(&format!("api/dashboards/{name}")).map_err(anyhow::Error::msg)?;
+            for p in def["panels"].as_array().into_iter().flatten() {
+                let title = p["title"].as_str().unwrap_or_default();
+                match get(&format!("api/dashboards/{name}/panels/{}", p["id"])) {
+                    Err(e) => problems.push(format!("panel {title:?} of {name}: {e}")),
+                    Ok(data) => {
+                        let rows = data["rows"].as_array().map(Vec::len).unwrap_or(0);
+                        if p["kind"] != "table" && rows == 0 {
+                            problems.push(format!("panel {title:?} of {name} has no rows"));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(problems)
+    })
+    .await?
+}

@@ -26,42 +26,24 @@ use pgdw_cluster::prometheus::Prometheus;
 use progress::Progress;
 
 const CLERK_KEY: &str = "sk_test_pgdw_demo";
-const STEPS: usize = 7;
+const STEPS: usize = 8;
 
 /// The example project, built into the binary so the demo runs from anywhere.
-const PROJECT: &[(&str, &str)] = &[
-    (
-        "pgdw.toml",
-        include_str!("../../../../../examples/customer-warehouse/pgdw.toml"),
-    ),
-    (
-        "migrations/20260101000001_sources.sql",
-        include_str!(
-            "../../../../../examples/customer-warehouse/migrations/20260101000001_sources.sql"
-        ),
-    ),
-    (
-        "migrations/20260101000002_warehouse.sql",
-        include_str!(
-            "../../../../../examples/customer-warehouse/migrations/20260101000002_warehouse.sql"
-        ),
-    ),
-    (
-        "migrations/20260101000003_jobs.sql",
-        include_str!("../../../../../examples/customer-warehouse/migrations/20260101000003_jobs.sql"),
-    ),
-    (
-        "migrations/20260101000004_answers.sql",
-        include_str!(
-            "../../../../../examples/customer-warehouse/migrations/20260101000004_answers.sql"
-        ),
-    ),
-    (
-        "migrations/20260101000005_instance_metrics.sql",
-        include_str!(
-            "../../../../../examples/customer-warehouse/migrations/20260101000005_instance_metrics.sql"
-        ),
-    ),
+macro_rules! project_files {
+    ($($path:literal),* $(,)?) => {
+        &[$(($path, include_str!(concat!("../../../../../examples/customer-warehouse/", $path)))),*]
+    };
+}
+const PROJECT: &[(&str, &str)] = project_files![
+    "pgdw.toml",
+    "migrations/20260101000001_sources.sql",
+    "migrations/20260101000002_warehouse.sql",
+    "migrations/20260101000003_jobs.sql",
+    "migrations/20260101000004_answers.sql",
+    "migrations/20260101000005_instance_metrics.sql",
+    "migrations/20260101000006_dashboards.sql",
+    "dashboards/customers.toml",
+    "dashboards/operations.toml",
 ];
 
 pub async fn run(target: &Target, args: &DemoArgs) -> anyhow::Result<ExitCode> {
@@ -184,6 +166,24 @@ pub async fn run(target: &Target, args: &DemoArgs) -> anyhow::Result<ExitCode> {
     step(7, "answers");
     print_answers(&mut wh).await?;
 
+    step(8, "serving the dashboards and evaluating the alerts");
+    let (hook_port, hook) = serve(webhook_receiver()).await?;
+    let mut served_project = crate::project::Project::load(&project)?;
+    served_project.env.insert(
+        "PGDW_ALERT_WEBHOOK".into(),
+        format!("http://127.0.0.1:{hook_port}/alerts"),
+    );
+    let listen = if std::net::TcpListener::bind(args.listen).is_ok() {
+        args.listen
+    } else {
+        // Taken (another demo?): any free port.
+        std::net::SocketAddr::from(([127, 0, 0, 1], 0))
+    };
+    let dashboards = super::serve::options(target, &served_project, listen, None)?;
+    let web = crate::serve::start(dashboards).await?;
+    println!("      {}d/customers", web.url);
+    println!("      {}d/operations", web.url);
+
     let organizations: Vec<String> = data.organizations.iter().map(|o| o.id.clone()).collect();
     let mut live = Live::new(args.seed, &generated);
     let code = if args.check {
@@ -211,6 +211,7 @@ pub async fn run(target: &Target, args: &DemoArgs) -> anyhow::Result<ExitCode> {
         run_jobs(&mut wh).await?;
         problems.extend(check::refreshed(&mut wh, ticks).await?);
         problems.extend(check::answers(&mut wh, &emulator, &generated).await?);
+        problems.extend(check::dashboards(&web.url).await?);
         if problems.is_empty() {
             println!("\ncheck: every answer matches the generator's ground truth, before and after live changes");
             ExitCode::SUCCESS
@@ -243,6 +244,8 @@ pub async fn run(target: &Target, args: &DemoArgs) -> anyhow::Result<ExitCode> {
         }
         ExitCode::SUCCESS
     };
+    web.stop();
+    hook.abort();
     clerk.abort();
     exporter.abort();
     drop(prometheus);
@@ -272,6 +275,24 @@ async fn serve(
         port,
         tokio::spawn(async move { axum::serve(listener, app).await }),
     ))
+}
+
+/// Where the demo's alerts go: printed as they arrive.
+fn webhook_receiver() -> axum::Router {
+    axum::Router::new().route(
+        "/alerts",
+        axum::routing::post(|body: String| async move {
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            println!(
+                "webhook: alert {} {} -> {}: {}",
+                v["alert"].as_str().unwrap_or("?"),
+                v["from_state"].as_str().unwrap_or("new"),
+                v["to_state"].as_str().unwrap_or("?"),
+                v["detail"].as_str().unwrap_or("")
+            );
+            "ok"
+        }),
+    )
 }
 
 /// One live change of the sources: a Clerk sign-up and a control-plane tick.

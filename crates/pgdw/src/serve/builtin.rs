@@ -1,0 +1,131 @@
+//! Built-in panels: the jobs and partitions of `pgdw status` (the same code reads them) and
+//! the alerts' states, as tables.
+
+use std::time::Instant;
+
+use serde_json::{json, Value};
+use sqlx::PgPool;
+
+use crate::dashboards::query::{PanelData, PanelError};
+use crate::dashboards::Builtin;
+
+fn failed(e: impl std::fmt::Display) -> PanelError {
+    PanelError {
+        error: e.to_string(),
+        sqlstate: None,
+    }
+}
+
+fn ago(secs: Option<i64>) -> Value {
+    match secs {
+        None => Value::Null,
+        Some(s) if s < 120 => json!(format!("{s} s ago")),
+        Some(s) if s < 7200 => json!(format!("{} min ago", s / 60)),
+        Some(s) if s < 172_800 => json!(format!("{} h ago", s / 3600)),
+        Some(s) => json!(format!("{} d ago", s / 86_400)),
+    }
+}
+
+pub async fn run(owner: &PgPool, which: Builtin) -> Result<PanelData, PanelError> {
+    let start = Instant::now();
+    let mut conn = owner.acquire().await.map_err(failed)?;
+    let (columns, rows): (Vec<&str>, Vec<Vec<Value>>) = match which {
+        Builtin::Jobs => {
+            let f = crate::freshness::read(&mut conn).await.map_err(failed)?;
+            let rows = f
+                .jobs
+                .iter()
+                .map(|j| {
+                    let state = if j.failing {
+                        "FAILING"
+                    } else if j.stale {
+                        "STALE"
+                    } else if j.last_status.is_none() {
+                        "not run yet"
+                    } else {
+                        "ok"
+                    };
+                    vec![
+                        json!(j.name),
+                        json!(state),
+                        json!(j.schedule),
+                        ago(j.last_started.map(|t| f.now - t)),
+                        json!(j.last_duration_secs.map(|s| (s * 1000.0).round() / 1000.0)),
+                        json!(j.rows.map(|r| format!(
+                            "+{} ~{} -{}",
+                            r[0].unwrap_or(0),
+                            r[1].unwrap_or(0),
+                            r[2].unwrap_or(0)
+                        ))),
+                        ago(j.age_secs),
+                        json!(j.last_error),
+                    ]
+                })
+                .collect();
+            (
+                vec!["job", "state", "schedule", "last run", "seconds", "rows", "fresh as of", "last error"],
+                rows,
+            )
+        }
+        Builtin::Partitions => {
+            let f = crate::freshness::read(&mut conn).await.map_err(failed)?;
+            let rows = f
+                .partitioned
+                .iter()
+                .map(|p| {
+                    vec![
+                        json!(p.table),
+                        json!(p.partitions),
+                        json!(p.oldest),
+                        json!(p.newest),
+                        json!(p.bytes),
+                        json!(p.default_rows),
+                        json!(p.retention),
+                    ]
+                })
+                .collect();
+            (
+                vec!["table", "partitions", "oldest", "newest", "bytes", "rows in default", "retention"],
+                rows,
+            )
+        }
+        Builtin::Alerts => {
+            let v = alerts_json(owner).await.map_err(failed)?;
+            let rows = v["alerts"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|a| vec![a["alert"].clone(), a["state"].clone(), a["since"].clone(), a["detail"].clone()])
+                .collect();
+            (vec!["alert", "state", "since", "detail"], rows)
+        }
+    };
+    Ok(PanelData {
+        columns: columns.into_iter().map(String::from).collect(),
+        rows,
+        elapsed_ms: start.elapsed().as_secs_f64() * 1000.0,
+    })
+}
+
+/// Every alert's state, and the latest state changes with their delivery.
+pub async fn alerts_json(owner: &PgPool) -> Result<Value, sqlx::Error> {
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass('pgdw.alert_state') IS NOT NULL")
+        .fetch_one(owner)
+        .await?;
+    if !exists {
+        return Ok(json!({"alerts": [], "events": []}));
+    }
+    let v: Option<String> = sqlx::query_scalar(
+        "SELECT json_build_object(
+           'alerts', coalesce((SELECT json_agg(json_build_object('alert', alert, 'state', state,
+                       'since', since, 'evaluated_at', evaluated_at, 'detail', detail)
+                       ORDER BY state <> 'firing', alert) FROM pgdw.alert_state), '[]'),
+           'events', coalesce((SELECT json_agg(e ORDER BY e.id DESC) FROM
+                       (SELECT id, alert, at, from_state, to_state, detail, delivered_at, attempts, last_error
+                          FROM pgdw.alert_events ORDER BY id DESC LIMIT 50) e), '[]'))::text",
+    )
+    .fetch_one(owner)
+    .await?;
+    Ok(v.and_then(|s| serde_json::from_str(&s).ok()).unwrap_or(Value::Null))
+}

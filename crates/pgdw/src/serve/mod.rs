@@ -1,0 +1,296 @@
+//! `pgdw serve`: the dashboards of a project in a browser, a JSON endpoint per panel, the
+//! data behind `pgdw status`, and the alerts. Panels run as a read-only role with their own
+//! statement_timeout; a failing panel answers with its error and the others are unaffected.
+
+mod assets;
+mod builtin;
+pub mod reader;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use sqlx::PgPool;
+
+use crate::dashboards::query::{self, Bindings, PanelError};
+use crate::dashboards::{self, parse_duration_ms, Dashboard};
+
+/// Rows a panel may return: a chart of more is unreadable, and cutting it would mislead.
+pub const MAX_ROWS: usize = 20_000;
+
+pub struct AppState {
+    /// Where `*.toml` dashboards live; read on each request, so edits show on reload.
+    pub dashboards_dir: PathBuf,
+    /// The warehouse owner: built-in panels (cron.job shows each user only their own jobs).
+    pub owner: PgPool,
+    /// The read-only role every panel's SQL runs as.
+    pub reader: PgPool,
+}
+
+type Shared = State<Arc<AppState>>;
+
+pub fn app(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/", get(|| async { Html(assets::INDEX) }))
+        .route("/d/{name}", get(|| async { Html(assets::DASHBOARD) }))
+        .route("/assets/{file}", get(assets::serve))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/api/dashboards", get(list))
+        .route("/api/dashboards/{name}", get(definition))
+        .route("/api/dashboards/{name}/panels/{id}", get(panel))
+        .route("/api/status", get(status))
+        .route("/api/alerts", get(alerts))
+        .with_state(state)
+}
+
+fn error(code: StatusCode, message: impl Into<String>) -> Response {
+    (code, Json(json!({ "error": message.into() }))).into_response()
+}
+
+fn load(state: &AppState) -> Result<Vec<Dashboard>, Response> {
+    dashboards::load_dir(&state.dashboards_dir)
+        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))
+}
+
+fn find(state: &AppState, name: &str) -> Result<Dashboard, Response> {
+    load(state)?
+        .into_iter()
+        .find(|d| d.name == name)
+        .ok_or_else(|| error(StatusCode::NOT_FOUND, format!("no dashboard named {name:?}")))
+}
+
+async fn list(State(state): Shared) -> Response {
+    match load(&state) {
+        Ok(ds) => Json(
+            ds.iter()
+                .map(|d| json!({"name": d.name, "title": d.title, "description": d.description, "panels": d.panels.len()}))
+                .collect::<Vec<_>>(),
+        )
+        .into_response(),
+        Err(r) => r,
+    }
+}
+
+/// The dashboard as the page needs it: panels (with their SQL, for transparency) and each
+/// variable's choices.
+async fn definition(State(state): Shared, Path(name): Path<String>) -> Response {
+    let d = match find(&state, &name) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let mut variables = Vec::new();
+    for v in &d.variables {
+        let choices = match query::run(&state.reader, &v.sql, &Bindings::default(), 5_000).await {
+            Ok(data) => json!(data
+                .rows
+                .iter()
+                .map(|r| {
+                    let s = |i: usize| match r.get(i) {
+                        Some(serde_json::Value::String(s)) => s.clone(),
+                        Some(v) => v.to_string(),
+                        None => String::new(),
+                    };
+                    json!({"value": s(0), "label": if r.len() > 1 { s(1) } else { s(0) }})
+                })
+                .collect::<Vec<_>>()),
+            Err(e) => json!({"error": e.error}),
+        };
+        variables.push(json!({"name": v.name, "label": v.label.clone().unwrap_or_else(|| v.name.clone()), "choices": choices}));
+    }
+    Json(json!({
+        "name": d.name, "title": d.title, "description": d.description,
+        "refresh_ms": parse_duration_ms(&d.refresh), "range_ms": parse_duration_ms(&d.range),
+        "variables": variables,
+        "panels": d.panels.iter().enumerate().map(|(id, p)| json!({
+            "id": id, "title": p.title, "kind": p.kind, "width": p.width, "unit": p.unit,
+            "sql": p.sql, "builtin": p.builtin, "timeout": p.timeout,
+        })).collect::<Vec<_>>(),
+    }))
+    .into_response()
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The time range and variables of a panel request: `from`/`to` in epoch milliseconds
+/// (default: the dashboard's range ending now), each variable by name (empty: all).
+fn bindings(d: &Dashboard, params: &HashMap<String, String>) -> Result<Bindings, String> {
+    let int = |k: &str| -> Result<Option<i64>, String> {
+        params
+            .get(k)
+            .filter(|v| !v.is_empty())
+            .map(|v| {
+                v.parse::<i64>()
+                    .map_err(|_| format!("{k} must be epoch milliseconds, not {v:?}"))
+            })
+            .transpose()
+    };
+    let to_ms = int("to")?.unwrap_or_else(now_ms);
+    let range = parse_duration_ms(&d.range).unwrap_or(604_800_000) as i64;
+    let from_ms = int("from")?.unwrap_or(to_ms - range);
+    if from_ms >= to_ms {
+        return Err("from must be before to".into());
+    }
+    Ok(Bindings {
+        from_ms,
+        to_ms,
+        vars: d
+            .variables
+            .iter()
+            .map(|v| {
+                (
+                    v.name.clone(),
+                    params.get(&v.name).filter(|s| !s.is_empty()).cloned(),
+                )
+            })
+            .collect(),
+    })
+}
+
+async fn panel(
+    State(state): Shared,
+    Path((name, id)): Path<(String, usize)>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    let d = match find(&state, &name) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let Some(p) = d.panel(id) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("dashboard {name:?} has no panel {id}"),
+        );
+    };
+    let b = match bindings(&d, &params) {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let result = match (&p.sql, p.builtin) {
+        (Some(sql), _) => {
+            let timeout = parse_duration_ms(&p.timeout).unwrap_or(5_000);
+            query::run(&state.reader, sql, &b, timeout).await
+        }
+        (None, Some(which)) => builtin::run(&state.owner, which).await,
+        (None, None) => Err(PanelError {
+            error: "panel has neither sql nor builtin".into(),
+            sqlstate: None,
+        }),
+    };
+    match result {
+        Ok(data) if data.rows.len() > MAX_ROWS => error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "the panel returned {} rows, more than {MAX_ROWS}: aggregate it (for example by $bucket)",
+                data.rows.len()
+            ),
+        ),
+        Ok(data) => Json(json!({"title": p.title, "kind": p.kind, "from": b.from_ms, "to": b.to_ms,
+                                "bucket": b.bucket(), "columns": data.columns, "rows": data.rows,
+                                "elapsed_ms": data.elapsed_ms}))
+        .into_response(),
+        Err(e) => (
+            // 504 for a statement_timeout (57014), 500 for any other failure of the query.
+            if e.sqlstate.as_deref() == Some("57014") {
+                StatusCode::GATEWAY_TIMEOUT
+            } else {
+                StatusCode::INTERNAL_SERVER_ERROR
+            },
+            Json(json!({"title": p.title, "error": e.error, "sqlstate": e.sqlstate})),
+        )
+            .into_response(),
+    }
+}
+
+async fn status(State(state): Shared) -> Response {
+    let result = async {
+        let mut conn = state.owner.acquire().await?;
+        crate::freshness::read(&mut conn).await
+    }
+    .await;
+    match result {
+        Ok(f) => Json(f).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
+    }
+}
+
+async fn alerts(State(state): Shared) -> Response {
+    match builtin::alerts_json(&state.owner).await {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// What `pgdw serve` (and the demo) runs: the pools, the alerting loop, the HTTP server.
+pub struct Options {
+    pub owner: sqlx::postgres::PgConnectOptions,
+    pub reader: reader::Reader,
+    pub dashboards_dir: PathBuf,
+    pub alerts: Vec<crate::alerts::Rule>,
+    pub webhook: Option<String>,
+    pub alert_every: std::time::Duration,
+    pub listen: std::net::SocketAddr,
+}
+
+pub struct Running {
+    pub url: String,
+    pub server: tokio::task::JoinHandle<std::io::Result<()>>,
+    pub alerting: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    pub fn stop(&self) {
+        self.server.abort();
+        if let Some(a) = &self.alerting {
+            a.abort();
+        }
+    }
+}
+
+pub async fn start(o: Options) -> anyhow::Result<Running> {
+    use sqlx::postgres::PgPoolOptions;
+    let owner = PgPoolOptions::new()
+        .max_connections(2)
+        .connect_with(o.owner.clone().application_name("pgdw serve"))
+        .await?;
+    let reader_options = reader::options(&owner, &o.owner, &o.reader).await?;
+    let reader = PgPoolOptions::new()
+        .max_connections(6)
+        .connect_with(reader_options)
+        .await
+        .map_err(|e| anyhow::anyhow!("connecting as the read-only role: {e}"))?;
+    let listener = tokio::net::TcpListener::bind(o.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("listening on {}: {e}", o.listen))?;
+    let url = format!("http://{}/", listener.local_addr()?);
+    let alerting = (!o.alerts.is_empty()).then(|| {
+        crate::alerts::spawn(
+            owner.clone(),
+            reader.clone(),
+            o.alerts.clone(),
+            o.webhook.clone(),
+            o.alert_every,
+        )
+    });
+    let state = Arc::new(AppState {
+        dashboards_dir: o.dashboards_dir,
+        owner,
+        reader,
+    });
+    let server = tokio::spawn(async move { axum::serve(listener, app(state)).await });
+    Ok(Running {
+        url,
+        server,
+        alerting,
+    })
+}

@@ -1,0 +1,84 @@
+//! The read-only role panels and alert rules run as: `pgdw_reader`, a member of
+//! pg_read_all_data whose transactions are read-only by default. It logs in over the embedded
+//! cluster's private socket, or with a fresh random password over the network (never
+//! logged: utility statement tracking and statement logging are off for that statement), or
+//! a URL of the user's own (`PGDW_READER_URL`).
+
+use std::str::FromStr;
+
+use anyhow::Context;
+use rand::distributions::{Alphanumeric, DistString};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::PgPool;
+
+pub const ROLE: &str = "pgdw_reader";
+
+/// Where the reader's connection comes from.
+pub enum Reader {
+    /// The embedded cluster: the same socket as the owner, as `pgdw_reader`.
+    Socket,
+    /// The owner's server with a new password for `pgdw_reader`.
+    Password,
+    /// A URL given by the user; pgdw creates no role.
+    Url(String),
+}
+
+/// Ensure the role exists with its settings; with `password`, give it a new random one.
+pub async fn ensure_role(owner: &PgPool, password: bool) -> anyhow::Result<Option<String>> {
+    let setup = [
+        format!("DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{ROLE}') THEN CREATE ROLE {ROLE} LOGIN; END IF; END $$"),
+        format!("GRANT pg_read_all_data TO {ROLE}"),
+        format!("ALTER ROLE {ROLE} SET default_transaction_read_only = on"),
+        format!("ALTER ROLE {ROLE} SET statement_timeout = '30s'"),
+    ];
+    for sql in &setup {
+        sqlx::raw_sql(sql).execute(owner).await.with_context(|| {
+            format!(
+                "setting up the read-only role {ROLE} (`{sql}`); a user who may not do this can \
+                 create a read-only role and pass its URL as PGDW_READER_URL"
+            )
+        })?;
+    }
+    if !password {
+        return Ok(None);
+    }
+    let secret = Alphanumeric.sample_string(&mut rand::thread_rng(), 32);
+    let mut conn = owner.acquire().await?;
+    // Best effort: these need a superuser; without, neither is on unless configured so.
+    for sql in [
+        "SET pg_stat_statements.track_utility = off",
+        "SET log_statement = 'none'",
+    ] {
+        let _ = sqlx::raw_sql(sql).execute(&mut *conn).await;
+    }
+    let r = sqlx::raw_sql(&format!("ALTER ROLE {ROLE} PASSWORD '{secret}'"))
+        .execute(&mut *conn)
+        .await;
+    // The pooled connection goes back with its settings undone.
+    let _ = sqlx::raw_sql("RESET pg_stat_statements.track_utility; RESET log_statement")
+        .execute(&mut *conn)
+        .await;
+    r.map_err(|e| anyhow::anyhow!("setting a password for {ROLE}: {e}"))?;
+    Ok(Some(secret))
+}
+
+/// Connection options for the reader, given the owner's.
+pub async fn options(
+    owner: &PgPool,
+    owner_options: &PgConnectOptions,
+    reader: &Reader,
+) -> anyhow::Result<PgConnectOptions> {
+    Ok(match reader {
+        Reader::Url(url) => PgConnectOptions::from_str(url)
+            .map_err(|_| anyhow::anyhow!("PGDW_READER_URL is not a valid PostgreSQL URL"))?,
+        Reader::Socket => {
+            ensure_role(owner, false).await?;
+            owner_options.clone().username(ROLE)
+        }
+        Reader::Password => {
+            let secret = ensure_role(owner, true).await?.unwrap_or_default();
+            owner_options.clone().username(ROLE).password(&secret)
+        }
+    }
+    .application_name("pgdw serve (panels)"))
+}

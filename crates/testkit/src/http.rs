@@ -13,6 +13,7 @@ pub struct Request {
     /// Path with query string, e.g. `/rows?id.eq=5`.
     pub target: String,
     pub headers: Vec<(String, String)>,
+    pub body: String,
 }
 
 impl Request {
@@ -105,6 +106,7 @@ fn serve(stream: TcpStream, handler: &Handler, recorded: &Mutex<Vec<Request>>) {
             method,
             target,
             headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
         };
         recorded.lock().unwrap().push(req.clone());
         let mut out = stream.try_clone().expect("clone stream");

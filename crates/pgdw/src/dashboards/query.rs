@@ -167,7 +167,9 @@ pub async fn run(
                 (SELECT coalesce(json_agg((SELECT json_agg(e.value) FROM json_each(q.r) e)), '[]') FROM q)::text"
     );
     let start = Instant::now();
-    let mut tx = pool.begin().await?;
+    // Read-only by statement, not only by the role's default, which a panel could change
+    // for later transactions on its pooled connection with set_config().
+    let mut tx = pool.begin_with("BEGIN READ ONLY").await?;
     // set_config, not SET: a bound parameter (and raw_sql's future is not Send enough for
     // axum's handlers).
     sqlx::query("SELECT set_config('statement_timeout', $1, true)")

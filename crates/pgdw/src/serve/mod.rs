@@ -257,18 +257,27 @@ impl Running {
     }
 }
 
-pub async fn start(o: Options) -> anyhow::Result<Running> {
+/// The pools: the owner's, and the read-only role's (set up first if pgdw manages it).
+pub async fn pools(
+    owner: &sqlx::postgres::PgConnectOptions,
+    reader: &reader::Reader,
+) -> anyhow::Result<(PgPool, PgPool)> {
     use sqlx::postgres::PgPoolOptions;
-    let owner = PgPoolOptions::new()
+    let owner_pool = PgPoolOptions::new()
         .max_connections(2)
-        .connect_with(o.owner.clone().application_name("pgdw serve"))
+        .connect_with(owner.clone().application_name("pgdw serve"))
         .await?;
-    let reader_options = reader::options(&owner, &o.owner, &o.reader).await?;
-    let reader = PgPoolOptions::new()
+    let reader_options = reader::options(&owner_pool, owner, reader).await?;
+    let reader_pool = PgPoolOptions::new()
         .max_connections(6)
         .connect_with(reader_options)
         .await
         .map_err(|e| anyhow::anyhow!("connecting as the read-only role: {e}"))?;
+    Ok((owner_pool, reader_pool))
+}
+
+pub async fn start(o: Options) -> anyhow::Result<Running> {
+    let (owner, reader) = pools(&o.owner, &o.reader).await?;
     let listener = tokio::net::TcpListener::bind(o.listen)
         .await
         .map_err(|e| anyhow::anyhow!("listening on {}: {e}", o.listen))?;

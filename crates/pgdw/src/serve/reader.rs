@@ -1,5 +1,6 @@
-//! The read-only role panels and alert rules run as: `pgdw_reader`, a member of
-//! pg_read_all_data whose transactions are read-only by default. It logs in over the embedded
+//! The read-only role panels and alert rules run as: `pgdw_reader`, which may read the tables
+//! and views of schemas public and pgdw (not the foreign tables of other schemas, which would
+//! reach the sources, nor the catalogs' secrets), read-only by default. It logs in over the embedded
 //! cluster's private socket, or with a fresh random password over the network (never
 //! logged: utility statement tracking and statement logging are off for that statement), or
 //! a URL of the user's own (`PGDW_READER_URL`).
@@ -27,7 +28,12 @@ pub enum Reader {
 pub async fn ensure_role(owner: &PgPool, password: bool) -> anyhow::Result<Option<String>> {
     let setup = [
         format!("DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{ROLE}') THEN CREATE ROLE {ROLE} LOGIN; END IF; END $$"),
-        format!("GRANT pg_read_all_data TO {ROLE}"),
+        // Not pg_read_all_data: that reads system catalogs too (pg_authid's password hashes,
+        // pg_user_mapping's secrets). Only the warehouse's own schemas, tables and views.
+        format!("REVOKE pg_read_all_data FROM {ROLE}"),
+        format!("GRANT USAGE ON SCHEMA public, pgdw TO {ROLE}"),
+        format!("GRANT SELECT ON ALL TABLES IN SCHEMA public, pgdw TO {ROLE}"),
+        format!("ALTER DEFAULT PRIVILEGES IN SCHEMA public, pgdw GRANT SELECT ON TABLES TO {ROLE}"),
         format!("ALTER ROLE {ROLE} SET default_transaction_read_only = on"),
         format!("ALTER ROLE {ROLE} SET statement_timeout = '30s'"),
     ];

@@ -7,6 +7,7 @@ mod example;
 mod external;
 mod migrate;
 mod runtime;
+mod serve;
 
 use std::process::Output;
 

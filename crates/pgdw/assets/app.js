@@ -64,17 +64,24 @@
   function chart(body, kind, data, unit) {
     const width = Math.max(280, body.clientWidth || 500);
     let xs, series, opts;
+    const yAxis = { values: (u, vals) => vals.map(v => fmt(v, unit)), size: 86 };
     if (kind === 'timeseries') {
       ({ xs, series } = timeseries(data));
-      opts = { scales: { x: { time: true } }, axes: [{}, { values: (u, vals) => vals.map(v => fmt(v, unit)), size: 70 }] };
+      // The whole requested range, so that a few points sit where they belong in time.
+      opts = { scales: { x: { time: true, range: [data.from / 1000, data.to / 1000] } }, axes: [{}, yAxis] };
     } else {
       const labels = data.rows.map(r => String(r[0]));
       xs = labels.map((_, i) => i);
       series = data.columns.slice(1).map((name, i) => ({ name, values: data.rows.map(r => r[i + 1]) }));
+      // Room per bar decides how much of a label fits; long ones are cut with an ellipsis.
+      const room = Math.max(4, Math.floor((width - 100) / Math.max(1, labels.length) / 7));
+      const short = l => l.length > room ? l.slice(0, Math.max(1, room - 1)) + '…' : l;
       opts = {
-        scales: { x: { time: false, range: [-0.5, labels.length - 0.5] } },
-        axes: [{ values: (u, vals) => vals.map(v => Number.isInteger(v) ? (labels[v] || '') : ''), rotate: 0, size: 40 },
-               { values: (u, vals) => vals.map(v => fmt(v, unit)), size: 70 }],
+        scales: {
+          x: { time: false, range: [-0.5, labels.length - 0.5] },
+          y: { range: (u, min, max) => [Math.min(0, min), max > 0 ? max * 1.08 : 1] },
+        },
+        axes: [{ values: (u, vals) => vals.map(v => Number.isInteger(v) ? short(labels[v] || '') : ''), size: 40, gap: 4 }, yAxis],
       };
     }
     const bars = kind === 'bar' ? uPlot.paths.bars({ size: [0.7, 80] }) : null;
@@ -83,7 +90,9 @@
       series: [{ label: kind === 'timeseries' ? 'time' : data.columns[0] }].concat(series.map((s, i) => ({
         label: s.name, stroke: PALETTE[i % PALETTE.length], width: 1.5,
         fill: kind === 'bar' ? PALETTE[i % PALETTE.length] + 'cc' : undefined,
-        paths: bars || undefined, points: { show: false }, spanGaps: false,
+        paths: bars || undefined, spanGaps: false,
+        // A sparse series shows its points: a single sample draws no line.
+        points: { show: !bars && s.values.filter(v => v !== null).length < 60 },
         value: (u, v) => fmt(v, unit),
       }))),
       legend: { live: kind === 'timeseries' },

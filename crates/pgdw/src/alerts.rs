@@ -111,7 +111,11 @@ async fn outcome(reader: &PgPool, rule: &Rule) -> Outcome {
 }
 
 /// Evaluate every rule once; record states, and an event for each change. Returns the events.
-pub async fn evaluate(owner: &PgPool, reader: &PgPool, rules: &[Rule]) -> anyhow::Result<Vec<Event>> {
+pub async fn evaluate(
+    owner: &PgPool,
+    reader: &PgPool,
+    rules: &[Rule],
+) -> anyhow::Result<Vec<Event>> {
     let mut events = Vec::new();
     for rule in rules {
         let o = outcome(reader, rule).await;
@@ -162,7 +166,12 @@ pub async fn evaluate(owner: &PgPool, reader: &PgPool, rules: &[Rule]) -> anyhow
 }
 
 /// POST `event` to `url` until a 2xx answer or `retry.attempts`, recording each attempt.
-pub async fn deliver(owner: &PgPool, url: &str, event: &Event, retry: Retry) -> anyhow::Result<bool> {
+pub async fn deliver(
+    owner: &PgPool,
+    url: &str,
+    event: &Event,
+    retry: Retry,
+) -> anyhow::Result<bool> {
     let body = serde_json::to_string(event)?;
     let mut backoff = retry.first_backoff;
     for attempt in 1..=retry.attempts {
@@ -235,7 +244,10 @@ pub fn spawn(
                             e.alert,
                             e.from_state.as_deref().unwrap_or("new"),
                             e.to_state,
-                            e.detail.as_deref().map(|d| format!(" ({d})")).unwrap_or_default()
+                            e.detail
+                                .as_deref()
+                                .map(|d| format!(" ({d})"))
+                                .unwrap_or_default()
                         );
                         if let Some(url) = webhook.clone() {
                             let owner = owner.clone();

@@ -131,8 +131,8 @@ pub async fn generate(
         for n in 0..rng.below(max_instances_per_org + 1) {
             // Within a month of the organization's creation, and never after the data's end
             // (less the day a stop may take): live changes must be the latest events.
-            let created =
-                (o.created_at + rng.below(30 * 86_400_000) as i64).min(data.end_ms - 86_400_000);
+            let window = (data.end_ms - 86_400_000 - o.created_at).clamp(1, 30 * 86_400_000);
+            let created = o.created_at + rng.below(window as u64) as i64;
             let (mut inst, spec) = new_instance(&mut rng, &o.id, n + 1, created, &mut sql);
             // A life: submitted, up, and for some a stop or an error.
             let mut states = vec![("Submitted", "Create", 0), ("Up", "Created", 60_000)];

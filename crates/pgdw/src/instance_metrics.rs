@@ -46,7 +46,9 @@ pub fn sample(inst: &Instance, t: i64) -> Option<[f64; 3]> {
     // Busier by day than by night (UTC), never above the instance's cpu.
     let diurnal = 0.75 + 0.25 * (std::f64::consts::TAU * (t as f64 % DAY) / DAY).sin();
     let cpu = (inst.cpu * busy * diurnal).min(inst.cpu);
-    let memory = inst.memory_gib * GIB * (0.25 + 0.6 * busy);
+    // Memory follows the day's load a little, a few hours behind cpu.
+    let lagged = (std::f64::consts::TAU * ((t as f64 - 10_800.0) % DAY) / DAY).sin();
+    let memory = inst.memory_gib * GIB * (0.25 + 0.6 * busy) * (0.92 + 0.08 * lagged);
     // Storage grows with age and business, up to 95% of the volume.
     let storage = inst.storage_gib as f64 * GIB * (0.02 + busy * age / (120.0 * DAY)).min(0.95);
     Some([

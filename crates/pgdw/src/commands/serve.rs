@@ -35,8 +35,9 @@ pub fn options(
     };
     let alerts = &project.config.alerts;
     let every = alerts.every.as_deref().unwrap_or("1m");
-    let alert_every = crate::dashboards::parse_duration_ms(every)
-        .ok_or_else(|| anyhow::anyhow!("[alerts] every = {every:?} is not a duration like \"30s\""))?;
+    let alert_every = crate::dashboards::parse_duration_ms(every).ok_or_else(|| {
+        anyhow::anyhow!("[alerts] every = {every:?} is not a duration like \"30s\"")
+    })?;
     Ok(serve::Options {
         owner,
         reader: reader_url.map(Reader::Url).unwrap_or(reader),

@@ -125,7 +125,10 @@ impl Dashboard {
             );
         }
         if parse_duration_ms(&self.range).is_none() {
-            bail!("range = {:?} is not a duration like \"24h\" or \"7d\"", self.range);
+            bail!(
+                "range = {:?} is not a duration like \"24h\" or \"7d\"",
+                self.range
+            );
         }
         for v in &self.variables {
             if !query::is_name(&v.name) || query::RESERVED.contains(&v.name.as_str()) {
@@ -140,10 +143,17 @@ impl Dashboard {
             let what = || format!("panel {:?}", p.title);
             match (&p.sql, &p.builtin) {
                 (Some(_), None) | (None, Some(_)) => {}
-                _ => bail!("{} needs either sql or builtin, not both or neither", what()),
+                _ => bail!(
+                    "{} needs either sql or builtin, not both or neither",
+                    what()
+                ),
             }
             if parse_duration_ms(&p.timeout).is_none() {
-                bail!("{}: timeout = {:?} is not a duration like \"2s\"", what(), p.timeout);
+                bail!(
+                    "{}: timeout = {:?} is not a duration like \"2s\"",
+                    what(),
+                    p.timeout
+                );
             }
             if !(1..=2).contains(&p.width) {
                 bail!("{}: width is 1 (half) or 2 (full)", what());
@@ -180,8 +190,8 @@ pub fn load_dir(dir: &Path) -> anyhow::Result<Vec<Dashboard>> {
 
 /// One dashboard file; `path` names it (its stem is the dashboard's name) in errors.
 pub fn parse(path: &Path, text: &str) -> anyhow::Result<Dashboard> {
-    let mut d: Dashboard =
-        toml::from_str(text).with_context(|| format!("{} is not a valid dashboard", path.display()))?;
+    let mut d: Dashboard = toml::from_str(text)
+        .with_context(|| format!("{} is not a valid dashboard", path.display()))?;
     d.name = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -201,8 +211,9 @@ mod tests {
 
     #[test]
     fn a_dashboard_parses_with_defaults() {
-        let d = p("title = \"T\"\n[[panels]]\ntitle = \"n\"\nkind = \"number\"\nsql = \"SELECT 1\"\n")
-            .unwrap();
+        let d =
+            p("title = \"T\"\n[[panels]]\ntitle = \"n\"\nkind = \"number\"\nsql = \"SELECT 1\"\n")
+                .unwrap();
         assert_eq!(d.name, "x");
         assert_eq!((d.refresh.as_str(), d.range.as_str()), ("1m", "7d"));
         assert_eq!(d.panels[0].timeout, "5s");
@@ -212,10 +223,14 @@ mod tests {
     fn mistakes_are_named() {
         let e = |t: &str| format!("{:#}", p(t).unwrap_err());
         assert!(e("title = \"T\"\npanels = []").contains("it has no panels"));
-        assert!(e("title = \"T\"\n[[panels]]\ntitle = \"a\"\nkind = \"pie\"\nsql = \"SELECT 1\"")
-            .contains("unknown variant `pie`"));
-        assert!(e("title = \"T\"\n[[panels]]\ntitle = \"a\"\nkind = \"bar\"")
-            .contains("panel \"a\" needs either sql or builtin"));
+        assert!(
+            e("title = \"T\"\n[[panels]]\ntitle = \"a\"\nkind = \"pie\"\nsql = \"SELECT 1\"")
+                .contains("unknown variant `pie`")
+        );
+        assert!(
+            e("title = \"T\"\n[[panels]]\ntitle = \"a\"\nkind = \"bar\"")
+                .contains("panel \"a\" needs either sql or builtin")
+        );
         assert!(e("title = \"T\"\n[[panels]]\ntitle = \"a\"\nkind = \"bar\"\nsql = \"x\"\ntimeout = \"soon\"")
             .contains("timeout = \"soon\""));
         assert!(e("title = \"T\"\n[[variables]]\nname = \"from\"\nsql = \"x\"\n[[panels]]\ntitle = \"a\"\nkind = \"bar\"\nsql = \"x\"")

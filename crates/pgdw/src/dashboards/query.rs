@@ -224,12 +224,17 @@ mod tests {
 
     #[test]
     fn buckets_follow_the_range() {
-        let b = |h: i64| Bindings {
-            from_ms: 0,
-            to_ms: h * 3_600_000,
-            vars: vec![],
-        }
-        .bucket();
-        assert_eq!((b(1), b(24), b(24 * 7), b(24 * 30)), ("1 minute", "5 minutes", "1 hour", "6 hours"));
+        let b = |h: i64| {
+            Bindings {
+                from_ms: 0,
+                to_ms: h * 3_600_000,
+                vars: vec![],
+            }
+            .bucket()
+        };
+        assert_eq!(
+            (b(1), b(24), b(24 * 7), b(24 * 30)),
+            ("1 minute", "5 minutes", "1 hour", "6 hours")
+        );
     }
 }

@@ -9,8 +9,16 @@ pub const INDEX: &str = include_str!("../../assets/index.html");
 pub const DASHBOARD: &str = include_str!("../../assets/dashboard.html");
 
 const FILES: &[(&str, &str, &str)] = &[
-    ("app.js", "text/javascript; charset=utf-8", include_str!("../../assets/app.js")),
-    ("style.css", "text/css; charset=utf-8", include_str!("../../assets/style.css")),
+    (
+        "app.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../assets/app.js"),
+    ),
+    (
+        "style.css",
+        "text/css; charset=utf-8",
+        include_str!("../../assets/style.css"),
+    ),
     (
         "uPlot.iife.min.js",
         "text/javascript; charset=utf-8",

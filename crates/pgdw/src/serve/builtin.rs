@@ -63,7 +63,16 @@ pub async fn run(owner: &PgPool, which: Builtin) -> Result<PanelData, PanelError
                 })
                 .collect();
             (
-                vec!["job", "state", "schedule", "last run", "seconds", "rows", "fresh as of", "last error"],
+                vec![
+                    "job",
+                    "state",
+                    "schedule",
+                    "last run",
+                    "seconds",
+                    "rows",
+                    "fresh as of",
+                    "last error",
+                ],
                 rows,
             )
         }
@@ -85,7 +94,15 @@ pub async fn run(owner: &PgPool, which: Builtin) -> Result<PanelData, PanelError
                 })
                 .collect();
             (
-                vec!["table", "partitions", "oldest", "newest", "bytes", "rows in default", "retention"],
+                vec![
+                    "table",
+                    "partitions",
+                    "oldest",
+                    "newest",
+                    "bytes",
+                    "rows in default",
+                    "retention",
+                ],
                 rows,
             )
         }
@@ -96,7 +113,14 @@ pub async fn run(owner: &PgPool, which: Builtin) -> Result<PanelData, PanelError
                 .cloned()
                 .unwrap_or_default()
                 .into_iter()
-                .map(|a| vec![a["alert"].clone(), a["state"].clone(), a["since"].clone(), a["detail"].clone()])
+                .map(|a| {
+                    vec![
+                        a["alert"].clone(),
+                        a["state"].clone(),
+                        a["since"].clone(),
+                        a["detail"].clone(),
+                    ]
+                })
                 .collect();
             (vec!["alert", "state", "since", "detail"], rows)
         }
@@ -127,5 +151,6 @@ pub async fn alerts_json(owner: &PgPool) -> Result<Value, sqlx::Error> {
     )
     .fetch_one(owner)
     .await?;
-    Ok(v.and_then(|s| serde_json::from_str(&s).ok()).unwrap_or(Value::Null))
+    Ok(v.and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or(Value::Null))
 }

@@ -62,7 +62,12 @@ fn find(state: &AppState, name: &str) -> Result<Dashboard, Response> {
     load(state)?
         .into_iter()
         .find(|d| d.name == name)
-        .ok_or_else(|| error(StatusCode::NOT_FOUND, format!("no dashboard named {name:?}")))
+        .ok_or_else(|| {
+            error(
+                StatusCode::NOT_FOUND,
+                format!("no dashboard named {name:?}"),
+            )
+        })
 }
 
 async fn list(State(state): Shared) -> Response {

@@ -143,7 +143,10 @@ fn every_endpoint_answers_and_panels_fail_alone() {
     let w = &f.w;
     let (s, mime, body) = f.get("/");
     assert_eq!(s, StatusCode::OK);
-    assert!(mime.starts_with("text/html") && body.contains("pgdw.index"), "{body}");
+    assert!(
+        mime.starts_with("text/html") && body.contains("pgdw.index"),
+        "{body}"
+    );
     let (s, _, body) = f.get("/d/test");
     assert!(s == StatusCode::OK && body.contains("uPlot.iife.min.js"));
     let (s, mime, body) = f.get("/assets/uPlot.iife.min.js");
@@ -164,7 +167,10 @@ fn every_endpoint_answers_and_panels_fail_alone() {
         serde_json::json!([{"value": "o1", "label": "Acme"}, {"value": "o2", "label": "Globex"}])
     );
     assert_eq!(f.json("/api/dashboards/nope").0, StatusCode::NOT_FOUND);
-    assert_eq!(f.json("/api/dashboards/test/panels/99").0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        f.json("/api/dashboards/test/panels/99").0,
+        StatusCode::NOT_FOUND
+    );
 
     // The time range and the variable are bound: 24 h of events every 10 minutes, 143 or 144
     // depending on the second; a third of them Globex's.
@@ -183,31 +189,49 @@ fn every_endpoint_answers_and_panels_fail_alone() {
         "/api/dashboards/test/panels/0?from={}&to={now}",
         now - 3_600_000 - 60_000
     ));
-    assert_eq!(n["rows"][0][0], 6, "the last hour (and a minute): six events");
+    assert_eq!(
+        n["rows"][0][0], 6,
+        "the last hour (and a minute): six events"
+    );
     // A value is a parameter, never SQL.
     let (_, n) = f.json("/api/dashboards/test/panels/0?organization=o1'%20OR%20'1'='1");
     assert_eq!(n["rows"][0][0], 0);
     let (_, ts) = f.json("/api/dashboards/test/panels/1");
     assert_eq!(ts["columns"], serde_json::json!(["time", "events"]));
     assert!(ts["rows"].as_array().unwrap().len() >= 24);
-    assert!(ts["rows"][0][0].as_str().unwrap().contains('T'), "times are ISO 8601");
+    assert!(
+        ts["rows"][0][0].as_str().unwrap().contains('T'),
+        "times are ISO 8601"
+    );
 
     // Failures stay in their panel, each with its cause.
     let (s, e) = f.json("/api/dashboards/test/panels/2");
-    assert_eq!((s, e["error"].as_str().unwrap()), (StatusCode::INTERNAL_SERVER_ERROR, "division by zero"));
+    assert_eq!(
+        (s, e["error"].as_str().unwrap()),
+        (StatusCode::INTERNAL_SERVER_ERROR, "division by zero")
+    );
     assert_eq!(e["sqlstate"], "22012");
     let (s, e) = f.json("/api/dashboards/test/panels/3");
     assert_eq!(s, StatusCode::GATEWAY_TIMEOUT);
     assert_eq!(e["error"], "canceling statement due to statement timeout");
     let (s, e) = f.json("/api/dashboards/test/panels/4");
     assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR);
-    assert_eq!(e["error"], "cannot execute INSERT in a read-only transaction");
+    assert_eq!(
+        e["error"],
+        "cannot execute INSERT in a read-only transaction"
+    );
     // Twice: turning the role's default off on its connection did not make the next
     // transaction writable.
     let (_, e) = f.json("/api/dashboards/test/panels/4");
-    assert_eq!(e["error"], "cannot execute INSERT in a read-only transaction");
+    assert_eq!(
+        e["error"],
+        "cannot execute INSERT in a read-only transaction"
+    );
     assert_eq!(query(w, "SELECT count(*) FROM events"), "300");
-    assert_eq!(query(w, "SELECT count(*) FROM cron.job WHERE jobname = 'evil'"), "0");
+    assert_eq!(
+        query(w, "SELECT count(*) FROM cron.job WHERE jobname = 'evil'"),
+        "0"
+    );
     let (_, e) = f.json("/api/dashboards/test/panels/5");
     assert_eq!(e["error"], "permission denied for table pg_user_mapping");
     let (_, e) = f.json("/api/dashboards/test/panels/6");
@@ -218,7 +242,10 @@ fn every_endpoint_answers_and_panels_fail_alone() {
     let (s, e) = f.json("/api/dashboards/test/panels/8");
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(e["error"].as_str().unwrap().contains("30000 rows"), "{e}");
-    assert_eq!(f.json("/api/dashboards/test/panels/0?from=yesterday").0, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        f.json("/api/dashboards/test/panels/0?from=yesterday").0,
+        StatusCode::BAD_REQUEST
+    );
     // ...and the panel next to them still answers.
     assert_eq!(f.json("/api/dashboards/test/panels/0").0, StatusCode::OK);
 
@@ -239,7 +266,13 @@ fn every_endpoint_answers_and_panels_fail_alone() {
     .unwrap();
     let (s, e) = f.json("/api/dashboards");
     assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR);
-    assert!(e["error"].as_str().unwrap().contains("bad.toml is not a valid dashboard"), "{e}");
+    assert!(
+        e["error"]
+            .as_str()
+            .unwrap()
+            .contains("bad.toml is not a valid dashboard"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -271,7 +304,9 @@ fn an_alert_fires_to_the_webhook_with_a_retry_and_then_resolves() {
                 .await
                 .unwrap();
             for e in &events {
-                assert!(pgdw::alerts::deliver(&f.state.owner, &url, e, retry).await.unwrap());
+                assert!(pgdw::alerts::deliver(&f.state.owner, &url, e, retry)
+                    .await
+                    .unwrap());
             }
             events.len()
         })
@@ -297,7 +332,10 @@ fn an_alert_fires_to_the_webhook_with_a_retry_and_then_resolves() {
         "new>firing 2 true, firing>ok 1 true"
     );
     assert_eq!(
-        query(w, "SELECT state FROM pgdw.alert_state WHERE alert = 'many-events'"),
+        query(
+            w,
+            "SELECT state FROM pgdw.alert_state WHERE alert = 'many-events'"
+        ),
         "ok"
     );
     let (_, alerts) = f.json("/api/alerts");
@@ -305,8 +343,14 @@ fn an_alert_fires_to_the_webhook_with_a_retry_and_then_resolves() {
     assert_eq!(alerts["events"].as_array().unwrap().len(), 2);
 
     // A receiver that never answers: attempts recorded, the error names the host only.
-    let down = format!("http://127.0.0.1:{}/hook/s3cr3t-token", pgdw_testkit::free_port().unwrap());
-    query(w, "INSERT INTO events SELECT now(), 'o1' FROM generate_series(1, 100)");
+    let down = format!(
+        "http://127.0.0.1:{}/hook/s3cr3t-token",
+        pgdw_testkit::free_port().unwrap()
+    );
+    query(
+        w,
+        "INSERT INTO events SELECT now(), 'o1' FROM generate_series(1, 100)",
+    );
     let delivered = f.rt.block_on(async {
         let events = pgdw::alerts::evaluate(&f.state.owner, &f.state.reader, &rules)
             .await
@@ -316,7 +360,16 @@ fn an_alert_fires_to_the_webhook_with_a_retry_and_then_resolves() {
             .unwrap()
     });
     assert!(!delivered);
-    let last = query(w, "SELECT attempts || ' ' || last_error FROM pgdw.alert_events ORDER BY id DESC LIMIT 1");
-    assert!(last.starts_with("3 ") && last.contains("127.0.0.1"), "{last}");
-    assert!(!last.contains("s3cr3t"), "the webhook's path stays out of the record: {last}");
+    let last = query(
+        w,
+        "SELECT attempts || ' ' || last_error FROM pgdw.alert_events ORDER BY id DESC LIMIT 1",
+    );
+    assert!(
+        last.starts_with("3 ") && last.contains("127.0.0.1"),
+        "{last}"
+    );
+    assert!(
+        !last.contains("s3cr3t"),
+        "the webhook's path stays out of the record: {last}"
+    );
 }

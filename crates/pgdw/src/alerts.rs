@@ -175,21 +175,20 @@ pub async fn deliver(
     let body = serde_json::to_string(event)?;
     let mut backoff = retry.first_backoff;
     for attempt in 1..=retry.attempts {
-        let (url_c, body_c) = (url.to_string(), body.clone());
-        let result = tokio::task::spawn_blocking(move || {
-            ureq::post(&url_c)
+        let (url_c, body_c, host_c) = (url.to_string(), body.clone(), host(url));
+        // Webhook URLs often carry a token in their path: errors name the host only.
+        let error = tokio::task::spawn_blocking(move || {
+            match ureq::post(&url_c)
                 .timeout(Duration::from_secs(10))
                 .set("content-type", "application/json")
                 .send_string(&body_c)
-                .map(|r| r.status())
+            {
+                Ok(_) => None,
+                Err(ureq::Error::Status(code, _)) => Some(format!("HTTP {code} from {host_c}")),
+                Err(ureq::Error::Transport(t)) => Some(format!("{} ({host_c})", t.kind())),
+            }
         })
         .await?;
-        // Webhook URLs often carry a token in their path: errors name the host only.
-        let error = match result {
-            Ok(_) => None,
-            Err(ureq::Error::Status(code, _)) => Some(format!("HTTP {code} from {}", host(url))),
-            Err(ureq::Error::Transport(t)) => Some(format!("{} ({})", t.kind(), host(url))),
-        };
         sqlx::query(
             "UPDATE pgdw.alert_events SET attempts = $2, last_error = $3,
                     delivered_at = CASE WHEN $3 IS NULL THEN now() END WHERE id = $1",

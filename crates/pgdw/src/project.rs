@@ -145,6 +145,14 @@ pub fn init(dir: &Path) -> anyhow::Result<()> {
 # from environment variables and never written in migration files.
 # [secrets.clerk_server]
 # api_key = "env:CLERK_SECRET_KEY"
+
+# Alerts, evaluated by `pgdw serve`: a rule fires while its SQL returns rows.
+# [alerts]
+# webhook = "env:PGDW_ALERT_WEBHOOK"
+# every = "1m"
+# [[alerts.rules]]
+# name = "failing-refresh"
+# sql = "SELECT format('%s: %s', job, last_error) FROM pgdw.job_freshness WHERE failing"
 "#,
     )?;
     std::fs::write(
@@ -159,8 +167,29 @@ SELECT 1;
 "#,
     )?;
     std::fs::write(
-        dir.join("dashboards/README.md"),
-        "Dashboards as TOML files live here.\n",
+        dir.join("dashboards/warehouse.toml"),
+        r#"# A dashboard: `pgdw serve` shows every dashboards/*.toml. Panels are SQL (run read-only,
+# with $from, $to, $bucket and the variables bound as parameters) or built-in.
+title = "Warehouse"
+description = "What ran and how fresh it is."
+refresh = "30s"
+range = "24h"
+
+[[panels]]
+title = "Jobs"
+kind = "table"
+builtin = "jobs"
+
+[[panels]]
+title = "Runs per hour"
+kind = "timeseries"
+sql = """
+SELECT date_trunc('hour', started_at) AS time,
+       count(*) FILTER (WHERE status = 'succeeded') AS succeeded,
+       count(*) FILTER (WHERE status = 'failed') AS failed
+  FROM pgdw.runs WHERE started_at BETWEEN $from AND $to GROUP BY 1 ORDER BY 1
+"""
+"#,
     )?;
     Ok(())
 }

@@ -49,46 +49,50 @@ pub fn app(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
+/// The API's one error: a status and a message, answered as `{"error": ...}`.
+struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
 fn error(code: StatusCode, message: impl Into<String>) -> Response {
-    (code, Json(json!({ "error": message.into() }))).into_response()
+    ApiError(code, message.into()).into_response()
 }
 
-fn load(state: &AppState) -> Result<Vec<Dashboard>, Response> {
+fn load(state: &AppState) -> Result<Vec<Dashboard>, ApiError> {
     dashboards::load_dir(&state.dashboards_dir)
-        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))
 }
 
-fn find(state: &AppState, name: &str) -> Result<Dashboard, Response> {
+fn find(state: &AppState, name: &str) -> Result<Dashboard, ApiError> {
     load(state)?
         .into_iter()
         .find(|d| d.name == name)
         .ok_or_else(|| {
-            error(
+            ApiError(
                 StatusCode::NOT_FOUND,
                 format!("no dashboard named {name:?}"),
             )
         })
 }
 
-async fn list(State(state): Shared) -> Response {
-    match load(&state) {
-        Ok(ds) => Json(
-            ds.iter()
-                .map(|d| json!({"name": d.name, "title": d.title, "description": d.description, "panels": d.panels.len()}))
-                .collect::<Vec<_>>(),
-        )
-        .into_response(),
-        Err(r) => r,
-    }
+async fn list(State(state): Shared) -> Result<Response, ApiError> {
+    Ok(Json(
+        load(&state)?
+            .iter()
+            .map(|d| json!({"name": d.name, "title": d.title, "description": d.description, "panels": d.panels.len()}))
+            .collect::<Vec<_>>(),
+    )
+    .into_response())
 }
 
 /// The dashboard as the page needs it: panels (with their SQL, for transparency) and each
 /// variable's choices.
-async fn definition(State(state): Shared, Path(name): Path<String>) -> Response {
-    let d = match find(&state, &name) {
-        Ok(d) => d,
-        Err(r) => return r,
-    };
+async fn definition(State(state): Shared, Path(name): Path<String>) -> Result<Response, ApiError> {
+    let d = find(&state, &name)?;
     let mut variables = Vec::new();
     for v in &d.variables {
         let choices = match query::run(&state.reader, &v.sql, &Bindings::default(), 5_000).await {
@@ -108,7 +112,7 @@ async fn definition(State(state): Shared, Path(name): Path<String>) -> Response 
         };
         variables.push(json!({"name": v.name, "label": v.label.clone().unwrap_or_else(|| v.name.clone()), "choices": choices}));
     }
-    Json(json!({
+    Ok(Json(json!({
         "name": d.name, "title": d.title, "description": d.description,
         "refresh_ms": parse_duration_ms(&d.refresh), "range_ms": parse_duration_ms(&d.range),
         "variables": variables,
@@ -117,7 +121,7 @@ async fn definition(State(state): Shared, Path(name): Path<String>) -> Response 
             "sql": p.sql, "builtin": p.builtin, "timeout": p.timeout,
         })).collect::<Vec<_>>(),
     }))
-    .into_response()
+    .into_response())
 }
 
 fn now_ms() -> i64 {
@@ -169,7 +173,7 @@ async fn panel(
 ) -> Response {
     let d = match find(&state, &name) {
         Ok(d) => d,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
     let Some(p) = d.panel(id) else {
         return error(

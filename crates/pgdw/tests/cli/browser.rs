@@ -37,6 +37,8 @@ fn chromium(args: &[&str], url: &str) -> String {
             "--headless=new",
             "--no-sandbox",
             "--disable-gpu",
+            // Containers often have a small /dev/shm.
+            "--disable-dev-shm-usage",
             "--hide-scrollbars",
             "--window-size=1400,2600",
             // Virtual time stands still while fetches are pending; 5 s of it draws every panel

@@ -28,6 +28,10 @@ fn a_project_migrates_once_and_refuses_an_edited_migration() {
     let project = dir.path().join("wh");
     let init = ok(&w, &["init", project.to_str().unwrap()]);
     assert!(init.contains("created a pgdw project"), "{init}");
+    // The scaffolded dashboard is one `pgdw serve` accepts.
+    let dashboards = pgdw::dashboards::load_dir(&project.join("dashboards")).unwrap();
+    assert_eq!(dashboards.len(), 1);
+    assert_eq!(dashboards[0].panels.len(), 2);
     std::fs::write(
         project.join("migrations/00000000000002_tables.sql"),
         "CREATE TABLE ingested_clusters (instance_id text PRIMARY KEY, state text);",

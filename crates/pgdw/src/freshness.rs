@@ -173,7 +173,35 @@ pub async fn read(conn: &mut PgConnection) -> anyhow::Result<Freshness> {
     Ok(f)
 }
 
-fn ago(secs: i64) -> String {
+impl Job {
+    /// What stands out about the job: FAILING, STALE, not run yet, or ok.
+    pub fn state(&self) -> &'static str {
+        if self.failing {
+            "FAILING"
+        } else if self.stale {
+            "STALE"
+        } else if self.last_status.is_none() {
+            "not run yet"
+        } else {
+            "ok"
+        }
+    }
+
+    /// The last run's rows as `+inserted ~updated -deleted`.
+    pub fn rows_text(&self) -> Option<String> {
+        self.rows.map(|r| {
+            format!(
+                "+{} ~{} -{}",
+                r[0].unwrap_or(0),
+                r[1].unwrap_or(0),
+                r[2].unwrap_or(0)
+            )
+        })
+    }
+}
+
+/// A past moment as "12 s ago", "5 min ago", "3 h ago", "2 days ago".
+pub fn ago(secs: i64) -> String {
     match secs {
         s if s < 120 => format!("{s} s ago"),
         s if s < 7200 => format!("{} min ago", s / 60),
@@ -187,28 +215,13 @@ pub fn print(f: &Freshness) {
     if !f.jobs.is_empty() {
         println!("  jobs:");
         for j in &f.jobs {
-            let flag = if j.failing {
-                "FAILING"
-            } else if j.stale {
-                "STALE"
-            } else if j.last_status.is_none() {
-                "not run yet"
-            } else {
-                "ok"
-            };
+            let flag = j.state();
             let last = match (&j.last_status, j.last_started) {
                 (Some(s), Some(t)) => format!(
                     "last {s} {} ({:.1} s{})",
                     ago(f.now - t),
                     j.last_duration_secs.unwrap_or(0.0),
-                    j.rows
-                        .map(|r| format!(
-                            ", +{} ~{} -{}",
-                            r[0].unwrap_or(0),
-                            r[1].unwrap_or(0),
-                            r[2].unwrap_or(0)
-                        ))
-                        .unwrap_or_default()
+                    j.rows_text().map(|r| format!(", {r}")).unwrap_or_default()
                 ),
                 _ => "never ran".into(),
             };

@@ -1,5 +1,6 @@
--- For the dashboards: an hourly rollup of the metrics (a month of per-instance charts reads
--- 720 rows per series, not 43,200), kept by the metric syncs, and a few shapes of the data.
+-- For the dashboards: hourly and daily rollups of the metrics (a month of a per-instance chart
+-- reads 720 rows per series, not 43,200; a month's ranking 30), kept by the metric syncs, and
+-- a few shapes of the data.
 
 CREATE TABLE metric_hourly (
     label_id bigint NOT NULL REFERENCES metric_labels (id),
@@ -9,6 +10,14 @@ CREATE TABLE metric_hourly (
     samples  int NOT NULL,
     PRIMARY KEY (label_id, hour));
 CREATE INDEX metric_hourly_hour_idx ON metric_hourly (hour);
+-- And daily, for month-long charts and rankings: 30 rows per series.
+CREATE TABLE metric_daily (
+    label_id bigint NOT NULL REFERENCES metric_labels (id),
+    day      bigint NOT NULL,            -- epoch seconds, a multiple of 86400 (UTC days)
+    avg      float8 NOT NULL,            -- the mean of the day's hourly means
+    max      float8 NOT NULL,
+    hours    int NOT NULL,               -- hours with samples: avg * hours = the day's sum of hours
+    PRIMARY KEY (label_id, day));
 
 -- Recompute the hours a sync touched, from the partitions of those hours only.
 CREATE FUNCTION rollup_metric(p_name text, lo bigint, hi bigint) RETURNS void
@@ -20,33 +29,33 @@ LANGUAGE sql AS $$
    GROUP BY 1, 2
   ON CONFLICT (label_id, hour) DO UPDATE
      SET avg = EXCLUDED.avg, max = EXCLUDED.max, samples = EXCLUDED.samples;
-  -- The rollup keeps what the partitions keep.
+  INSERT INTO metric_daily (label_id, day, avg, max, hours)
+  SELECT h.label_id, h.hour / 86400 * 86400, avg(h.avg), max(h.max), count(*)
+    FROM metric_hourly h JOIN metric_labels l ON l.id = h.label_id
+   WHERE l.name = p_name AND h.hour >= lo / 86400 * 86400 AND h.hour < (hi / 86400 + 1) * 86400
+   GROUP BY 1, 2
+  ON CONFLICT (label_id, day) DO UPDATE
+     SET avg = EXCLUDED.avg, max = EXCLUDED.max, hours = EXCLUDED.hours;
+  -- The rollups keep what the partitions keep.
   DELETE FROM metric_hourly WHERE hour < extract(epoch FROM now() - interval '30 days')::bigint / 3600 * 3600;
+  DELETE FROM metric_daily WHERE day < extract(epoch FROM now() - interval '31 days')::bigint / 86400 * 86400;
 $$;
 
-CREATE OR REPLACE FUNCTION sync_metric(p_name text, OUT inserted bigint, OUT updated bigint, OUT deleted bigint)
+-- A metric sync followed by the rollup of the hours it touched, in the same run (and so the
+-- same transaction: a failure keeps both as they were). The metric jobs call it from now on.
+CREATE FUNCTION sync_metric_rollup(p_name text, OUT inserted bigint, OUT updated bigint, OUT deleted bigint)
 LANGUAGE plpgsql AS $$
 DECLARE
-  lo bigint := coalesce((SELECT synced_to FROM metric_sync WHERE name = p_name),
-                        extract(epoch FROM now() - interval '30 days')::bigint);
-  hi bigint := extract(epoch FROM now())::bigint - 60;
+  lo bigint := coalesce((SELECT synced_to FROM metric_sync WHERE name = p_name), 0);
 BEGIN
-  INSERT INTO metric_labels (name, labels)
-  SELECT DISTINCT metric_name, metric_labels FROM f.metrics
-   WHERE metric_name = p_name AND metric_time > lo AND metric_time <= hi
-  ON CONFLICT DO NOTHING;
-  WITH ins AS (
-    INSERT INTO metric_values (label_id, time, value)
-    SELECT l.id, m.metric_time, m.metric_value
-      FROM f.metrics m JOIN metric_labels l ON l.name = m.metric_name AND l.labels = m.metric_labels
-     WHERE m.metric_name = p_name AND m.metric_time > lo AND m.metric_time <= hi
-    ON CONFLICT (label_id, time) DO NOTHING RETURNING 1)
-  SELECT count(*) INTO inserted FROM ins;
-  PERFORM rollup_metric(p_name, lo, hi);
-  updated := 0;
-  deleted := 0;
-  INSERT INTO metric_sync VALUES (p_name, hi) ON CONFLICT (name) DO UPDATE SET synced_to = excluded.synced_to;
+  SELECT s.inserted, s.updated, s.deleted INTO inserted, updated, deleted FROM sync_metric(p_name) s;
+  PERFORM rollup_metric(p_name, lo, (SELECT synced_to FROM metric_sync WHERE name = p_name));
 END $$;
+
+SELECT pgdw.schedule('metrics-' || job, '1 minute',
+         format('CALL pgdw.run(%L, %L)', 'metrics-' || job, format('SELECT * FROM sync_metric_rollup(%L)', metric)))
+  FROM (VALUES ('cpu', 'instance_cpu_usage'), ('memory', 'instance_memory_bytes'),
+               ('storage', 'instance_storage_used_bytes')) m (job, metric);
 
 -- What was synced before this migration.
 SELECT rollup_metric(name, 0, synced_to) FROM metric_sync;

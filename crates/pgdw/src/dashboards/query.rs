@@ -7,8 +7,17 @@ use std::time::Instant;
 use serde::Serialize;
 use sqlx::{PgPool, Row};
 
-/// Variables every dashboard has.
-pub const RESERVED: [&str; 3] = ["from", "to", "bucket"];
+/// Variables every dashboard has. The `_epoch` and `_seconds` forms are plain numbers, cheap
+/// to compare with bigint epoch columns (and usable for partition pruning and indexes), where
+/// `extract(epoch FROM $from)` would be computed again for every row.
+pub const RESERVED: [&str; 6] = [
+    "from",
+    "to",
+    "bucket",
+    "from_epoch",
+    "to_epoch",
+    "bucket_seconds",
+];
 
 pub fn is_name(s: &str) -> bool {
     let mut c = s.chars();
@@ -27,17 +36,21 @@ pub struct Bindings {
 impl Bindings {
     /// A time bucket that keeps a chart near a few hundred points.
     pub fn bucket(&self) -> &'static str {
+        self.bucket_and_seconds().0
+    }
+
+    fn bucket_and_seconds(&self) -> (&'static str, i64) {
         let hours = (self.to_ms - self.from_ms) / 3_600_000;
         match hours {
-            ..=6 => "1 minute",
-            7..=48 => "5 minutes",
-            49..=240 => "1 hour",
-            _ => "6 hours",
+            ..=6 => ("1 minute", 60),
+            7..=48 => ("5 minutes", 300),
+            49..=240 => ("1 hour", 3600),
+            _ => ("6 hours", 21_600),
         }
     }
 }
 
-/// `sql` with `$from`, `$to`, `$bucket` and the named variables as `$1`, `$2`, ...: text in
+/// `sql` with the reserved variables and the named ones as `$1`, `$2`, ...: text in
 /// quotes, comments and dollar-quoted bodies is left alone; an unknown `$name` is an error.
 pub fn placeholders(sql: &str, vars: &[&str]) -> Result<String, String> {
     let b = sql.as_bytes();
@@ -84,10 +97,13 @@ pub fn placeholders(sql: &str, vars: &[&str]) -> Result<String, String> {
                     "from" => Some("to_timestamp($1::float8 / 1000)".to_string()),
                     "to" => Some("to_timestamp($2::float8 / 1000)".to_string()),
                     "bucket" => Some("($3::text::interval)".to_string()),
+                    "from_epoch" => Some("(floor($1::float8 / 1000)::bigint)".to_string()),
+                    "to_epoch" => Some("(floor($2::float8 / 1000)::bigint)".to_string()),
+                    "bucket_seconds" => Some("($4::int8)".to_string()),
                     _ => vars
                         .iter()
                         .position(|v| *v == name)
-                        .map(|k| format!("(${}::text)", k + 4)),
+                        .map(|k| format!("(${}::text)", k + 5)),
                 };
                 match replacement {
                     Some(r) => out.push_str(&r),
@@ -96,7 +112,7 @@ pub fn placeholders(sql: &str, vars: &[&str]) -> Result<String, String> {
                     }
                     None => {
                         return Err(format!(
-                            "unknown variable ${name} (known: $from, $to, $bucket{})",
+                            "unknown variable ${name} (known: $from, $to, $bucket, $from_epoch, $to_epoch, $bucket_seconds{})",
                             vars.iter().map(|v| format!(", ${v}")).collect::<String>()
                         ))
                     }
@@ -171,15 +187,21 @@ pub async fn run(
     // for later transactions on its pooled connection with set_config().
     let mut tx = pool.begin_with("BEGIN READ ONLY").await?;
     // set_config, not SET: a bound parameter (and raw_sql's future is not Send enough for
-    // axum's handlers).
-    sqlx::query("SELECT set_config('statement_timeout', $1, true)")
+    // axum's handlers). Custom plans: a panel is planned with its range's values, so that
+    // constants fold and partitions are pruned at plan time; a generic plan of a cached
+    // statement would not know that a month of data is asked for, or a minute.
+    sqlx::query(
+        "SELECT set_config('statement_timeout', $1, true), set_config('plan_cache_mode', 'force_custom_plan', true)",
+    )
         .bind(timeout_ms.to_string())
         .execute(&mut *tx)
         .await?;
+    let (bucket, bucket_seconds) = bindings.bucket_and_seconds();
     let mut q = sqlx::query(&wrapped)
         .bind(bindings.from_ms as f64)
         .bind(bindings.to_ms as f64)
-        .bind(bindings.bucket());
+        .bind(bucket)
+        .bind(bucket_seconds);
     for (_, v) in &bindings.vars {
         q = q.bind(v.clone());
     }
@@ -209,7 +231,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             s,
-            "SELECT '$from', $x$ $to $x$, $1 -- $nope\nFROM t WHERE a > to_timestamp($1::float8 / 1000) AND o = ($4::text) AND b < to_timestamp($2::float8 / 1000) AND g = ($3::text::interval)"
+            "SELECT '$from', $x$ $to $x$, $1 -- $nope\nFROM t WHERE a > to_timestamp($1::float8 / 1000) AND o = ($5::text) AND b < to_timestamp($2::float8 / 1000) AND g = ($3::text::interval)"
         );
     }
 
@@ -218,7 +240,7 @@ mod tests {
         let e = placeholders("SELECT $org", &["organization"]).unwrap_err();
         assert_eq!(
             e,
-            "unknown variable $org (known: $from, $to, $bucket, $organization)"
+            "unknown variable $org (known: $from, $to, $bucket, $from_epoch, $to_epoch, $bucket_seconds, $organization)"
         );
     }
 

@@ -17,13 +17,7 @@ fn failed(e: impl std::fmt::Display) -> PanelError {
 }
 
 fn ago(secs: Option<i64>) -> Value {
-    match secs {
-        None => Value::Null,
-        Some(s) if s < 120 => json!(format!("{s} s ago")),
-        Some(s) if s < 7200 => json!(format!("{} min ago", s / 60)),
-        Some(s) if s < 172_800 => json!(format!("{} h ago", s / 3600)),
-        Some(s) => json!(format!("{} d ago", s / 86_400)),
-    }
+    secs.map_or(Value::Null, |s| json!(crate::freshness::ago(s)))
 }
 
 pub async fn run(owner: &PgPool, which: Builtin) -> Result<PanelData, PanelError> {
@@ -36,27 +30,13 @@ pub async fn run(owner: &PgPool, which: Builtin) -> Result<PanelData, PanelError
                 .jobs
                 .iter()
                 .map(|j| {
-                    let state = if j.failing {
-                        "FAILING"
-                    } else if j.stale {
-                        "STALE"
-                    } else if j.last_status.is_none() {
-                        "not run yet"
-                    } else {
-                        "ok"
-                    };
                     vec![
                         json!(j.name),
-                        json!(state),
+                        json!(j.state()),
                         json!(j.schedule),
                         ago(j.last_started.map(|t| f.now - t)),
                         json!(j.last_duration_secs.map(|s| (s * 1000.0).round() / 1000.0)),
-                        json!(j.rows.map(|r| format!(
-                            "+{} ~{} -{}",
-                            r[0].unwrap_or(0),
-                            r[1].unwrap_or(0),
-                            r[2].unwrap_or(0)
-                        ))),
+                        json!(j.rows_text()),
                         ago(j.age_secs),
                         json!(j.last_error),
                     ]

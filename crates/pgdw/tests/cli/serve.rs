@@ -237,7 +237,7 @@ fn every_endpoint_answers_and_panels_fail_alone() {
     let (_, e) = f.json("/api/dashboards/test/panels/6");
     assert_eq!(
         e["error"],
-        "unknown variable $org (known: $from, $to, $bucket, $organization)"
+        "unknown variable $org (known: $from, $to, $bucket, $from_epoch, $to_epoch, $bucket_seconds, $organization)"
     );
     let (s, e) = f.json("/api/dashboards/test/panels/8");
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);

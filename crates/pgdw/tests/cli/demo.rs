@@ -1,4 +1,5 @@
-//! `pgdw demo --check`: the whole system from nothing, answers checked against the generator.
+//! `pgdw demo --check`: the whole system from nothing, answers checked against the generator
+//! before and after a round of live changes, every dashboard panel requested.
 
 use pgdw_testkit::{transcript, TempWarehouse};
 
@@ -11,11 +12,14 @@ fn the_demo_answers_match_the_ground_truth() {
     assert!(out.status.success(), "{}", transcript(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     for expected in [
-        "[7/7] answers",
+        "[7/8] answers",
         "How many Postgres instances have we deployed?",
         "Who are our most active customers?",
         "How many sign-ups per week?",
-        "check: every answer matches the generator's ground truth",
+        "[8/8] serving the dashboards",
+        "/d/customers",
+        "live changes: 3 new instances",
+        "check: every answer matches the generator's ground truth, before and after live changes",
     ] {
         assert!(
             stdout.contains(expected),

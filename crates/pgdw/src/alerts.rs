@@ -165,6 +165,38 @@ pub async fn evaluate(
     Ok(events)
 }
 
+/// State changes of the last day that no delivery reached (the server stopped while retrying,
+/// or the receiver was down), oldest first: delivered again when `pgdw serve` starts.
+pub async fn pending(owner: &PgPool, rules: &[Rule]) -> anyhow::Result<Vec<Event>> {
+    let rows = sqlx::query(
+        "SELECT id, alert, from_state, to_state, detail,
+                to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS at
+           FROM pgdw.alert_events
+          WHERE delivered_at IS NULL AND at > now() - interval '1 day' ORDER BY id",
+    )
+    .fetch_all(owner)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let alert: String = r.get("alert");
+            Event {
+                id: r.get("id"),
+                description: rules
+                    .iter()
+                    .find(|rule| rule.name == alert)
+                    .map(|rule| rule.description.clone())
+                    .unwrap_or_default(),
+                alert,
+                from_state: r.get("from_state"),
+                to_state: r.get("to_state"),
+                detail: r.get("detail"),
+                at: r.get("at"),
+            }
+        })
+        .collect())
+}
+
 /// POST `event` to `url` until a 2xx answer or `retry.attempts`, recording each attempt.
 pub async fn deliver(
     owner: &PgPool,
@@ -233,9 +265,22 @@ pub fn spawn(
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
+        let mut first = true;
         loop {
             tick.tick().await;
-            match evaluate(&owner, &reader, &rules).await {
+            let evaluated = evaluate(&owner, &reader, &rules).await;
+            // What an earlier server left undelivered goes first, once.
+            let earlier = if std::mem::take(&mut first) && webhook.is_some() {
+                pending(&owner, &rules).await.unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            match evaluated.map(|new| {
+                let mut all = earlier;
+                all.retain(|e| !new.iter().any(|n| n.id == e.id));
+                all.extend(new);
+                all
+            }) {
                 Ok(events) => {
                     for e in events {
                         eprintln!(

@@ -372,4 +372,23 @@ fn an_alert_fires_to_the_webhook_with_a_retry_and_then_resolves() {
         !last.contains("s3cr3t"),
         "the webhook's path stays out of the record: {last}"
     );
+
+    // The next server delivers what this one could not.
+    let redelivered = f.rt.block_on(async {
+        let pending = pgdw::alerts::pending(&f.state.owner, &rules).await.unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].description, "More than 250 events");
+        pgdw::alerts::deliver(&f.state.owner, &url, &pending[0], retry)
+            .await
+            .unwrap()
+    });
+    assert!(redelivered);
+    assert_eq!(
+        query(
+            w,
+            "SELECT count(*) FROM pgdw.alert_events WHERE delivered_at IS NULL"
+        ),
+        "0"
+    );
+    assert_eq!(hook.requests().len(), 4);
 }

@@ -70,10 +70,7 @@ pub struct Event {
 }
 
 async fn outcome(reader: &PgPool, rule: &Rule) -> Outcome {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
+    let now = crate::clock::unix_ms();
     let bindings = Bindings {
         from_ms: now - 86_400_000,
         to_ms: now,

@@ -111,10 +111,7 @@ pub fn exporter(instances: LiveInstances) -> Router {
         get(move || {
             let instances = instances.clone();
             async move {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs() as i64)
-                    .unwrap_or(0);
+                let now = crate::clock::unix_ms() / 1000;
                 let body = exposition(&instances.lock().unwrap(), now);
                 (
                     [("content-type", "text/plain; version=0.0.4; charset=utf-8")],

@@ -2,6 +2,7 @@
 
 pub mod alerts;
 pub mod cli;
+pub mod clock;
 mod commands;
 pub mod controlplane;
 pub mod cron;

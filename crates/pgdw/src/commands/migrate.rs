@@ -24,11 +24,11 @@ pub fn init(dir: &Path) -> anyhow::Result<ExitCode> {
 /// `pgdw migrate`: the runtime, the project's migrations through sqlx's migrator, then the
 /// secrets as user-mapping options.
 pub async fn run(target: &Target, dir: &Path) -> anyhow::Result<ExitCode> {
-    apply(target, Project::load(dir)?).await
+    apply(target, &Project::load(dir)?).await
 }
 
 /// `run` for a loaded project (whose `env` may carry values of its own).
-pub async fn apply(target: &Target, project: Project) -> anyhow::Result<ExitCode> {
+pub async fn apply(target: &Target, project: &Project) -> anyhow::Result<ExitCode> {
     // Read the secrets first: a missing variable stops everything before anything changes.
     let secrets = project.secrets()?;
     let server_options = project.server_options()?;
@@ -47,7 +47,7 @@ pub async fn apply(target: &Target, project: Project) -> anyhow::Result<ExitCode
     migrator
         .run(&mut conn)
         .await
-        .map_err(|e| explain(e, &project))?;
+        .map_err(|e| explain(e, project))?;
     let after = applied(&mut conn).await;
     let new: Vec<&String> = after.iter().filter(|v| !before.contains(v)).collect();
     if new.is_empty() {

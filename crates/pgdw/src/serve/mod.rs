@@ -124,13 +124,6 @@ async fn definition(State(state): Shared, Path(name): Path<String>) -> Result<Re
     .into_response())
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 /// The time range and variables of a panel request: `from`/`to` in epoch milliseconds
 /// (default: the dashboard's range ending now), each variable by name (empty: all).
 fn bindings(d: &Dashboard, params: &HashMap<String, String>) -> Result<Bindings, String> {
@@ -144,7 +137,7 @@ fn bindings(d: &Dashboard, params: &HashMap<String, String>) -> Result<Bindings,
             })
             .transpose()
     };
-    let to_ms = int("to")?.unwrap_or_else(now_ms);
+    let to_ms = int("to")?.unwrap_or_else(crate::clock::unix_ms);
     let range = parse_duration_ms(&d.range).unwrap_or(604_800_000) as i64;
     let from_ms = int("from")?.unwrap_or(to_ms - range);
     if from_ms >= to_ms {

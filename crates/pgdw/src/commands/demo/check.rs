@@ -71,7 +71,7 @@ pub async fn answers(
     for inst in &generated.instances {
         for (name, _) in METRICS {
             // An instance created a moment ago has no scrape yet.
-            let young = inst.created_at_ms > super::unix_ms() - 120_000;
+            let young = inst.created_at_ms > crate::clock::unix_ms() - 120_000;
             if !young && !have.contains(&(name.to_string(), inst.instance_id.clone())) {
                 problems.push(format!("no {name} series for {}", inst.instance_id));
             }

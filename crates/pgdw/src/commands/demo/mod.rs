@@ -64,7 +64,7 @@ pub async fn run(target: &Target, args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let cluster = super::running_cluster(data_dir)?;
 
     step(2, "generating the control-plane database");
-    let now_ms = unix_ms();
+    let now_ms = crate::clock::unix_ms();
     let data = Dataset::generate(&Spec {
         seed: args.seed,
         users: args.users,
@@ -157,7 +157,7 @@ pub async fn run(target: &Target, args: &DemoArgs) -> anyhow::Result<ExitCode> {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
-    super::migrate::apply(target, loaded).await?;
+    super::migrate::apply(target, &loaded).await?;
 
     step(6, "running every job once");
     let mut wh = target::connect_embedded(&cluster, &cluster.state().database).await?;
@@ -168,8 +168,7 @@ pub async fn run(target: &Target, args: &DemoArgs) -> anyhow::Result<ExitCode> {
 
     step(8, "serving the dashboards and evaluating the alerts");
     let (hook_port, hook) = serve(webhook_receiver()).await?;
-    let mut served_project = crate::project::Project::load(&project)?;
-    served_project.env.insert(
+    loaded.env.insert(
         "PGDW_ALERT_WEBHOOK".into(),
         format!("http://127.0.0.1:{hook_port}/alerts"),
     );
@@ -179,7 +178,7 @@ pub async fn run(target: &Target, args: &DemoArgs) -> anyhow::Result<ExitCode> {
         // Taken (another demo?): any free port.
         std::net::SocketAddr::from(([127, 0, 0, 1], 0))
     };
-    let dashboards = super::serve::options(target, &served_project, listen, None)?;
+    let dashboards = super::serve::options(target, &loaded, listen, None)?;
     let web = crate::serve::start(dashboards).await?;
     println!("      {}d/customers", web.url);
     println!("      {}d/operations", web.url);
@@ -258,13 +257,6 @@ pub async fn run(target: &Target, args: &DemoArgs) -> anyhow::Result<ExitCode> {
     Ok(code)
 }
 
-fn unix_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 /// Serve `app` on a free port of 127.0.0.1.
 async fn serve(
     app: axum::Router,
@@ -303,7 +295,7 @@ async fn live_tick(
     organizations: &[String],
     emulator: &Emulator,
 ) -> anyhow::Result<controlplane::Tick> {
-    let now = unix_ms();
+    let now = crate::clock::unix_ms();
     emulator.with_data(|d| d.add_user(now));
     live.tick(cp, generated, organizations, now).await
 }

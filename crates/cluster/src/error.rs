@@ -30,6 +30,9 @@ pub enum ClusterError {
     #[error("unix socket path {0} is longer than the 107 bytes the kernel allows; use a shorter --data-dir")]
     SocketPathTooLong(PathBuf),
 
+    #[error("{} cannot be given to PostgreSQL: {reason}; choose a --data-dir without it", .value.display())]
+    UnwritableSetting { value: PathBuf, reason: String },
+
     #[error("the OS user `postgres` does not exist; PostgreSQL refuses to run as root, so pgdw needs it (apt-get install postgresql-15 creates it)")]
     NoPostgresUser,
 

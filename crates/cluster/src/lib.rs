@@ -3,8 +3,10 @@
 //! This crate only manages processes and files (initdb, pg_ctl, configuration, the pidfile,
 //! and the local Prometheus of the demo and the tests); it never speaks SQL. The `pgdw` crate connects afterwards to install extensions.
 
+mod conf;
 mod error;
 mod os_user;
+pub mod place;
 pub mod prometheus;
 mod sizing;
 mod state;
@@ -97,23 +99,31 @@ impl Cluster {
         if !bindir.join("postgres").exists() {
             return Err(ClusterError::BinariesMissing(bindir));
         }
-        let data_dir = absolute(&opts.data_dir)?;
-        check_socket_path(&data_dir)?;
+        let requested = absolute(&opts.data_dir)?;
         let user = ServerUser::detect()?;
+        let created = !Cluster::exists(&place::resolve(&requested)?);
+        let data_dir = if created && !place::is_relocated(&requested) {
+            check_socket_path(&requested)?;
+            conf::check_data_dir(&requested)?;
+            place::place_new(&requested, &user)?
+        } else {
+            place::resolve(&requested)?
+        };
+        check_socket_path(&data_dir)?;
+        conf::check_data_dir(&data_dir)?;
         let memory = MemorySettings::for_budget(
             opts.memory
                 .or_else(machine_memory)
                 .unwrap_or(4 * 1024 * 1024 * 1024),
         );
 
-        let created = !Cluster::exists(&data_dir);
         let state = if created {
             let port = match opts.port {
                 Some(p) => p,
                 None => free_port()?,
             };
             let state = State::new(port, WAREHOUSE_DB);
-            init(&data_dir, &bindir, &user, &state)?;
+            init(&requested, &data_dir, &bindir, &user, &state)?;
             state
         } else {
             check_version(&data_dir, &bindir)?;
@@ -144,7 +154,7 @@ impl Cluster {
         data_dir: &Path,
         bindir: Option<PathBuf>,
     ) -> Result<Option<Cluster>, ClusterError> {
-        let data_dir = absolute(data_dir)?;
+        let data_dir = place::resolve(data_dir)?;
         if !Cluster::exists(&data_dir) {
             return Ok(None);
         }
@@ -321,10 +331,10 @@ impl Cluster {
              # (ALTER SYSTEM), which PostgreSQL reads after this file.\n\
              port = {port}\n\
              listen_addresses = '127.0.0.1'\n\
-             unix_socket_directories = '{sock}'\n\
+             unix_socket_directories = {sock}\n\
              unix_socket_permissions = 0700\n\
              shared_preload_libraries = 'pg_cron,pg_stat_statements'\n\
-             cron.database_name = '{db}'\n\
+             cron.database_name = {db}\n\
              cron.use_background_workers = on\n\
              cron.max_running_jobs = 16\n\
              max_worker_processes = 32\n\
@@ -334,8 +344,8 @@ impl Cluster {
              log_line_prefix = '%m [%p] %q%u@%d '\n\
              {memory}",
             port = self.state.port,
-            sock = self.data_dir.display(),
-            db = self.state.database,
+            sock = conf::socket_directories(&self.data_dir)?,
+            db = conf::quote(&self.state.database)?,
             memory = self.memory.to_conf(),
         );
         let path = self.data_dir.join(PGDW_CONF);
@@ -375,6 +385,7 @@ impl Cluster {
 }
 
 fn init(
+    requested: &Path,
     data_dir: &Path,
     bindir: &Path,
     user: &ServerUser,
@@ -385,8 +396,8 @@ fn init(
     user.own(data_dir)?;
     let result = run_initdb(data_dir, bindir, user, state);
     if result.is_err() {
-        // Leave nothing half-made behind: the next `up` starts from scratch.
-        let _ = fs::remove_dir_all(data_dir);
+        // Leave nothing half-made behind (nor a link to it): the next `up` starts from scratch.
+        let _ = place::remove(requested);
     }
     result
 }

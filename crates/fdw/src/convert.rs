@@ -5,6 +5,7 @@
 
 use std::ffi::{CStr, CString};
 
+use pgdw_wrapper::numbers::{guess_epoch_secs, parse_float};
 use pgdw_wrapper::{Cell, ColumnType, ErrorKind, FdwError, Value};
 use pgrx::pg_sys;
 use pgrx::pg_sys::panic::CaughtError;
@@ -176,28 +177,6 @@ fn describe(cell: &Cell) -> String {
         )
     } else {
         s
-    }
-}
-
-/// Parse a float as Prometheus and JSON APIs write them, including NaN and infinities.
-pub(crate) fn parse_float(s: &str) -> Option<f64> {
-    match s.trim() {
-        "NaN" | "nan" => Some(f64::NAN),
-        "+Inf" | "Inf" | "inf" | "+inf" | "Infinity" | "+Infinity" | "infinity" => {
-            Some(f64::INFINITY)
-        }
-        "-Inf" | "-inf" | "-Infinity" | "-infinity" => Some(f64::NEG_INFINITY),
-        other => other.parse().ok(),
-    }
-}
-
-/// Epoch seconds of a number that may be seconds or milliseconds: values beyond
-/// 100,000,000,000 (the year 5138 in seconds, 1973 in milliseconds) are milliseconds.
-fn guess_epoch_secs(n: f64) -> f64 {
-    if n.abs() >= 1e11 {
-        n / 1000.0
-    } else {
-        n
     }
 }
 
@@ -405,25 +384,5 @@ pub(crate) unsafe fn cell_to_datum(
             }
         };
         Ok(d)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn floats_as_apis_write_them() {
-        assert!(parse_float("NaN").unwrap().is_nan());
-        assert_eq!(parse_float("+Inf"), Some(f64::INFINITY));
-        assert_eq!(parse_float("-Inf"), Some(f64::NEG_INFINITY));
-        assert_eq!(parse_float("1.5e3"), Some(1500.0));
-        assert_eq!(parse_float("x"), None);
-    }
-
-    #[test]
-    fn epoch_guess_tells_seconds_from_millis() {
-        assert_eq!(guess_epoch_secs(1_700_000_000.0), 1_700_000_000.0);
-        assert_eq!(guess_epoch_secs(1_700_000_000_123.0), 1_700_000_000.123);
     }
 }

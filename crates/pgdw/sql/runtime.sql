@@ -4,6 +4,66 @@
 CREATE SCHEMA IF NOT EXISTS pgdw;
 COMMENT ON SCHEMA pgdw IS 'pgdw refresh runtime: schedules, run log, incremental sync, partitions';
 
+-- Secrets -------------------------------------------------------------------------------------
+-- A secret reaches the server only as a bound parameter of `SELECT pgdw.set_option($1, ...)`:
+-- pg_stat_statements and the server log keep a statement's text (utility statements verbatim,
+-- a failing one by default), so no statement pgdw sends ever holds a secret. The ALTER is built
+-- here, inside the server, and never leaves it: not tracked (nested), not logged (nested), and
+-- not in an error's CONTEXT (the error is re-raised from here, with the value masked).
+
+CREATE OR REPLACE FUNCTION pgdw.hide_statements() RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    setting text;
+BEGIN
+    -- For the rest of the caller's transaction, where a superuser can: no statement or
+    -- parameter logging, no utility tracking (track = 'all' would see nested statements).
+    FOREACH setting IN ARRAY ARRAY['log_statement=none', 'log_min_duration_statement=-1',
+                                   'log_parameter_max_length=0', 'log_parameter_max_length_on_error=0',
+                                   'pg_stat_statements.track_utility=off'] LOOP
+        BEGIN
+            PERFORM set_config(split_part(setting, '=', 1), split_part(setting, '=', 2), true);
+        EXCEPTION WHEN others THEN
+            NULL;  -- not a superuser: then none of these is on unless the server was set so
+        END;
+    END LOOP;
+END $$;
+COMMENT ON FUNCTION pgdw.hide_statements() IS
+    'Best effort, for the current transaction: statements and parameters are neither logged nor tracked';
+
+CREATE OR REPLACE FUNCTION pgdw.set_option(kind text, object_name text, option text, value text)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    target  text;
+    present boolean;
+BEGIN
+    IF kind = 'role password' THEN
+        EXECUTE format('ALTER ROLE %I PASSWORD %L', object_name, value);
+        RETURN;
+    ELSIF kind = 'server' THEN
+        target := format('SERVER %I', object_name);
+        -- The option's name compared exactly (a LIKE would take `_` for any character).
+        present := EXISTS (SELECT 1 FROM pg_foreign_server s, unnest(s.srvoptions) o
+                            WHERE s.srvname = object_name AND split_part(o, '=', 1) = option);
+    ELSIF kind = 'user mapping' THEN
+        EXECUTE format('CREATE USER MAPPING IF NOT EXISTS FOR CURRENT_USER SERVER %I', object_name);
+        target := format('USER MAPPING FOR CURRENT_USER SERVER %I', object_name);
+        present := EXISTS (SELECT 1 FROM pg_user_mappings m, unnest(m.umoptions) o
+                            WHERE m.srvname = object_name AND m.usename = current_user
+                              AND split_part(o, '=', 1) = option);
+    ELSE
+        RAISE EXCEPTION 'pgdw.set_option: kind must be server, user mapping or role password, not %', kind;
+    END IF;
+    EXECUTE format('ALTER %s OPTIONS (%s %I %L)', target,
+                   CASE WHEN present THEN 'SET' ELSE 'ADD' END, option, value);
+EXCEPTION WHEN others THEN
+    -- Re-raised from here: the generated statement is not this error's CONTEXT.
+    RAISE EXCEPTION 'setting % on % % failed: %', option, kind, object_name,
+          replace(SQLERRM, value, '********') USING ERRCODE = SQLSTATE;
+END $$;
+COMMENT ON FUNCTION pgdw.set_option(text, text, text, text) IS
+    'Set a server option, a user-mapping option (creating the mapping) or a role password, with the value as a parameter';
+
 -- Run log -------------------------------------------------------------------------------------
 
 CREATE TABLE IF NOT EXISTS pgdw.runs (
@@ -11,12 +71,22 @@ CREATE TABLE IF NOT EXISTS pgdw.runs (
     job           text NOT NULL,
     started_at    timestamptz NOT NULL DEFAULT clock_timestamp(),
     finished_at   timestamptz,
-    status        text NOT NULL DEFAULT 'running' CHECK (status IN ('running', 'succeeded', 'failed')),
+    status        text NOT NULL DEFAULT 'running'
+                  CONSTRAINT runs_status_check CHECK (status IN ('running', 'succeeded', 'failed', 'skipped')),
     rows_inserted bigint,
     rows_updated  bigint,
     rows_deleted  bigint,
     error         text
 );
+-- Warehouses made before runs could be skipped.
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = 'pgdw.runs'::regclass
+                   AND conname = 'runs_status_check' AND pg_get_constraintdef(oid) LIKE '%skipped%') THEN
+        ALTER TABLE pgdw.runs DROP CONSTRAINT IF EXISTS runs_status_check;
+        ALTER TABLE pgdw.runs ADD CONSTRAINT runs_status_check
+            CHECK (status IN ('running', 'succeeded', 'failed', 'skipped'));
+    END IF;
+END $$;
 CREATE INDEX IF NOT EXISTS runs_job_started_idx ON pgdw.runs (job, started_at DESC);
 COMMENT ON TABLE pgdw.runs IS 'One row per refresh run: when, how it ended, rows changed, the error';
 
@@ -112,6 +182,15 @@ DECLARE
     run_id bigint;
     counts record;
 BEGIN
+    -- One run of a job at a time: a second one (pg_cron's schedule overlapping a manual run,
+    -- or a run longer than its period) would re-read what the first is writing. It is skipped,
+    -- and recorded as such. The lock lasts until the caller's transaction ends.
+    IF NOT pg_try_advisory_xact_lock(hashtextextended('pgdw.run:' || job, 0)) THEN
+        INSERT INTO pgdw.runs (job, finished_at, status, error)
+        VALUES (job, clock_timestamp(), 'skipped', 'another run of this job was still in progress');
+        RAISE NOTICE 'pgdw: job % skipped: another run of it is still in progress', job;
+        RETURN;
+    END IF;
     INSERT INTO pgdw.runs (job) VALUES (job) RETURNING id INTO run_id;
     BEGIN
         -- A command may return (inserted, updated, deleted) counts, as pgdw.sync does.
@@ -142,25 +221,36 @@ CREATE OR REPLACE FUNCTION pgdw.sync(
     OUT inserted bigint, OUT updated bigint, OUT deleted bigint)
 LANGUAGE plpgsql AS $$
 DECLARE
-    cols     text;
-    set_list text;
-    key_list text;
-    key_join text;
+    -- Names stay arrays of plain names until format('%I') quotes each: never a joined list
+    -- split again, never generated text rewritten.
+    cols     text[];
+    non_key  text[];
     job_name text := 'sync:' || target::text;
     mark     text;
     mark_typ text;
-    t_cols   text;
-    s_cols   text;
     filter   text := '';
     newmark  text;
+    col_list text;
+    s_cols   text;
+    t_cols   text;
+    key_list text;
+    key_join text;
+    set_list text;
 BEGIN
-    SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum),
-           string_agg(format('%1$I = EXCLUDED.%1$I', attname), ', ' ORDER BY attnum)
-           FILTER (WHERE NOT attname = ANY (key))
-      INTO cols, set_list
+    SELECT array_agg(attname::text ORDER BY attnum) INTO cols
       FROM pg_attribute WHERE attrelid = target AND attnum > 0 AND NOT attisdropped;
-    SELECT string_agg(quote_ident(k), ', '), string_agg(format('t.%1$I = s.%1$I', k), ' AND ')
-      INTO key_list, key_join FROM unnest(key) k;
+    IF EXISTS (SELECT 1 FROM unnest(key) k WHERE k <> ALL (cols)) THEN
+        RAISE EXCEPTION 'pgdw.sync: % has no column % (the key argument)', target,
+            (SELECT string_agg(quote_ident(k), ', ') FROM unnest(key) k WHERE k <> ALL (cols));
+    END IF;
+    non_key := ARRAY(SELECT c FROM unnest(cols) WITH ORDINALITY u(c, i) WHERE c <> ALL (key) ORDER BY i);
+    SELECT string_agg(format('%I', c), ', ' ORDER BY i), string_agg(format('s.%I', c), ', ' ORDER BY i),
+           string_agg(format('t.%I', c), ', ' ORDER BY i)
+      INTO col_list, s_cols, t_cols FROM unnest(cols) WITH ORDINALITY u(c, i);
+    SELECT string_agg(format('%I', k), ', ' ORDER BY i), string_agg(format('t.%1$I = s.%1$I', k), ' AND ' ORDER BY i)
+      INTO key_list, key_join FROM unnest(key) WITH ORDINALITY u(k, i);
+    SELECT string_agg(format('%1$I = EXCLUDED.%1$I', c), ', ' ORDER BY i)
+      INTO set_list FROM unnest(non_key) WITH ORDINALITY u(c, i);
     IF updated_at IS NOT NULL THEN
         SELECT format_type(atttypid, NULL) INTO mark_typ FROM pg_attribute
          WHERE attrelid = target AND attname = sync.updated_at AND NOT attisdropped;
@@ -169,12 +259,10 @@ BEGIN
         END IF;
         SELECT value INTO mark FROM pgdw.watermarks w WHERE w.job = job_name;
         IF mark IS NOT NULL THEN
-            filter := format(' WHERE s.%I > %L::%s', updated_at, mark, mark_typ);
+            -- A constant (a literal, not a parameter), so the source can be sent the filter.
+            filter := format(' AND s.%I > %L::%s', updated_at, mark, mark_typ);
         END IF;
     END IF;
-    SELECT string_agg(format('t.%I', c), ', '), string_agg(format('s.%I', c), ', ')
-      INTO t_cols, s_cols
-      FROM unnest(string_to_array(cols, ', ')) c;
     -- One statement reads the source and upserts: a failing source fails it whole, and the
     -- caller's transaction (pgdw.run) keeps the previous data. Rows identical to the local
     -- copy are filtered out before the upsert, which would lock (and log) them otherwise.
@@ -184,12 +272,13 @@ BEGIN
         'WITH up AS (INSERT INTO %1$s AS t (%2$s)
                      SELECT %3$s FROM %4$s s
                       WHERE NOT EXISTS (SELECT 1 FROM %1$s t WHERE %5$s AND (%6$s) IS NOT DISTINCT FROM (%3$s))%7$s
-                     ON CONFLICT (%8$s) DO UPDATE SET %9$s WHERE (t.*) IS DISTINCT FROM (EXCLUDED.*)
+                     ON CONFLICT (%8$s) DO %9$s
                      RETURNING (xmax = 0) AS ins, %10$s AS mark)
          SELECT count(*) FILTER (WHERE ins), count(*) FILTER (WHERE NOT ins), max(mark)::text FROM up',
-        target, cols, s_cols, source, key_join, t_cols,
-        replace(filter, ' WHERE ', ' AND '), key_list,
-        coalesce(set_list, key_list || ' = EXCLUDED.' || key_list),
+        target, col_list, s_cols, source, key_join, t_cols, filter, key_list,
+        -- Only key columns: nothing to update, a present key is already identical.
+        CASE WHEN set_list IS NULL THEN 'NOTHING'
+             ELSE 'UPDATE SET ' || set_list || ' WHERE (t.*) IS DISTINCT FROM (EXCLUDED.*)' END,
         coalesce(quote_ident(updated_at), 'NULL::text'))
       INTO inserted, updated, newmark;
     deleted := 0;
@@ -255,20 +344,174 @@ COMMENT ON FUNCTION pgdw.partition_daily(regclass, text, interval, text) IS
 
 -- Freshness in SQL (for dashboards and alert rules) -----------------------------------------
 
+-- When cron fires a schedule, in SQL: the one definition of "stale" and "next run" that
+-- `pgdw status`, the built-in panels, alert rules and BI tools all read (pgdw.job_freshness).
+
+CREATE OR REPLACE FUNCTION pgdw.cron_field(spec text, lo int, hi int) RETURNS int[]
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    part  text;
+    span  text;
+    step  int;
+    a     int;
+    b     int;
+    vals  int[] := '{}';
+BEGIN
+    FOREACH part IN ARRAY string_to_array(spec, ',') LOOP
+        step := 1;
+        span := part;
+        IF strpos(part, '/') > 0 THEN
+            span := split_part(part, '/', 1);
+            step := split_part(part, '/', 2)::int;
+        END IF;
+        IF span = '*' THEN
+            a := lo; b := hi;
+        ELSIF strpos(span, '-') > 0 THEN
+            a := split_part(span, '-', 1)::int; b := split_part(span, '-', 2)::int;
+        ELSE
+            a := span::int; b := CASE WHEN step > 1 THEN hi ELSE a END;
+        END IF;
+        IF step < 1 OR a < lo OR b > hi OR a > b THEN
+            RETURN NULL;
+        END IF;
+        vals := vals || ARRAY(SELECT generate_series(a, b, step));
+    END LOOP;
+    RETURN vals;
+EXCEPTION WHEN invalid_text_representation OR numeric_value_out_of_range THEN
+    RETURN NULL;  -- names (jan, mon) and other syntax this does not read: no times, never stale
+END $$;
+COMMENT ON FUNCTION pgdw.cron_field(text, int, int) IS
+    'The values one cron field allows (lists, ranges, steps), NULL when it cannot be read';
+
+CREATE OR REPLACE FUNCTION pgdw.cron_fires(schedule text, around timestamptz DEFAULT now(),
+    OUT prev2 timestamptz, OUT prev1 timestamptz, OUT next1 timestamptz)
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    f       text[];
+    mins    int[];
+    hrs     int[];
+    doms    int[];
+    mons    int[];
+    dows    int[];
+    either  boolean;
+    t       timestamp := around AT TIME ZONE 'UTC';  -- pg_cron 1.4 reads schedules in UTC
+    d       date;
+    fire    timestamp;
+    h       int;
+    m       int;
+BEGIN
+    schedule := CASE btrim(schedule)
+        WHEN '@hourly' THEN '0 * * * *' WHEN '@daily' THEN '0 0 * * *'
+        WHEN '@weekly' THEN '0 0 * * 0' WHEN '@monthly' THEN '0 0 1 * *'
+        WHEN '@yearly' THEN '0 0 1 1 *' WHEN '@annually' THEN '0 0 1 1 *'
+        ELSE btrim(schedule) END;
+    f := regexp_split_to_array(schedule, '\s+');
+    IF array_length(f, 1) IS DISTINCT FROM 5 THEN
+        RETURN;
+    END IF;
+    mins := pgdw.cron_field(f[1], 0, 59);
+    hrs  := pgdw.cron_field(f[2], 0, 23);
+    doms := pgdw.cron_field(f[3], 1, 31);
+    mons := pgdw.cron_field(f[4], 1, 12);
+    dows := ARRAY(SELECT v % 7 FROM unnest(pgdw.cron_field(f[5], 0, 7)) v);
+    IF mins IS NULL OR hrs IS NULL OR doms IS NULL OR mons IS NULL OR dows = '{}' THEN
+        RETURN;
+    END IF;
+    -- cron's rule: when both day fields are restricted (neither starts with *), a day that
+    -- matches either one fires; otherwise it must match both.
+    either := left(f[3], 1) <> '*' AND left(f[5], 1) <> '*';
+    mins := ARRAY(SELECT v FROM unnest(mins) v ORDER BY v DESC);
+    hrs := ARRAY(SELECT v FROM unnest(hrs) v ORDER BY v DESC);
+    -- The two latest fire times at or before t, searching back day by day.
+    FOR i IN 0..800 LOOP
+        d := t::date - i;
+        CONTINUE WHEN NOT (extract(month FROM d)::int = ANY (mons) AND
+            CASE WHEN either THEN extract(day FROM d)::int = ANY (doms) OR extract(dow FROM d)::int = ANY (dows)
+                 ELSE extract(day FROM d)::int = ANY (doms) AND extract(dow FROM d)::int = ANY (dows) END);
+        FOREACH h IN ARRAY hrs LOOP
+            FOREACH m IN ARRAY mins LOOP
+                fire := d + make_interval(hours => h, mins => m);
+                CONTINUE WHEN fire > t;
+                IF prev1 IS NULL THEN
+                    prev1 := fire AT TIME ZONE 'UTC';
+                ELSE
+                    prev2 := fire AT TIME ZONE 'UTC';
+                    EXIT;
+                END IF;
+            END LOOP;
+            EXIT WHEN prev2 IS NOT NULL;
+        END LOOP;
+        EXIT WHEN prev2 IS NOT NULL;
+    END LOOP;
+    -- The next fire time after t, searching forward.
+    mins := ARRAY(SELECT v FROM unnest(mins) v ORDER BY v);
+    hrs := ARRAY(SELECT v FROM unnest(hrs) v ORDER BY v);
+    FOR i IN 0..800 LOOP
+        d := t::date + i;
+        CONTINUE WHEN NOT (extract(month FROM d)::int = ANY (mons) AND
+            CASE WHEN either THEN extract(day FROM d)::int = ANY (doms) OR extract(dow FROM d)::int = ANY (dows)
+                 ELSE extract(day FROM d)::int = ANY (doms) AND extract(dow FROM d)::int = ANY (dows) END);
+        FOREACH h IN ARRAY hrs LOOP
+            FOREACH m IN ARRAY mins LOOP
+                fire := d + make_interval(hours => h, mins => m);
+                IF fire > t THEN
+                    next1 := fire AT TIME ZONE 'UTC';
+                    RETURN;
+                END IF;
+            END LOOP;
+        END LOOP;
+    END LOOP;
+END $$;
+COMMENT ON FUNCTION pgdw.cron_fires(text, timestamptz) IS
+    'The two latest times a cron schedule fired at or before `around`, and the next one (UTC, as pg_cron 1.4)';
+
+ALTER TABLE pgdw.schedules ADD COLUMN IF NOT EXISTS scheduled_at timestamptz NOT NULL DEFAULT now();
+
+-- Every pg_cron job, scheduled through pgdw.schedule or directly with cron.schedule. Its runs
+-- are those of pgdw.run when it records any, else pg_cron's own run details. Stale: no success
+-- within two periods (the time between its last two scheduled fires); a job that never
+-- succeeded is stale two periods after it was scheduled (or first ran). Failing: the last run
+-- failed. A run skipped because another was in progress is not a run.
 CREATE OR REPLACE VIEW pgdw.job_freshness AS
-SELECT s.job, s.every, s.period, last.status AS last_status, last.started_at AS last_started,
+SELECT j.job, j.every, j.period, last.status AS last_status, last.started_at AS last_started,
        last.error AS last_error, ok.finished_at AS last_success,
        now() - ok.finished_at AS age,
-       -- Stale: no success within two periods (or ever, once a period has passed).
-       coalesce(now() - ok.finished_at > 2 * s.period, false) AS stale,
-       coalesce(last.status = 'failed', false) AS failing
-  FROM pgdw.schedules s
-  LEFT JOIN LATERAL (SELECT status, started_at, error FROM pgdw.runs r WHERE r.job = s.job
-                      ORDER BY r.id DESC LIMIT 1) last ON true
-  LEFT JOIN LATERAL (SELECT finished_at FROM pgdw.runs r WHERE r.job = s.job AND r.status = 'succeeded'
-                      ORDER BY r.id DESC LIMIT 1) ok ON true;
+       coalesce(CASE WHEN ok.finished_at IS NOT NULL THEN now() - ok.finished_at > 2 * j.period
+                     ELSE coalesce(j.scheduled_at, first.started_at) < now() - 2 * j.period END,
+                false) AS stale,
+       coalesce(last.status = 'failed', false) AS failing,
+       j.schedule, j.active, last.finished_at AS last_finished,
+       last.rows_inserted, last.rows_updated, last.rows_deleted, j.next1 AS next_run
+  FROM (SELECT coalesce(c.jobname, 'cron job ' || c.jobid) AS job, c.jobid, c.schedule, c.active,
+               coalesce(s.every, c.schedule) AS every, s.scheduled_at,
+               f.prev1 - f.prev2 AS period, f.next1,
+               EXISTS (SELECT 1 FROM pgdw.runs r WHERE r.job = c.jobname) AS recorded
+          FROM cron.job c
+          LEFT JOIN pgdw.schedules s ON s.job = c.jobname
+          LEFT JOIN LATERAL pgdw.cron_fires(c.schedule) f ON true) j
+  LEFT JOIN LATERAL (
+        SELECT r.status, r.started_at, r.finished_at, r.error, r.rows_inserted, r.rows_updated, r.rows_deleted
+          FROM pgdw.runs r WHERE j.recorded AND r.job = j.job AND r.status <> 'skipped'
+        UNION ALL
+        SELECT CASE WHEN d.status IN ('succeeded', 'failed') THEN d.status ELSE 'running' END,
+               d.start_time, d.end_time, CASE WHEN d.status = 'failed' THEN d.return_message END,
+               NULL, NULL, NULL
+          FROM cron.job_run_details d WHERE NOT j.recorded AND d.jobid = j.jobid
+        ORDER BY 2 DESC LIMIT 1) last ON true
+  LEFT JOIN LATERAL (
+        SELECT max(r.finished_at) AS finished_at FROM pgdw.runs r
+         WHERE j.recorded AND r.job = j.job AND r.status = 'succeeded'
+        UNION ALL
+        SELECT max(d.end_time) FROM cron.job_run_details d
+         WHERE NOT j.recorded AND d.jobid = j.jobid AND d.status = 'succeeded'
+        ORDER BY 1 DESC NULLS LAST LIMIT 1) ok ON true
+  LEFT JOIN LATERAL (
+        SELECT min(r.started_at) AS started_at FROM pgdw.runs r WHERE j.recorded AND r.job = j.job
+        UNION ALL
+        SELECT min(d.start_time) FROM cron.job_run_details d WHERE NOT j.recorded AND d.jobid = j.jobid
+        ORDER BY 1 NULLS LAST LIMIT 1) first ON true;
 COMMENT ON VIEW pgdw.job_freshness IS
-    'Per scheduled job: the last run, the last success, its age, stale (no success within two periods) and failing';
+    'Per pg_cron job: the last run, the last success, its age, stale (no success within two periods) and failing';
 
 -- Alerts --------------------------------------------------------------------------------------
 

@@ -4,8 +4,6 @@
 use serde::Serialize;
 use sqlx::{PgConnection, Row};
 
-use crate::cron::Schedule;
-
 #[derive(Debug, Serialize)]
 pub struct Job {
     pub name: String,
@@ -58,40 +56,24 @@ pub async fn read(conn: &mut PgConnection) -> anyhow::Result<Freshness> {
         now,
         ..Freshness::default()
     };
-    if exists(
-        conn,
-        "SELECT to_regclass('cron.job') IS NOT NULL AND to_regclass('pgdw.runs') IS NOT NULL",
-    )
-    .await
-    {
+    if exists(conn, "SELECT to_regclass('pgdw.job_freshness') IS NOT NULL").await {
+        // The view is the one definition of stale and failing (alert rules and BI tools read
+        // it too); this only formats it.
         let rows = sqlx::query(
-            "SELECT j.jobname, j.schedule, j.active, r.status,
-                    extract(epoch FROM r.started_at)::bigint AS started,
-                    extract(epoch FROM r.finished_at - r.started_at)::float8 AS secs,
-                    r.rows_inserted, r.rows_updated, r.rows_deleted, r.error,
-                    (SELECT extract(epoch FROM max(s.finished_at))::bigint FROM pgdw.runs s
-                      WHERE s.job = j.jobname AND s.status = 'succeeded') AS last_success
-               FROM cron.job j
-               LEFT JOIN LATERAL (SELECT * FROM pgdw.runs r WHERE r.job = j.jobname
-                                   ORDER BY r.started_at DESC LIMIT 1) r ON true
-              ORDER BY j.jobname",
+            "SELECT job, schedule, active, last_status,
+                    extract(epoch FROM last_started)::bigint AS started,
+                    extract(epoch FROM last_finished - last_started)::float8 AS secs,
+                    rows_inserted, rows_updated, rows_deleted, last_error,
+                    extract(epoch FROM age)::bigint AS age,
+                    extract(epoch FROM period)::bigint AS period,
+                    extract(epoch FROM next_run)::bigint AS next_run,
+                    stale, failing
+               FROM pgdw.job_freshness ORDER BY job",
         )
         .fetch_all(&mut *conn)
         .await?;
         for r in rows {
-            let schedule: String = r.get("schedule");
-            let parsed = Schedule::parse(&schedule);
-            let period = parsed.as_ref().and_then(|s| s.period(now));
-            let last_success: Option<i64> = r.get("last_success");
-            let status: Option<String> = r.get("status");
-            let age = last_success.map(|t| now - t);
-            let started: Option<i64> = r.get("started");
-            let stale = match (period, age) {
-                (Some(p), Some(a)) => a > 2 * p,
-                // Never succeeded although it has had two periods since its first run.
-                (Some(p), None) => started.is_some_and(|s| now - s > 2 * p),
-                _ => false,
-            };
+            let status: Option<String> = r.get("last_status");
             let rows_changed = status.as_ref().map(|_| {
                 [
                     r.get("rows_inserted"),
@@ -100,19 +82,19 @@ pub async fn read(conn: &mut PgConnection) -> anyhow::Result<Freshness> {
                 ]
             });
             f.jobs.push(Job {
-                name: r.get("jobname"),
+                name: r.get("job"),
+                schedule: r.get("schedule"),
                 active: r.get("active"),
-                failing: status.as_deref() == Some("failed"),
                 last_status: status,
-                last_started: started,
+                last_started: r.get("started"),
                 last_duration_secs: r.get("secs"),
                 rows: rows_changed,
-                last_error: r.get("error"),
-                age_secs: age,
-                period_secs: period,
-                next_run: parsed.and_then(|s| s.next_after(now)),
-                stale,
-                schedule,
+                last_error: r.get("last_error"),
+                age_secs: r.get("age"),
+                period_secs: r.get("period"),
+                next_run: r.get("next_run"),
+                failing: r.get("failing"),
+                stale: r.get("stale"),
             });
         }
     }
@@ -213,7 +195,7 @@ pub fn ago(secs: i64) -> String {
 /// The text block of `pgdw status`.
 pub fn print(f: &Freshness) {
     if !f.jobs.is_empty() {
-        println!("  jobs:");
+        outln!("  jobs:");
         for j in &f.jobs {
             let flag = j.state();
             let last = match (&j.last_status, j.last_started) {
@@ -233,17 +215,18 @@ pub fn print(f: &Freshness) {
                 .next_run
                 .map(|n| format!(", next in {} s", n - f.now))
                 .unwrap_or_default();
-            println!(
+            outln!(
                 "    {:<28} {:<12} [{flag}] {last}{fresh}{next}",
-                j.name, j.schedule
+                j.name,
+                j.schedule
             );
             if let (true, Some(e)) = (j.failing, &j.last_error) {
-                println!("      error: {e}");
+                outln!("      error: {e}");
             }
         }
     }
     if !f.partitioned.is_empty() {
-        println!("  partitioned tables:");
+        outln!("  partitioned tables:");
         for p in &f.partitioned {
             let warn = if p.default_rows > 0 {
                 format!(
@@ -253,7 +236,7 @@ pub fn print(f: &Freshness) {
             } else {
                 String::new()
             };
-            println!(
+            outln!(
                 "    {:<28} {} partitions ({} .. {}), {} bytes, retention {}{warn}",
                 p.table,
                 p.partitions,

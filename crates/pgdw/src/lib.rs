@@ -1,14 +1,17 @@
 //! pgdw: the command that runs the warehouse. `main` parses arguments and calls [`run`].
 
+#[macro_use]
+pub mod out;
+
 pub mod alerts;
 pub mod cli;
 pub mod clock;
 mod commands;
 pub mod controlplane;
-pub mod cron;
 pub mod dashboards;
 pub mod freshness;
 pub mod instance_metrics;
+pub mod options;
 pub mod project;
 pub mod quote;
 pub mod requirements;

@@ -32,6 +32,9 @@ pub struct Report {
     pub extensions: Vec<ExtensionInfo>,
     /// Each entry says what is missing and how to fix it.
     pub problems: Vec<String>,
+    /// pg_cron is preloaded and runs its jobs in this database (from `pg_settings`), so
+    /// `CREATE EXTENSION pg_cron` can work here.
+    pub cron_usable: bool,
 }
 
 /// Inspect the connected database without changing anything.
@@ -39,7 +42,7 @@ pub async fn inspect(conn: &mut PgConnection) -> anyhow::Result<Report> {
     let row = sqlx::query(
         "SELECT current_setting('server_version') AS version, current_database() AS db, \
                 current_setting('shared_preload_libraries') AS preload, \
-                current_setting('cron.database_name', true) AS cron_db",
+                (SELECT setting FROM pg_settings WHERE name = 'cron.database_name') AS cron_db",
     )
     .fetch_one(&mut *conn)
     .await
@@ -61,7 +64,11 @@ pub async fn inspect(conn: &mut PgConnection) -> anyhow::Result<Report> {
             ));
         }
     }
-    if let Some(cron_db) = cron_db.filter(|_| preloaded.contains(&"pg_cron")) {
+    let cron_preloaded = preloaded.contains(&"pg_cron");
+    // pg_cron's default database is `postgres` when the setting is absent.
+    let cron_db = cron_db.unwrap_or_else(|| "postgres".into());
+    let cron_usable = cron_preloaded && cron_db == database;
+    if cron_preloaded {
         if cron_db != database {
             problems.push(format!(
                 "pg_cron runs its jobs in database '{cron_db}', not '{database}': set cron.database_name = '{database}' and restart"
@@ -97,22 +104,19 @@ pub async fn inspect(conn: &mut PgConnection) -> anyhow::Result<Report> {
         database,
         extensions,
         problems,
+        cron_usable,
     })
 }
 
 /// Create every extension that can be created; return what is still missing.
 pub async fn install(conn: &mut PgConnection) -> anyhow::Result<Report> {
     let before = inspect(conn).await?;
-    let cron_ok = !before
-        .problems
-        .iter()
-        .any(|p| p.starts_with("pg_cron") || p.contains("cron.database_name"));
     for (ext, info) in EXTENSIONS.iter().zip(&before.extensions) {
         let (name, schema) = *ext;
         if info.installed.is_some() || info.available.is_none() {
             continue;
         }
-        if name == "pg_cron" && !cron_ok {
+        if name == "pg_cron" && !before.cron_usable {
             continue; // already explained in the report; CREATE EXTENSION would only fail
         }
         let sql = match schema {

@@ -79,6 +79,34 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// The URL without its password (in the authority or as a `password` parameter), and the
+/// password, decoded, for `PGPASSWORD`.
+pub fn split_password(url: &str) -> (String, Option<String>) {
+    let Ok(mut u) = url::Url::parse(url) else {
+        return (url.to_string(), None);
+    };
+    let mut password = u.password().map(|p| {
+        percent_encoding::percent_decode_str(p)
+            .decode_utf8_lossy()
+            .into_owned()
+    });
+    let _ = u.set_password(None);
+    let mut kept = Vec::new();
+    for (k, v) in u.query_pairs() {
+        if k == "password" {
+            password = Some(v.into_owned());
+        } else {
+            kept.push((k.into_owned(), v.into_owned()));
+        }
+    }
+    if kept.is_empty() {
+        u.set_query(None);
+    } else {
+        u.query_pairs_mut().clear().extend_pairs(kept);
+    }
+    (u.to_string(), password)
+}
+
 fn redact(message: &str, url: &str) -> String {
     match url::Url::parse(url)
         .ok()
@@ -101,6 +129,28 @@ pub(crate) fn mask(message: &str, secret: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passwords_split_from_urls_decoded() {
+        assert_eq!(
+            split_password("postgres://u:p%40ss@db:5432/w?sslmode=require"),
+            (
+                "postgres://u@db:5432/w?sslmode=require".to_string(),
+                Some("p@ss".to_string())
+            )
+        );
+        assert_eq!(
+            split_password("postgres://u@db/w?password=x&application_name=a"),
+            (
+                "postgres://u@db/w?application_name=a".to_string(),
+                Some("x".to_string())
+            )
+        );
+        assert_eq!(
+            split_password("postgres://u@db/w"),
+            ("postgres://u@db/w".to_string(), None)
+        );
+    }
 
     #[test]
     fn urls_lose_their_password() {

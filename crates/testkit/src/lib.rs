@@ -18,6 +18,8 @@ pub use pgdw_cluster::free_port;
 /// A temporary directory holding one embedded warehouse.
 pub struct TempWarehouse {
     dir: tempfile::TempDir,
+    /// The data directory's path below `dir`.
+    data: PathBuf,
 }
 
 impl Default for TempWarehouse {
@@ -28,16 +30,30 @@ impl Default for TempWarehouse {
 
 impl TempWarehouse {
     pub fn new() -> Self {
+        Self::at("data")
+    }
+
+    /// A warehouse whose data directory is `relative` below a new temporary directory (for
+    /// paths with awkward characters, or below a private parent).
+    pub fn at(relative: &str) -> Self {
         // Short paths: the server's unix socket lives in the data directory.
         let dir = tempfile::Builder::new()
             .prefix("pgdw-t")
             .tempdir_in("/tmp")
             .expect("create temp dir");
-        TempWarehouse { dir }
+        TempWarehouse {
+            data: PathBuf::from(relative),
+            dir,
+        }
+    }
+
+    /// The temporary directory holding the data directory.
+    pub fn root(&self) -> &Path {
+        self.dir.path()
     }
 
     pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
+        self.dir.path().join(&self.data)
     }
 
     /// Run the `pgdw` binary at `bin` against this warehouse (DATABASE_URL removed).
@@ -131,19 +147,25 @@ impl TempWarehouse {
 
     /// A client session (for tests that need one backend across statements).
     pub fn client(&self) -> postgres::Client {
+        self.client_db("postgres")
+    }
+
+    /// A client session in database `db`.
+    pub fn client_db(&self, db: &str) -> postgres::Client {
         let c = self.cluster().expect("a cluster");
         postgres::Config::new()
             .host_path(c.socket_dir())
             .port(c.port())
             .user("postgres")
-            .dbname("postgres")
+            .dbname(db)
             .connect(postgres::NoTls)
             .expect("connect")
     }
 
     /// The server log so far.
     pub fn server_log(&self) -> String {
-        std::fs::read_to_string(self.data_dir().join("server.log")).unwrap_or_default()
+        let dir = pgdw_cluster::place::resolve(&self.data_dir()).expect("data directory");
+        std::fs::read_to_string(dir.join("server.log")).unwrap_or_default()
     }
 
     /// Panics if any backend crashed (a signal, a PANIC, or a restart after one).
@@ -167,6 +189,10 @@ impl Drop for TempWarehouse {
     fn drop(&mut self) {
         if let Some(c) = self.cluster() {
             let _ = c.stop(Duration::from_secs(5));
+        }
+        // A cluster relocated out of a private directory lives elsewhere: remove it too.
+        if pgdw_cluster::place::is_relocated(&self.data_dir()) {
+            let _ = pgdw_cluster::place::remove(&self.data_dir());
         }
     }
 }

@@ -7,6 +7,7 @@
 
 mod cell;
 mod error;
+pub mod numbers;
 mod options;
 mod qual;
 mod value;

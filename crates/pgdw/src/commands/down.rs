@@ -14,16 +14,16 @@ pub fn run(target: &Target, args: &DownArgs) -> anyhow::Result<ExitCode> {
         Target::Embedded { data_dir } => data_dir,
     };
     let Some(cluster) = pgdw_cluster::Cluster::open_existing(data_dir, None)? else {
-        println!("no warehouse in {}; nothing to stop", data_dir.display());
+        outln!("no warehouse in {}; nothing to stop", data_dir.display());
         return Ok(ExitCode::SUCCESS);
     };
     match cluster.stop(Duration::from_secs(args.timeout))? {
-        StopOutcome::Stopped => println!("stopped"),
-        StopOutcome::StoppedImmediately => println!(
+        StopOutcome::Stopped => outln!("stopped"),
+        StopOutcome::StoppedImmediately => outln!(
             "stopped immediately after {} s without a clean shutdown; the next start runs crash recovery",
             args.timeout
         ),
-        StopOutcome::AlreadyStopped => println!("already stopped"),
+        StopOutcome::AlreadyStopped => outln!("already stopped"),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -6,7 +6,7 @@ use crate::target::Target;
 pub fn run(target: &Target) -> anyhow::Result<ExitCode> {
     match target {
         Target::External { url } => {
-            println!("export DATABASE_URL={}", shell_quote(url));
+            outln!("export DATABASE_URL={}", shell_quote(url));
             if let Ok(u) = url::Url::parse(url) {
                 print_pg_vars(
                     u.host_str().unwrap_or("localhost"),
@@ -20,7 +20,7 @@ pub fn run(target: &Target) -> anyhow::Result<ExitCode> {
         Target::Embedded { data_dir } => {
             let cluster = super::existing_cluster(data_dir)?;
             let s = cluster.state();
-            println!(
+            outln!(
                 "export DATABASE_URL={}",
                 shell_quote(&cluster.database_url())
             );
@@ -31,16 +31,16 @@ pub fn run(target: &Target) -> anyhow::Result<ExitCode> {
 }
 
 fn print_pg_vars(host: &str, port: u16, user: &str, password: &str, database: &str) {
-    println!("export PGHOST={}", shell_quote(host));
-    println!("export PGPORT={port}");
+    outln!("export PGHOST={}", shell_quote(host));
+    outln!("export PGPORT={port}");
     if !user.is_empty() {
-        println!("export PGUSER={}", shell_quote(user));
+        outln!("export PGUSER={}", shell_quote(user));
     }
     if !password.is_empty() {
-        println!("export PGPASSWORD={}", shell_quote(password));
+        outln!("export PGPASSWORD={}", shell_quote(password));
     }
     if !database.is_empty() {
-        println!("export PGDATABASE={}", shell_quote(database));
+        outln!("export PGDATABASE={}", shell_quote(database));
     }
 }
 

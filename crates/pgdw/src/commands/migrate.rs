@@ -5,19 +5,19 @@ use anyhow::{anyhow, Context};
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::PgConnection;
 
+use crate::options::{self, Kind};
 use crate::project::{self, Project};
-use crate::quote::{ident, literal};
 use crate::requirements;
 use crate::target::{self, Target};
 
 /// `pgdw init DIR`.
 pub fn init(dir: &Path) -> anyhow::Result<ExitCode> {
     project::init(dir)?;
-    println!(
+    outln!(
         "created a pgdw project in {}: pgdw.toml, migrations/, dashboards/",
         dir.display()
     );
-    println!("apply it with: pgdw migrate --project {}", dir.display());
+    outln!("apply it with: pgdw migrate --project {}", dir.display());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -51,19 +51,19 @@ pub async fn apply(target: &Target, project: &Project) -> anyhow::Result<ExitCod
     let after = applied(&mut conn).await;
     let new: Vec<&String> = after.iter().filter(|v| !before.contains(v)).collect();
     if new.is_empty() {
-        println!("migrations: up to date ({} applied)", after.len());
+        outln!("migrations: up to date ({} applied)", after.len());
     } else {
         for m in &new {
-            println!("applied {m}");
+            outln!("applied {m}");
         }
     }
     for (server, option, value) in &server_options {
-        set_server_option(&mut conn, server, option, value).await?;
-        println!("set {option} = {value} on server {server}");
+        options::set(&mut conn, Kind::Server, server, option, value).await?;
+        outln!("set {option} = {value} on server {server}");
     }
     for (server, option, value) in &secrets {
-        set_user_mapping_option(&mut conn, server, option, value).await?;
-        println!("set {option} on the user mapping of server {server} (value not shown)");
+        options::set(&mut conn, Kind::UserMapping, server, option, value).await?;
+        outln!("set {option} on the user mapping of server {server} (value not shown)");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -116,80 +116,4 @@ fn explain(e: MigrateError, project: &Project) -> anyhow::Error {
         }
         other => anyhow!(other).context("applying migrations"),
     }
-}
-
-async fn set_user_mapping_option(
-    conn: &mut PgConnection,
-    server: &str,
-    option: &str,
-    value: &str,
-) -> anyhow::Result<()> {
-    sqlx::raw_sql(&format!(
-        "CREATE USER MAPPING IF NOT EXISTS FOR CURRENT_USER SERVER {}",
-        ident(server)
-    ))
-    .execute(&mut *conn)
-    .await
-    .with_context(|| format!("creating the user mapping for server {server}"))?;
-    set_option(
-        conn,
-        "SELECT EXISTS (SELECT 1 FROM pg_user_mappings m, unnest(m.umoptions) o
-                        WHERE m.srvname = $1 AND m.usename = current_user AND o LIKE $2 || '=%')",
-        &format!("USER MAPPING FOR CURRENT_USER SERVER {}", ident(server)),
-        server,
-        option,
-        value,
-    )
-    .await
-    // The statement holds the secret: report the failure without it.
-    .map_err(|e| {
-        anyhow!(
-            "setting {option} on the user mapping of server {server} failed: {}",
-            target::mask(&e.to_string(), value)
-        )
-    })
-}
-
-async fn set_server_option(
-    conn: &mut PgConnection,
-    server: &str,
-    option: &str,
-    value: &str,
-) -> anyhow::Result<()> {
-    set_option(
-        conn,
-        "SELECT EXISTS (SELECT 1 FROM pg_foreign_server s, unnest(s.srvoptions) o
-                        WHERE s.srvname = $1 AND o LIKE $2 || '=%')",
-        &format!("SERVER {}", ident(server)),
-        server,
-        option,
-        value,
-    )
-    .await
-    .with_context(|| format!("setting {option} on server {server}"))
-}
-
-/// `ALTER <object> OPTIONS (SET|ADD option 'value')`: SET when `exists_sql` finds the option.
-async fn set_option(
-    conn: &mut PgConnection,
-    exists_sql: &str,
-    object: &str,
-    server: &str,
-    option: &str,
-    value: &str,
-) -> Result<(), sqlx::Error> {
-    let exists: bool = sqlx::query_scalar(exists_sql)
-        .bind(server)
-        .bind(option)
-        .fetch_one(&mut *conn)
-        .await?;
-    let verb = if exists { "SET" } else { "ADD" };
-    sqlx::raw_sql(&format!(
-        "ALTER {object} OPTIONS ({verb} {} {})",
-        ident(option),
-        literal(value)
-    ))
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
 }

@@ -50,6 +50,7 @@ pub fn options(
             .transpose()?,
         alert_every: Duration::from_millis(alert_every),
         listen,
+        token: std::env::var(serve::auth::TOKEN_VAR).ok(),
     })
 }
 
@@ -59,14 +60,14 @@ pub async fn run(target: &Target, args: &ServeArgs) -> anyhow::Result<ExitCode> 
     let opts = options(target, &project, args.listen, args.reader_url.clone())?;
     let rules = opts.alerts.len();
     let running = serve::start(opts).await?;
-    println!(
+    outln!(
         "serving {} dashboards at {} ({} alert rules); Ctrl-C stops",
         dashboards.len(),
         running.url,
         rules
     );
     for d in &dashboards {
-        println!("  {}d/{}  {}", running.url, d.name, d.title);
+        outln!("  {}d/{}  {}", running.url, d.name, d.title);
     }
     tokio::signal::ctrl_c().await?;
     running.stop();

@@ -68,7 +68,7 @@ pub async fn run(target: &Target, args: &StatusArgs) -> anyhow::Result<ExitCode>
         }
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
+        outln!("{}", serde_json::to_string_pretty(&status)?);
     } else {
         print_text(&status);
     }
@@ -81,36 +81,36 @@ pub async fn run(target: &Target, args: &StatusArgs) -> anyhow::Result<ExitCode>
 
 fn print_text(s: &Status) {
     match (s.running, s.pid) {
-        (true, Some(pid)) => println!("warehouse: running (pid {pid}, {} mode)", s.mode),
-        (true, None) => println!("warehouse: reachable ({} mode)", s.mode),
-        _ => println!(
+        (true, Some(pid)) => outln!("warehouse: running (pid {pid}, {} mode)", s.mode),
+        (true, None) => outln!("warehouse: reachable ({} mode)", s.mode),
+        _ => outln!(
             "warehouse: not running ({} mode); start it with `pgdw up`",
             s.mode
         ),
     }
     if let Some(port) = s.port {
-        println!("  port:           {port}");
+        outln!("  port:           {port}");
     }
     if let Some(server) = &s.server {
-        println!("  server:         {server}");
+        outln!("  server:         {server}");
     }
     if let (Some(dir), Some(bytes)) = (&s.data_dir, s.data_dir_bytes) {
-        println!("  data directory: {dir} ({})", human_bytes(bytes));
+        outln!("  data directory: {dir} ({})", human_bytes(bytes));
     }
     if let Some(report) = &s.report {
-        println!("  database:       {}", report.database);
-        println!("  extensions:");
+        outln!("  database:       {}", report.database);
+        outln!("  extensions:");
         for e in &report.extensions {
             match (&e.installed, &e.available) {
-                (Some(v), _) => println!("    {:<20} {v}", e.name),
+                (Some(v), _) => outln!("    {:<20} {v}", e.name),
                 (None, Some(v)) => {
-                    println!("    {:<20} not created (version {v} available)", e.name)
+                    outln!("    {:<20} not created (version {v} available)", e.name)
                 }
-                (None, None) => println!("    {:<20} MISSING", e.name),
+                (None, None) => outln!("    {:<20} MISSING", e.name),
             }
         }
         for p in &report.problems {
-            println!("  problem: {p}");
+            outln!("  problem: {p}");
         }
     }
     if let Some(f) = &s.freshness {

@@ -14,7 +14,7 @@ pub async fn run(target: &Target, args: &UpArgs) -> anyhow::Result<ExitCode> {
                 anyhow::bail!("--port and --memory apply to the embedded warehouse; with DATABASE_URL set, pgdw never starts a server");
             }
             let mut conn = target::connect_url(url).await?;
-            println!(
+            outln!(
                 "using the server at {} (DATABASE_URL); pgdw does not start or stop it",
                 target::redact_url(url)
             );
@@ -29,26 +29,26 @@ pub async fn run(target: &Target, args: &UpArgs) -> anyhow::Result<ExitCode> {
             };
             let (cluster, created) = Cluster::open_or_init(&opts)?;
             if created {
-                println!(
+                outln!(
                     "created a new warehouse cluster in {}",
                     cluster.data_dir().display()
                 );
             }
             match cluster.start(Duration::from_secs(args.timeout))? {
                 StartOutcome::Started => {
-                    println!("started PostgreSQL on 127.0.0.1:{}", cluster.port())
+                    outln!("started PostgreSQL on 127.0.0.1:{}", cluster.port())
                 }
                 StartOutcome::AlreadyRunning => {
-                    println!("already running on 127.0.0.1:{}", cluster.port())
+                    outln!("already running on 127.0.0.1:{}", cluster.port())
                 }
             }
             let mut admin = target::connect_embedded(&cluster, "postgres").await?;
             if requirements::ensure_database(&mut admin, &cluster.state().database).await? {
-                println!("created database {}", cluster.state().database);
+                outln!("created database {}", cluster.state().database);
             }
             let mut conn = target::connect_embedded(&cluster, &cluster.state().database).await?;
             let report = requirements::install(&mut conn).await?;
-            println!("connect with: pgdw psql   (or: eval \"$(pgdw env)\")");
+            outln!("connect with: pgdw psql   (or: eval \"$(pgdw env)\")");
             report
         }
     };
@@ -69,5 +69,5 @@ fn print_extensions(report: &Report) {
         .iter()
         .filter_map(|e| e.installed.as_ref().map(|v| format!("{} {}", e.name, v)))
         .collect();
-    println!("extensions in {}: {}", report.database, list.join(", "));
+    outln!("extensions in {}: {}", report.database, list.join(", "));
 }

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use serde_json::{json, Value};
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 
 use crate::dashboards::query::{PanelData, PanelError};
 use crate::dashboards::Builtin;
@@ -22,6 +22,9 @@ fn ago(secs: Option<i64>) -> Value {
 
 pub async fn run(owner: &PgPool, which: Builtin) -> Result<PanelData, PanelError> {
     let start = Instant::now();
+    // One connection per request, and nothing else taken from the pool while it is held: a
+    // request that waits for a second connection while holding one deadlocks the pool as soon
+    // as there are as many such requests as connections.
     let mut conn = owner.acquire().await.map_err(failed)?;
     let (columns, rows): (Vec<&str>, Vec<Vec<Value>>) = match which {
         Builtin::Jobs => {
@@ -87,7 +90,7 @@ pub async fn run(owner: &PgPool, which: Builtin) -> Result<PanelData, PanelError
             )
         }
         Builtin::Alerts => {
-            let v = alerts_json(owner).await.map_err(failed)?;
+            let v = alerts_json(&mut conn).await.map_err(failed)?;
             let rows = v["alerts"]
                 .as_array()
                 .cloned()
@@ -113,9 +116,9 @@ pub async fn run(owner: &PgPool, which: Builtin) -> Result<PanelData, PanelError
 }
 
 /// Every alert's state, and the latest state changes with their delivery.
-pub async fn alerts_json(owner: &PgPool) -> Result<Value, sqlx::Error> {
+pub async fn alerts_json(conn: &mut PgConnection) -> Result<Value, sqlx::Error> {
     let exists: bool = sqlx::query_scalar("SELECT to_regclass('pgdw.alert_state') IS NOT NULL")
-        .fetch_one(owner)
+        .fetch_one(&mut *conn)
         .await?;
     if !exists {
         return Ok(json!({"alerts": [], "events": []}));
@@ -129,7 +132,7 @@ pub async fn alerts_json(owner: &PgPool) -> Result<Value, sqlx::Error> {
                        (SELECT id, alert, at, from_state, to_state, detail, delivered_at, attempts, last_error
                           FROM pgdw.alert_events ORDER BY id DESC LIMIT 50) e), '[]'))::text",
     )
-    .fetch_one(owner)
+    .fetch_one(&mut *conn)
     .await?;
     Ok(v.and_then(|s| serde_json::from_str(&s).ok())
         .unwrap_or(Value::Null))

@@ -3,6 +3,7 @@
 //! statement_timeout; a failing panel answers with its error and the others are unaffected.
 
 mod assets;
+pub mod auth;
 mod builtin;
 pub mod reader;
 
@@ -31,22 +32,27 @@ pub struct AppState {
     pub owner: PgPool,
     /// The read-only role every panel's SQL runs as.
     pub reader: PgPool,
+    /// Who may see anything (see [`auth`]).
+    pub access: auth::Access,
 }
 
 type Shared = State<Arc<AppState>>;
 
+/// The router, every route but `/healthz` behind `access`.
 pub fn app(state: Arc<AppState>) -> Router {
+    let access = state.access.clone();
     Router::new()
         .route("/", get(|| async { Html(assets::INDEX) }))
         .route("/d/{name}", get(|| async { Html(assets::DASHBOARD) }))
         .route("/assets/{file}", get(assets::serve))
-        .route("/healthz", get(|| async { "ok" }))
         .route("/api/dashboards", get(list))
         .route("/api/dashboards/{name}", get(definition))
         .route("/api/dashboards/{name}/panels/{id}", get(panel))
         .route("/api/status", get(status))
         .route("/api/alerts", get(alerts))
         .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(access, auth::require))
+        .route("/healthz", get(|| async { "ok" }))
 }
 
 /// The API's one error: a status and a message, answered as `{"error": ...}`.
@@ -227,7 +233,12 @@ async fn status(State(state): Shared) -> Response {
 }
 
 async fn alerts(State(state): Shared) -> Response {
-    match builtin::alerts_json(&state.owner).await {
+    let result = async {
+        let mut conn = state.owner.acquire().await?;
+        builtin::alerts_json(&mut conn).await
+    }
+    .await;
+    match result {
         Ok(v) => Json(v).into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
@@ -242,6 +253,8 @@ pub struct Options {
     pub webhook: Option<String>,
     pub alert_every: std::time::Duration,
     pub listen: std::net::SocketAddr,
+    /// The token every request must carry (`PGDW_SERVE_TOKEN`); required beyond loopback.
+    pub token: Option<String>,
 }
 
 pub struct Running {
@@ -265,13 +278,17 @@ pub async fn pools(
     reader: &reader::Reader,
 ) -> anyhow::Result<(PgPool, PgPool)> {
     use sqlx::postgres::PgPoolOptions;
+    // Each request holds at most one connection of a pool at a time (see builtin::run), so a
+    // pool only bounds how many run at once. The owner's serves the built-in panels, status
+    // and the alert loop: cheap catalog reads. The reader's runs the panels' own SQL, a page
+    // at a time per viewer (a dashboard has up to a dozen panels).
     let owner_pool = PgPoolOptions::new()
-        .max_connections(2)
+        .max_connections(4)
         .connect_with(owner.clone().application_name("pgdw serve"))
         .await?;
     let reader_options = reader::options(&owner_pool, owner, reader).await?;
     let reader_pool = PgPoolOptions::new()
-        .max_connections(6)
+        .max_connections(8)
         .connect_with(reader_options)
         .await
         .map_err(|e| anyhow::anyhow!("connecting as the read-only role: {e}"))?;
@@ -279,6 +296,8 @@ pub async fn pools(
 }
 
 pub async fn start(o: Options) -> anyhow::Result<Running> {
+    // Refuse an open port before anything else happens.
+    let access = auth::Access::for_listen(o.listen, o.token.as_deref())?;
     let (owner, reader) = pools(&o.owner, &o.reader).await?;
     let listener = tokio::net::TcpListener::bind(o.listen)
         .await
@@ -297,6 +316,7 @@ pub async fn start(o: Options) -> anyhow::Result<Running> {
         dashboards_dir: o.dashboards_dir,
         owner,
         reader,
+        access,
     });
     let server = tokio::spawn(async move { axum::serve(listener, app(state)).await });
     Ok(Running {

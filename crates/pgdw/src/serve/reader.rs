@@ -1,8 +1,8 @@
 //! The read-only role panels and alert rules run as: `pgdw_reader`, which may read the tables
 //! and views of schemas public and pgdw (not the foreign tables of other schemas, which would
 //! reach the sources, nor the catalogs' secrets), read-only by default. It logs in over the embedded
-//! cluster's private socket, or with a fresh random password over the network (never
-//! logged: utility statement tracking and statement logging are off for that statement), or
+//! cluster's private socket, or with a fresh random password over the network (set as a
+//! bound parameter through [`options::set`], never in statement text), or
 //! a URL of the user's own (`PGDW_READER_URL`).
 
 use std::str::FromStr;
@@ -11,6 +11,8 @@ use anyhow::Context;
 use rand::distributions::{Alphanumeric, DistString};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::PgPool;
+
+use crate::options::{self, Kind};
 
 pub const ROLE: &str = "pgdw_reader";
 
@@ -50,21 +52,9 @@ pub async fn ensure_role(owner: &PgPool, password: bool) -> anyhow::Result<Optio
     }
     let secret = Alphanumeric.sample_string(&mut rand::thread_rng(), 32);
     let mut conn = owner.acquire().await?;
-    // Best effort: these need a superuser; without, neither is on unless configured so.
-    for sql in [
-        "SET pg_stat_statements.track_utility = off",
-        "SET log_statement = 'none'",
-    ] {
-        let _ = sqlx::raw_sql(sql).execute(&mut *conn).await;
-    }
-    let r = sqlx::raw_sql(&format!("ALTER ROLE {ROLE} PASSWORD '{secret}'"))
-        .execute(&mut *conn)
-        .await;
-    // The pooled connection goes back with its settings undone.
-    let _ = sqlx::raw_sql("RESET pg_stat_statements.track_utility; RESET log_statement")
-        .execute(&mut *conn)
-        .await;
-    r.map_err(|e| anyhow::anyhow!("setting a password for {ROLE}: {e}"))?;
+    options::set(&mut conn, Kind::RolePassword, ROLE, "", &secret)
+        .await
+        .map_err(|e| e.context(format!("setting a password for {ROLE}")))?;
     Ok(Some(secret))
 }
 

@@ -234,3 +234,85 @@ fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A checkout in root's home (mode 0700): the server's `postgres` user cannot enter it.
+#[test]
+fn up_works_below_a_private_directory() {
+    use std::os::unix::fs::PermissionsExt;
+    let w = TempWarehouse::at("home/checkout/.pgdw/data");
+    let home = w.root().join("home");
+    std::fs::create_dir(&home).unwrap();
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let out = ok(&w, &["up"]);
+    assert!(out.contains("started PostgreSQL"), "{out}");
+    query(&w, "CREATE TABLE kept AS SELECT 'here' AS v");
+    let real = std::fs::canonicalize(w.data_dir()).unwrap();
+    assert!(real.join("PG_VERSION").exists());
+    if nix::unistd::Uid::effective().is_root() {
+        assert!(
+            real.starts_with(pgdw_cluster::place::RELOCATED_ROOT),
+            "the files live where postgres can reach them: {}",
+            real.display()
+        );
+        // The place is remembered: status names it, down and up find it again.
+        let status = ok(&w, &["status"]);
+        assert!(status.contains(&real.display().to_string()), "{status}");
+    }
+    ok(&w, &["down"]);
+    ok(&w, &["up"]);
+    assert_eq!(query(&w, "SELECT v FROM kept"), "here");
+}
+
+#[test]
+fn a_data_directory_with_quotes_and_spaces_works() {
+    let w = TempWarehouse::at("it's odd");
+    ok(&w, &["up"]);
+    let dir = w.data_dir().display().to_string();
+    assert_eq!(
+        query(&w, "SHOW unix_socket_directories"),
+        format!("\"{}\"", dir.replace('"', "\"\""))
+    );
+    assert_eq!(query(&w, "SHOW cron.database_name"), "warehouse");
+}
+
+#[test]
+fn a_data_directory_pg_ctl_cannot_take_is_refused_before_anything_is_made() {
+    for name in ["a\nb", "a\"b", "$HOME", "a,b"] {
+        let w = TempWarehouse::at(name);
+        let (_, err) = fails(&w, &["up"]);
+        assert!(err.contains("cannot be given to PostgreSQL"), "{err}");
+        assert!(err.contains("choose a --data-dir without it"), "{err}");
+        assert!(!w.data_dir().exists());
+    }
+}
+
+#[test]
+fn a_failed_initdb_leaves_nothing_behind() {
+    use std::os::unix::fs::PermissionsExt;
+    let w = TempWarehouse::new();
+    // PostgreSQL binaries whose initdb fails, as a full disk would make it.
+    let bindir = w.root().join("bin");
+    std::fs::create_dir(&bindir).unwrap();
+    for (name, body) in [
+        ("postgres", "exit 0"),
+        ("initdb", "echo 'initdb: error: disk full' >&2; exit 1"),
+    ] {
+        let p = bindir.join(name);
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    std::fs::set_permissions(w.root(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = std::process::Command::new(super::PGDW)
+        .env_remove("DATABASE_URL")
+        .env("PGDW_DATA_DIR", w.data_dir())
+        .env("PGDW_PG_BINDIR", &bindir)
+        .arg("up")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("disk full"),
+        "{out:?}"
+    );
+    assert!(!w.data_dir().exists(), "no half-made data directory");
+}

@@ -86,3 +86,33 @@ fn an_unreachable_database_url_is_an_error_without_the_password() {
     assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
     assert!(!err.contains("hunter2secret"), "{err}");
 }
+
+/// Every user of the machine can read a process's command line: the password goes to psql
+/// through its environment.
+#[test]
+fn psql_gets_the_password_from_the_environment_not_the_command_line() {
+    let server = TempWarehouse::new();
+    ok(&server, &["up"]);
+    let c = server.cluster().unwrap();
+    let url = c.database_url();
+    let elsewhere = tempfile::tempdir().unwrap();
+    // psql's `\!` runs a shell whose parent is psql: it prints psql's own command line.
+    let out = with_url(
+        &url,
+        elsewhere.path(),
+        &[
+            "psql",
+            "-XAt",
+            "-c",
+            "SELECT 'connected as ' || current_user",
+            "-c",
+            r#"\! tr '\0' ' ' < /proc/$PPID/cmdline"#,
+        ],
+    );
+    assert!(out.status.success(), "{}", transcript(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("connected as postgres"), "{stdout}");
+    assert!(stdout.contains("psql"), "{stdout}");
+    assert!(stdout.contains("127.0.0.1"), "{stdout}");
+    assert!(!stdout.contains(&c.state().password), "{stdout}");
+}

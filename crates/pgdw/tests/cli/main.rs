@@ -7,6 +7,7 @@ mod embedded;
 mod example;
 mod external;
 mod migrate;
+mod output;
 mod runtime;
 mod serve;
 

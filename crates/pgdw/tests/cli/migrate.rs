@@ -142,3 +142,98 @@ fn secrets_come_from_the_environment_into_user_mappings() {
         "{api_key=sk_test_rotated}"
     );
 }
+
+/// pg_stat_statements keeps utility statements verbatim and the server log keeps a failing
+/// statement: a secret must be in neither, nor in pgdw's own output, whether migrate succeeds
+/// or fails.
+#[test]
+fn secrets_never_reach_statement_text_logs_or_output() {
+    const KEY: &str = "sk_test_never_in_text_4242";
+    let w = TempWarehouse::new();
+    ok(&w, &["up"]);
+    let dir = tempfile::tempdir().unwrap();
+    ok(&w, &["init", dir.path().to_str().unwrap()]);
+    std::fs::write(
+        dir.path().join("migrations/00000000000002_clerk.sql"),
+        "CREATE SERVER clerk_server FOREIGN DATA WRAPPER clerk_fdw OPTIONS (api_url 'http://127.0.0.1:9/v1');",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("pgdw.toml"),
+        "[secrets.clerk_server]\napi_key = \"env:TEST_CLERK_KEY\"\n",
+    )
+    .unwrap();
+    let good = migrate(&w, dir.path(), &[("TEST_CLERK_KEY", KEY)]);
+    assert!(good.status.success(), "{}", transcript(&good));
+    // The validator refuses this option: the ALTER fails with the secret in it.
+    std::fs::write(
+        dir.path().join("pgdw.toml"),
+        "[secrets.clerk_server]\nno_such_option = \"env:TEST_CLERK_KEY\"\n",
+    )
+    .unwrap();
+    let bad = migrate(&w, dir.path(), &[("TEST_CLERK_KEY", KEY)]);
+    assert!(!bad.status.success(), "{}", transcript(&bad));
+    let said = format!("{}{}", transcript(&good), transcript(&bad));
+    assert!(
+        said.contains("no_such_option"),
+        "the failure is explained: {said}"
+    );
+    assert!(!said.contains(KEY), "{said}");
+    assert_eq!(
+        query(
+            &w,
+            &format!("SELECT count(*) FROM pg_stat_statements WHERE query LIKE '%{KEY}%'")
+        ),
+        "0"
+    );
+    assert!(
+        query(
+            &w,
+            "SELECT count(*) FROM pg_stat_statements WHERE query LIKE '%pgdw.set_option%'"
+        ) != "0",
+        "the calls themselves are tracked, with their parameters as $n"
+    );
+    let log = w.server_log();
+    assert!(
+        log.contains("no_such_option"),
+        "the failure is logged: {log}"
+    );
+    assert!(!log.contains(KEY), "{log}");
+}
+
+/// `_` in an option name is not a wildcard: `api_key` is not `apiXkey`.
+#[test]
+fn option_names_are_compared_exactly() {
+    let w = TempWarehouse::new();
+    ok(&w, &["up"]);
+    let dir = tempfile::tempdir().unwrap();
+    ok(&w, &["init", dir.path().to_str().unwrap()]);
+    std::fs::write(
+        dir.path().join("migrations/00000000000002_server.sql"),
+        "CREATE FOREIGN DATA WRAPPER anything; \
+         CREATE SERVER s FOREIGN DATA WRAPPER anything OPTIONS (\"apiXkey\" 'other'); \
+         CREATE USER MAPPING FOR CURRENT_USER SERVER s OPTIONS (\"apiXkey\" 'other');",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("pgdw.toml"),
+        "[servers.s]\napi_key = \"env:OPT\"\n[secrets.s]\napi_key = \"env:OPT\"\n",
+    )
+    .unwrap();
+    let out = migrate(&w, dir.path(), &[("OPT", "mine")]);
+    assert!(out.status.success(), "{}", transcript(&out));
+    assert_eq!(
+        query(
+            &w,
+            "SELECT srvoptions::text FROM pg_foreign_server WHERE srvname = 's'"
+        ),
+        "{apiXkey=other,api_key=mine}"
+    );
+    assert_eq!(
+        query(
+            &w,
+            "SELECT umoptions::text FROM pg_user_mappings WHERE srvname = 's'"
+        ),
+        "{apiXkey=other,api_key=mine}"
+    );
+}

@@ -269,3 +269,185 @@ fn pg_cron_runs_a_scheduled_job_in_a_background_worker() {
     assert_eq!(query(&w, "SELECT status || ' ' || rows_inserted FROM pgdw.runs WHERE job = 'every-minute' ORDER BY id LIMIT 1"), "succeeded 1");
     assert_eq!(query(&w, "SELECT v FROM tgt"), "x");
 }
+
+/// The statement is built from arrays of quoted names and a quoted watermark: a column named
+/// `a, b` and a text watermark holding " WHERE " are data, not syntax.
+#[test]
+fn sync_takes_awkward_column_names_and_watermarks() {
+    let w = up();
+    query(
+        &w,
+        r#"CREATE TABLE src (id int PRIMARY KEY, "a, b" text, "Mark" text);
+           CREATE TABLE tgt (LIKE src INCLUDING ALL);
+           INSERT INTO src VALUES (1, 'one', 'x WHERE y'), (2, 'two', 'x WHERE z');"#,
+    );
+    let sync = r#"SELECT inserted || '/' || updated FROM pgdw.sync('tgt', 'src', '{id}', 'Mark')"#;
+    assert_eq!(query(&w, sync), "2/0");
+    assert_eq!(
+        query(
+            &w,
+            "SELECT value FROM pgdw.watermarks WHERE job = 'sync:tgt'"
+        ),
+        "x WHERE z"
+    );
+    // Only rows past the watermark are read: an edit behind it stays behind.
+    query(
+        &w,
+        r#"UPDATE src SET "a, b" = 'ONE' WHERE id = 1; INSERT INTO src VALUES (3, 'three', 'x WHERE zz')"#,
+    );
+    assert_eq!(query(&w, sync), "1/0");
+    assert_eq!(
+        query(
+            &w,
+            r#"SELECT string_agg(id || '=' || "a, b", ',' ORDER BY id) FROM tgt"#
+        ),
+        "1=one,2=two,3=three"
+    );
+    // A key-only table: rows are inserted once and never "updated".
+    query(
+        &w,
+        "CREATE TABLE ksrc (k text PRIMARY KEY); CREATE TABLE ktgt (k text PRIMARY KEY); \
+         INSERT INTO ksrc VALUES ('a'), ('b');",
+    );
+    let ksync = "SELECT inserted || '/' || updated FROM pgdw.sync('ktgt', 'ksrc', '{k}')";
+    assert_eq!(query(&w, ksync), "2/0");
+    assert_eq!(query(&w, ksync), "0/0");
+    let err = sql_err(&w, "SELECT * FROM pgdw.sync('ktgt', 'ksrc', '{nope}')");
+    assert!(
+        err.contains("has no column nope (the key argument)"),
+        "{err}"
+    );
+}
+
+/// pg_cron's scheduled run and a manual one overlapped and re-read each other's window: a job
+/// runs once at a time, and a second start is recorded as skipped.
+#[test]
+fn a_job_never_runs_twice_at_once() {
+    let w = up();
+    query(
+        &w,
+        "CREATE TABLE src (id int PRIMARY KEY); CREATE TABLE tgt (id int PRIMARY KEY)",
+    );
+    let mut first = w.client_db("warehouse");
+    let mut tx = first.transaction().unwrap();
+    tx.batch_execute("CALL pgdw.run('j', 'SELECT * FROM pgdw.sync(''tgt'', ''src'', ''{id}'')')")
+        .unwrap();
+    // The first run's transaction is still open: the second is skipped, not run.
+    query(
+        &w,
+        "CALL pgdw.run('j', 'SELECT * FROM pgdw.sync(''tgt'', ''src'', ''{id}'')')",
+    );
+    assert_eq!(
+        query(&w, "SELECT string_agg(status || ':' || coalesce(error, ''), ',') FROM pgdw.runs WHERE job = 'j'"),
+        "skipped:another run of this job was still in progress"
+    );
+    tx.commit().unwrap();
+    query(
+        &w,
+        "CALL pgdw.run('j', 'SELECT * FROM pgdw.sync(''tgt'', ''src'', ''{id}'')')",
+    );
+    assert_eq!(
+        query(
+            &w,
+            "SELECT string_agg(status, ',' ORDER BY id) FROM pgdw.runs WHERE job = 'j'"
+        ),
+        "succeeded,skipped,succeeded"
+    );
+}
+
+/// When cron fires, computed in SQL: the times every reader of `pgdw.job_freshness` shares.
+#[test]
+fn cron_fire_times_follow_cron_including_day_of_month_or_week() {
+    let w = up();
+    let fires = |schedule: &str, at: &str| {
+        query(
+            &w,
+            &format!(
+                "SET timezone = 'UTC'; SELECT concat_ws(' | ', prev2, prev1, next1) \
+                 FROM pgdw.cron_fires('{schedule}', '{at}')"
+            ),
+        )
+    };
+    // 2025-11-22 was a Saturday.
+    assert_eq!(
+        fires("*/5 * * * *", "2025-11-22 00:23:20+00"),
+        "2025-11-22 00:15:00+00 | 2025-11-22 00:20:00+00 | 2025-11-22 00:25:00+00"
+    );
+    assert_eq!(
+        fires("@hourly", "2025-11-22 00:23:20+00"),
+        "2025-11-21 23:00:00+00 | 2025-11-22 00:00:00+00 | 2025-11-22 01:00:00+00"
+    );
+    assert_eq!(
+        fires("0 0 * * 0", "2025-11-22 00:23:20+00"),
+        "2025-11-09 00:00:00+00 | 2025-11-16 00:00:00+00 | 2025-11-23 00:00:00+00"
+    );
+    // Both day fields restricted: the 1st of the month OR any Monday (cron and pg_cron).
+    assert_eq!(
+        fires("30 6 1 * 1", "2025-11-22 00:00:00+00"),
+        "2025-11-10 06:30:00+00 | 2025-11-17 06:30:00+00 | 2025-11-24 06:30:00+00"
+    );
+    assert_eq!(
+        fires("30 6 1 * 1", "2025-11-30 12:00:00+00"),
+        "2025-11-17 06:30:00+00 | 2025-11-24 06:30:00+00 | 2025-12-01 06:30:00+00"
+    );
+    // 2025-10-01 was a Wednesday: it fires as the 1st, between two Mondays.
+    assert_eq!(
+        fires("30 6 1 * 1", "2025-10-02 12:00:00+00"),
+        "2025-09-29 06:30:00+00 | 2025-10-01 06:30:00+00 | 2025-10-06 06:30:00+00"
+    );
+    // Only the day of month restricted: only it counts.
+    assert_eq!(
+        fires("0 0 1 * *", "2025-11-22 00:00:00+00"),
+        "2025-10-01 00:00:00+00 | 2025-11-01 00:00:00+00 | 2025-12-01 00:00:00+00"
+    );
+    assert_eq!(fires("not a schedule", "2025-11-22 00:00:00+00"), "");
+    assert_eq!(fires("61 * * * *", "2025-11-22 00:00:00+00"), "");
+}
+
+/// Stale and failing for every pg_cron job: a pgdw job that never succeeded becomes stale two
+/// periods after it was scheduled, and a job scheduled directly with cron.schedule is read
+/// from pg_cron's own run details.
+#[test]
+fn job_freshness_covers_never_succeeded_and_plain_cron_jobs() {
+    let w = up();
+    query(
+        &w,
+        "SELECT pgdw.schedule('never-ok', '5 minutes', $$CALL pgdw.run('never-ok', 'SELECT 1/0')$$); \
+         SELECT cron.schedule('plain', '*/10 * * * *', 'SELECT 1');",
+    );
+    let row = |job: &str| {
+        query(
+            &w,
+            &format!(
+                "SELECT concat_ws(',', coalesce(last_status, '-'), stale, failing, extract(epoch FROM period)::int) \
+                 FROM pgdw.job_freshness WHERE job = '{job}'"
+            ),
+        )
+    };
+    assert_eq!(row("never-ok"), "-,f,f,300", "just scheduled: neither");
+    query(&w, "CALL pgdw.run('never-ok', 'SELECT 1/0')");
+    assert_eq!(row("never-ok"), "failed,f,t,300");
+    // Scheduled (and first run) eleven minutes ago, never a success: stale.
+    query(
+        &w,
+        "UPDATE pgdw.schedules SET scheduled_at = now() - interval '11 minutes' WHERE job = 'never-ok'; \
+         UPDATE pgdw.runs SET started_at = now() - interval '11 minutes' WHERE job = 'never-ok'",
+    );
+    assert_eq!(row("never-ok"), "failed,t,t,300");
+    // pg_cron's own record of a job that pgdw.run never saw.
+    assert_eq!(row("plain"), "-,f,f,600");
+    query(
+        &w,
+        "INSERT INTO cron.job_run_details (jobid, runid, job_pid, database, username, command, status, return_message, start_time, end_time) \
+         SELECT jobid, 1, 0, 'warehouse', 'postgres', 'SELECT 1', 'failed', 'boom', now() - interval '25 minutes', now() - interval '25 minutes' \
+           FROM cron.job WHERE jobname = 'plain'",
+    );
+    assert_eq!(row("plain"), "failed,t,t,600");
+    assert_eq!(
+        query(
+            &w,
+            "SELECT last_error FROM pgdw.job_freshness WHERE job = 'plain'"
+        ),
+        "boom"
+    );
+}

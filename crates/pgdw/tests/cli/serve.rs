@@ -105,6 +105,7 @@ impl Fixture {
             dashboards_dir: dir.path().join("dashboards"),
             owner,
             reader,
+            access: serve::auth::Access::open(),
         });
         Fixture {
             w,
@@ -391,4 +392,185 @@ fn an_alert_fires_to_the_webhook_with_a_retry_and_then_resolves() {
         "0"
     );
     assert_eq!(hook.requests().len(), 4);
+}
+
+const TOKEN: &str = "a-test-token-of-32-characters-xx";
+
+fn fixture_with_token() -> Fixture {
+    let mut f = Fixture::new();
+    let state = Arc::get_mut(&mut f.state).unwrap();
+    state.access =
+        serve::auth::Access::for_listen("0.0.0.0:7070".parse().unwrap(), Some(TOKEN)).unwrap();
+    f
+}
+
+fn get_with(f: &Fixture, uri: &str, auth: Option<&str>) -> axum::response::Response {
+    f.rt.block_on(async {
+        let mut r = Request::get(uri);
+        if let Some(a) = auth {
+            r = r.header("authorization", a);
+        }
+        serve::app(f.state.clone())
+            .oneshot(r.body(Body::empty()).unwrap())
+            .await
+            .unwrap()
+    })
+}
+
+#[test]
+fn with_a_token_every_page_and_api_asks_for_it() {
+    let f = fixture_with_token();
+    for uri in [
+        "/",
+        "/d/test",
+        "/assets/uPlot.iife.min.js",
+        "/api/dashboards",
+        "/api/status",
+        "/api/alerts",
+        "/api/dashboards/test/panels/0",
+    ] {
+        let r = get_with(&f, uri, None);
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{uri}");
+        assert!(
+            r.headers()["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .starts_with("Basic"),
+            "a browser shows its sign-in form: {uri}"
+        );
+        assert_eq!(
+            get_with(&f, uri, Some("Bearer wrong-token-wrong-token")).status(),
+            StatusCode::UNAUTHORIZED,
+            "{uri}"
+        );
+        assert_eq!(
+            get_with(&f, uri, Some(&format!("Bearer {TOKEN}"))).status(),
+            StatusCode::OK,
+            "{uri}"
+        );
+    }
+    use base64::Engine;
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("anyone:{TOKEN}"));
+    assert_eq!(
+        get_with(&f, "/api/status", Some(&format!("Basic {basic}"))).status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        get_with(&f, "/healthz", None).status(),
+        StatusCode::OK,
+        "health checks stay open"
+    );
+}
+
+/// `pgdw serve --listen 0.0.0.0:…` refuses to start without a token, and with one serves only
+/// requests that carry it.
+#[test]
+fn serving_beyond_loopback_needs_a_token() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let w = TempWarehouse::new();
+    ok(&w, &["up"]);
+    let dir = tempfile::tempdir().unwrap();
+    ok(&w, &["init", dir.path().to_str().unwrap()]);
+    let serve = |token: Option<&str>| {
+        let mut c = Command::new(super::PGDW);
+        c.env_remove("DATABASE_URL")
+            .env_remove(serve::auth::TOKEN_VAR)
+            .env("PGDW_DATA_DIR", w.data_dir())
+            .args(["serve", "--listen", "0.0.0.0:0", "--project"])
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(t) = token {
+            c.env(serve::auth::TOKEN_VAR, t);
+        }
+        c
+    };
+    let refused = serve(None).output().unwrap();
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("PGDW_SERVE_TOKEN") && err.contains("0.0.0.0"),
+        "{err}"
+    );
+
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Killed(serve(Some(TOKEN)).spawn().unwrap());
+    let mut line = String::new();
+    std::io::BufReader::new(child.0.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line
+        .split("http://0.0.0.0:")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    let url = format!("http://127.0.0.1:{port}/api/dashboards");
+    match ureq::get(&url).call() {
+        Err(ureq::Error::Status(401, _)) => {}
+        other => panic!("expected 401, got {other:?}"),
+    }
+    let r = ureq::get(&url)
+        .set("Authorization", &format!("Bearer {TOKEN}"))
+        .call()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+/// Two browser tabs on the operations page send six built-in panel requests at once; each
+/// request held a pooled connection while it waited for another, and the owner pool hung.
+#[test]
+fn concurrent_viewers_of_every_builtin_panel_all_get_answers() {
+    let f = Fixture::new();
+    std::fs::write(
+        f.state.dashboards_dir.join("ops.toml"),
+        "title = \"Ops\"\n\
+         [[panels]]\ntitle = \"Jobs\"\nkind = \"table\"\nbuiltin = \"jobs\"\n\
+         [[panels]]\ntitle = \"Alerts\"\nkind = \"table\"\nbuiltin = \"alerts\"\n\
+         [[panels]]\ntitle = \"Partitions\"\nkind = \"table\"\nbuiltin = \"partitions\"\n",
+    )
+    .unwrap();
+    let uris: Vec<String> = (0..8)
+        .flat_map(|_| {
+            [
+                "/api/dashboards/ops/panels/0",
+                "/api/dashboards/ops/panels/1",
+                "/api/dashboards/ops/panels/2",
+                "/api/status",
+                "/api/alerts",
+            ]
+            .map(String::from)
+        })
+        .collect();
+    let statuses = f.rt.block_on(async {
+        let tasks: Vec<_> = uris
+            .iter()
+            .map(|uri| {
+                let app = serve::app(f.state.clone());
+                let req = Request::get(uri.as_str()).body(Body::empty()).unwrap();
+                tokio::spawn(async move {
+                    let r = app.oneshot(req).await.unwrap();
+                    let status = r.status();
+                    let body = r.into_body().collect().await.unwrap().to_bytes();
+                    (status, String::from_utf8_lossy(&body).into_owned())
+                })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap());
+        }
+        out
+    });
+    assert_eq!(statuses.len(), 40);
+    for ((status, body), uri) in statuses.iter().zip(&uris) {
+        assert_eq!(*status, StatusCode::OK, "{uri}: {body}");
+    }
 }

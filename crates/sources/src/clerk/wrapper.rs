@@ -78,6 +78,24 @@ pub struct Plan {
     object: Object,
 }
 
+/// Everything but RFC 3986's unreserved characters is escaped: an id from a WHERE clause must
+/// stay one path segment (`../users`, `a/b`, `x?y` reach no other endpoint).
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+fn path_segment(s: &str) -> String {
+    let encoded = percent_encoding::utf8_percent_encode(s, SEGMENT).to_string();
+    // "." and ".." are unreserved yet mean something in a path.
+    match encoded.as_str() {
+        "." => "%2E".into(),
+        ".." => "%2E%2E".into(),
+        _ => encoded,
+    }
+}
+
 /// What a crawl asks for: an endpoint path, filters, and an optional row limit.
 #[derive(Debug, Clone, PartialEq)]
 struct Crawl {
@@ -191,7 +209,7 @@ fn crawls(object: Object, req: &ScanRequest) -> Vec<Crawl> {
         Some(orgs) => orgs
             .into_iter()
             .map(|o| Crawl {
-                path: format!("/organizations/{o}/memberships"),
+                path: format!("/organizations/{}/memberships", path_segment(&o)),
                 filters: filters.clone(),
                 limit: req.limit,
             })
@@ -483,6 +501,21 @@ mod tests {
                 "/organizations/org_2/memberships"
             ]
         );
+        let hostile = [Qual {
+            column: 3,
+            key: None,
+            op: Op::Eq,
+            value: Value::Text("../users?x=1#a/b c".into()),
+        }];
+        let got = crawls(
+            Object::OrganizationMemberships,
+            &scan_req(&c, &hostile, &o, None),
+        );
+        assert_eq!(
+            got[0].path, "/organizations/..%2Fusers%3Fx%3D1%23a%2Fb%20c/memberships",
+            "an id stays one path segment"
+        );
+        assert_eq!(path_segment(".."), "%2E%2E");
         let none = crawls(
             Object::OrganizationMemberships,
             &scan_req(&c, &[], &o, None),

@@ -108,9 +108,15 @@ pub async fn refreshed(conn: &mut PgConnection, ticks: Tick) -> anyhow::Result<V
 /// Every panel of every dashboard answers; every chart has rows.
 pub async fn dashboards(base: &str) -> anyhow::Result<Vec<String>> {
     let base = base.to_string();
+    // The same token `pgdw serve` was given, when it listens beyond loopback.
+    let token = std::env::var(crate::serve::auth::TOKEN_VAR).ok();
     tokio::task::spawn_blocking(move || {
         let get = |path: &str| -> Result<serde_json::Value, String> {
-            match ureq::get(&format!("{base}{path}")).call() {
+            let mut request = ureq::get(&format!("{base}{path}"));
+            if let Some(t) = &token {
+                request = request.set("Authorization", &format!("Bearer {}", t.trim()));
+            }
+            match request.call() {
                 Ok(r) => r
                     .into_string()
                     .map_err(|e| e.to_string())

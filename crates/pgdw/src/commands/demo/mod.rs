@@ -87,7 +87,7 @@ pub async fn run(target: &Target, args: &DemoArgs) -> anyhow::Result<ExitCode> {
     }
     let mut cp = target::connect_embedded(&cluster, "control_plane").await?;
     let mut generated = controlplane::generate(&mut cp, &data, args.seed, 3).await?;
-    println!(
+    outln!(
         "      {} organizations, {} instances, {} archived events",
         data.organizations.len(),
         generated.instances.len(),
@@ -101,7 +101,7 @@ pub async fn run(target: &Target, args: &DemoArgs) -> anyhow::Result<ExitCode> {
         Some((100, Duration::from_secs(10))),
     );
     let (clerk_port, clerk) = serve(clerk_emulator::app(emulator.clone())).await?;
-    println!(
+    outln!(
         "      http://127.0.0.1:{clerk_port}/v1, {} users",
         data.users.len()
     );
@@ -129,7 +129,7 @@ pub async fn run(target: &Target, args: &DemoArgs) -> anyhow::Result<ExitCode> {
     })
     .await??;
     spinner.finish();
-    println!(
+    outln!(
         "      {} (exporter http://127.0.0.1:{exporter_port}/metrics)",
         prometheus.url()
     );
@@ -180,8 +180,8 @@ pub async fn run(target: &Target, args: &DemoArgs) -> anyhow::Result<ExitCode> {
     };
     let dashboards = super::serve::options(target, &loaded, listen, None)?;
     let web = crate::serve::start(dashboards).await?;
-    println!("      {}d/customers", web.url);
-    println!("      {}d/operations", web.url);
+    outln!("      {}d/customers", web.url);
+    outln!("      {}d/operations", web.url);
 
     let organizations: Vec<String> = data.organizations.iter().map(|o| o.id.clone()).collect();
     let mut live = Live::new(args.seed, &generated);
@@ -203,7 +203,7 @@ pub async fn run(target: &Target, args: &DemoArgs) -> anyhow::Result<ExitCode> {
             ticks.deleted += t.deleted;
         }
         *live_instances.lock().unwrap() = generated.instances.clone();
-        println!(
+        outln!(
             "\nlive changes: {} new instances, {} state changes, {} deletions, 3 sign-ups; every job again",
             ticks.created, ticks.changed, ticks.deleted
         );
@@ -212,7 +212,7 @@ pub async fn run(target: &Target, args: &DemoArgs) -> anyhow::Result<ExitCode> {
         problems.extend(check::answers(&mut wh, &emulator, &generated).await?);
         problems.extend(check::dashboards(&web.url).await?);
         if problems.is_empty() {
-            println!("\ncheck: every answer matches the generator's ground truth, before and after live changes");
+            outln!("\ncheck: every answer matches the generator's ground truth, before and after live changes");
             ExitCode::SUCCESS
         } else {
             for p in &problems {
@@ -221,7 +221,7 @@ pub async fn run(target: &Target, args: &DemoArgs) -> anyhow::Result<ExitCode> {
             ExitCode::FAILURE
         }
     } else {
-        println!(
+        outln!(
             "\nLive: every {} s the control plane and Clerk change (sign-ups, instances, state changes, deletions);\n\
              pg_cron refreshes on schedule (`pgdw status` shows it). Ctrl-C stops everything.",
             args.tick
@@ -234,7 +234,7 @@ pub async fn run(target: &Target, args: &DemoArgs) -> anyhow::Result<ExitCode> {
                 _ = every.tick() => {
                     let t = live_tick(&mut live, &mut cp, &mut generated, &organizations, &emulator).await?;
                     *live_instances.lock().unwrap() = generated.instances.clone();
-                    println!(
+                    outln!(
                         "live: +{} instance, {} state changes, {} deletions, 1 sign-up ({} instances)",
                         t.created, t.changed, t.deleted, generated.instances.len()
                     );
@@ -252,7 +252,7 @@ pub async fn run(target: &Target, args: &DemoArgs) -> anyhow::Result<ExitCode> {
     cp.close().await.ok();
     if !args.check || args.down {
         cluster.stop(Duration::from_secs(30))?;
-        println!("stopped the warehouse, Prometheus, the exporter and the Clerk emulator");
+        outln!("stopped the warehouse, Prometheus, the exporter and the Clerk emulator");
     }
     Ok(code)
 }
@@ -275,7 +275,7 @@ fn webhook_receiver() -> axum::Router {
         "/alerts",
         axum::routing::post(|body: String| async move {
             let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-            println!(
+            outln!(
                 "webhook: alert {} {} -> {}: {}",
                 v["alert"].as_str().unwrap_or("?"),
                 v["from_state"].as_str().unwrap_or("new"),
@@ -301,7 +301,7 @@ async fn live_tick(
 }
 
 fn step(n: usize, what: &str) {
-    println!("[{n}/{STEPS}] {what}");
+    outln!("[{n}/{STEPS}] {what}");
 }
 
 async fn run_jobs(conn: &mut PgConnection) -> anyhow::Result<()> {
@@ -347,13 +347,13 @@ async fn run_jobs(conn: &mut PgConnection) -> anyhow::Result<()> {
 }
 
 async fn table(conn: &mut PgConnection, title: &str, sql: &str) -> anyhow::Result<()> {
-    println!("\n{title}");
+    outln!("\n{title}");
     let rows = sqlx::query(sql).fetch_all(&mut *conn).await?;
     for r in rows {
         let cells: Vec<String> = (0..r.len())
             .map(|i| r.get::<Option<String>, _>(i).unwrap_or_default())
             .collect();
-        println!(
+        outln!(
             "  {}",
             cells
                 .iter()

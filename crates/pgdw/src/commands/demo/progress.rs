@@ -43,7 +43,7 @@ impl Progress {
     /// A line that stays above the bar; printed plainly when there is no terminal.
     pub fn println(&self, line: String) {
         if self.0.is_hidden() {
-            println!("{line}");
+            outln!("{line}");
         } else {
             self.0.println(line);
         }

@@ -4,5 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cargo fmt --all -- --check
-# default-members: every crate but the pgrx ones (their behaviour is tested through SQL)
-cargo test --release
+# Every crate, the pgrx ones included (setup.sh ran `cargo pgrx init`).
+cargo clippy --workspace --release --all-targets --locked -- -D warnings
+# default-members: every crate but the pgrx ones, whose behaviour is tested through SQL
+# (crates/testkit/tests/architecture.rs holds that they carry no unit tests of their own).
+cargo test --release --locked

@@ -68,12 +68,10 @@ pub async fn inspect(conn: &mut PgConnection) -> anyhow::Result<Report> {
     // pg_cron's default database is `postgres` when the setting is absent.
     let cron_db = cron_db.unwrap_or_else(|| "postgres".into());
     let cron_usable = cron_preloaded && cron_db == database;
-    if cron_preloaded {
-        if cron_db != database {
-            problems.push(format!(
-                "pg_cron runs its jobs in database '{cron_db}', not '{database}': set cron.database_name = '{database}' and restart"
-            ));
-        }
+    if cron_preloaded && cron_db != database {
+        problems.push(format!(
+            "pg_cron runs its jobs in database '{cron_db}', not '{database}': set cron.database_name = '{database}' and restart"
+        ));
     }
 
     let mut extensions = Vec::new();

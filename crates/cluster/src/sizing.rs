@@ -19,7 +19,8 @@ impl MemorySettings {
     pub fn for_budget(budget: u64) -> Self {
         Self {
             shared_buffers: (budget / 8).clamp(128 * MB, 4096 * MB),
-            effective_cache_size: (budget / 2).max(256 * MB),
+            // PostgreSQL takes at most 2^31-1 pages of 8 kB (16 TB) here.
+            effective_cache_size: (budget / 2).clamp(256 * MB, 8 * 1024 * 1024 * MB),
             work_mem: (budget / 256).clamp(4 * MB, 64 * MB),
             maintenance_work_mem: (budget / 32).clamp(64 * MB, 1024 * MB),
         }
@@ -41,7 +42,7 @@ pub fn machine_memory() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
+    kb.checked_mul(1024)
 }
 
 /// Parse a size such as `2GB`, `512MB`, `1g` or a plain number of bytes.
@@ -64,7 +65,8 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
             ))
         }
     };
-    Ok(n * mult)
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("`{text}` is more memory than any machine has"))
 }
 
 #[cfg(test)]
@@ -91,6 +93,21 @@ mod tests {
     fn parses_sizes() {
         assert_eq!(parse_size("2GB").unwrap(), 2048 * MB);
         assert_eq!(parse_size("512mb").unwrap(), 512 * MB);
+        assert_eq!(
+            MemorySettings::for_budget(u64::MAX).effective_cache_size,
+            8 * 1024 * 1024 * MB
+        );
+        for hostile in [
+            "18446744073709551615TB",
+            "99999999999999999999",
+            "-1GB",
+            "GB",
+            "",
+            "1.5GB",
+            "1 PB",
+        ] {
+            assert!(parse_size(hostile).is_err(), "{hostile}");
+        }
         assert!(parse_size("lots").unwrap_err().contains("not a size"));
         assert!(parse_size("3XB").unwrap_err().contains("unknown size unit"));
     }

@@ -6,6 +6,7 @@
 //! pointer, so its logic is tested with a plain `cargo test`.
 
 mod cell;
+pub mod duration;
 mod error;
 pub mod numbers;
 mod options;

@@ -97,20 +97,10 @@ fn default_range() -> String {
     "7d".into()
 }
 
-/// Seconds in a duration such as "500ms", "5s", "2m", "1h", "7d".
+/// Milliseconds in a duration (`500ms`, `5s`, `2m`, `1h`, `7d`, `1h30m`): pgdw's one duration
+/// syntax, shared with the wrappers' options.
 pub fn parse_duration_ms(text: &str) -> Option<u64> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit())?;
-    let n: u64 = t[..split].parse().ok()?;
-    let unit = match &t[split..] {
-        "ms" => 1,
-        "s" => 1000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => return None,
-    };
-    (n > 0).then_some(n * unit)
+    pgdw_wrapper::duration::parse_ms(text).ok()
 }
 
 impl Dashboard {

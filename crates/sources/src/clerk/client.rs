@@ -27,7 +27,7 @@ impl RateLimit {
         let bad = || format!("`{s}` is not a rate limit; write it like '100/10s' or 'off'");
         let (n, w) = s.split_once('/').ok_or_else(bad)?;
         let requests: usize = n.trim().parse().map_err(|_| bad())?;
-        let secs = crate::prometheus::parse_duration(w).map_err(|_| bad())?;
+        let secs = pgdw_wrapper::duration::parse_duration(w).map_err(|_| bad())?;
         if requests == 0 {
             return Err(bad());
         }
@@ -35,6 +35,26 @@ impl RateLimit {
             requests,
             window: Duration::from_secs_f64(secs),
         }))
+    }
+}
+
+/// How long a `Retry-After` header asks to wait: whole seconds as HTTP says (RFC 9110), or
+/// fractional ones as some servers send, at most a day. Anything else (a date, `inf`, `NaN`, a
+/// negative number) is one second: the wait budget then decides, and nothing can panic.
+pub fn retry_after(header: Option<&str>) -> Duration {
+    const DEFAULT: Duration = Duration::from_secs(1);
+    // A day: far beyond any scan's wait budget, which then fails the scan with its message.
+    const MAX: f64 = 86_400.0;
+    let Some(text) = header.map(str::trim) else {
+        return DEFAULT;
+    };
+    if !text.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        return DEFAULT;
+    }
+    match text.parse::<f64>() {
+        // Digits only: never NaN or negative; too many of them parse as infinity.
+        Ok(secs) => Duration::from_secs_f64(secs.min(MAX)),
+        _ => DEFAULT,
     }
 }
 
@@ -143,12 +163,8 @@ impl Client {
                     }
                 }
                 Err(ureq::Error::Status(429, resp)) => {
-                    let secs: f64 = resp
-                        .header("retry-after")
-                        .and_then(|v| v.trim().parse().ok())
-                        .unwrap_or(1.0);
                     self.wait(
-                        Duration::from_secs_f64(secs.max(0.0)),
+                        retry_after(resp.header("retry-after")),
                         "Clerk answered 429 Too Many Requests",
                     )?;
                     continue;
@@ -213,6 +229,35 @@ fn clerk_message(body: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_never_panics() {
+        assert_eq!(retry_after(Some("3")), Duration::from_secs(3));
+        assert_eq!(retry_after(Some(" 0.5 ")), Duration::from_millis(500));
+        assert_eq!(retry_after(Some("0")), Duration::ZERO);
+        for hostile in [
+            "inf",
+            "-1",
+            "NaN",
+            "1e30",
+            "-inf",
+            "Wed, 21 Oct 2015 07:28:00 GMT",
+            "",
+            "1.2.3",
+            "٣",
+        ] {
+            assert_eq!(
+                retry_after(Some(hostile)),
+                Duration::from_secs(1),
+                "{hostile}"
+            );
+        }
+        assert_eq!(
+            retry_after(Some(&"9".repeat(400))),
+            Duration::from_secs(86_400)
+        );
+        assert_eq!(retry_after(None), Duration::from_secs(1));
+    }
 
     #[test]
     fn parses_rate_limits() {

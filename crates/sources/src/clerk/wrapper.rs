@@ -12,7 +12,7 @@ use serde_json::Value as Json;
 
 use super::client::{Budget, Client, RateLimit};
 use super::objects::{cell, Object};
-use crate::prometheus::parse_duration;
+use pgdw_wrapper::duration::parse_duration;
 
 pub struct ClerkFdw;
 

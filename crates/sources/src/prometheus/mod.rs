@@ -1,13 +1,11 @@
 //! prometheus_fdw: Prometheus' HTTP API as foreign tables.
 
-mod duration;
 mod metadata;
 mod promql;
 mod reply;
 mod window;
 mod wrapper;
 
-pub use duration::parse_duration;
 pub use promql::{escape_label_value, is_metric_name, selector};
 pub use reply::{parse_matrix, Series};
 pub use window::{split, Window};

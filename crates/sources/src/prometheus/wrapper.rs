@@ -8,10 +8,10 @@ use pgdw_wrapper::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::duration::parse_duration;
 use super::promql::{is_label_name, is_metric_name, selector};
 use super::reply::{envelope_error, excerpt, parse_matrix};
 use super::window::{split, Window};
+use pgdw_wrapper::duration::parse_duration;
 
 pub struct PrometheusFdw;
 

@@ -4,13 +4,12 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use pgdw_wrapper::{
-    Cell, ErrorKind, FdwError, Op, PlanRequest, Qual, Row, ScanRequest, Source, Value,
-};
+use pgdw_wrapper::{Cell, ErrorKind, FdwError, Op, PlanRequest, Row, ScanRequest, Source};
 use serde_json::Value as Json;
 
-use super::promql::{is_label_name, is_metric_name, selector};
-use super::reply::excerpt;
+use super::promql::is_label_name;
+use super::reply::success_data as data;
+use super::selection::Selection;
 use super::wrapper::{Client, Kind, Roles};
 
 /// `labels` tables: `label_name` (pushable `=`/`IN`) and `label_value`.
@@ -42,17 +41,6 @@ pub(super) fn plan_labels(req: &PlanRequest) -> Result<(Roles, Vec<usize>), FdwE
         },
         pushed,
     ))
-}
-
-fn texts(v: &Value) -> Vec<String> {
-    match v {
-        Value::Array(items) => items
-            .iter()
-            .filter_map(|i| i.as_str().map(str::to_string))
-            .collect(),
-        Value::Text(s) => vec![s.clone()],
-        _ => Vec::new(),
-    }
 }
 
 /// One HTTP call of a metadata scan.
@@ -97,60 +85,30 @@ impl Call {
 }
 
 fn calls(kind: Kind, roles: &Roles, req: &ScanRequest) -> Result<Vec<Call>, FdwError> {
-    let mut names: Option<Vec<String>> = None;
-    let mut labels: Vec<(String, String)> = Vec::new();
-    let (mut lo, mut hi, mut at) = (None::<f64>, None::<f64>, None::<f64>);
-    for q in req.quals {
-        if Some(q.column) == roles.name {
-            let these = texts(&q.value);
-            names = Some(match names {
-                None => these,
-                Some(prev) => prev.into_iter().filter(|n| these.contains(n)).collect(),
-            });
-        } else if Some(q.column) == roles.time {
-            let Some(t) = q.value.as_epoch_seconds() else {
-                continue;
-            };
-            match q.op {
-                Op::Gt | Op::Ge => lo = Some(lo.map_or(t, |l| l.max(t))),
-                Op::Lt | Op::Le => hi = Some(hi.map_or(t, |h| h.min(t))),
-                Op::Eq => at = Some(t),
-                _ => {}
-            }
-        } else if Some(q.column) == roles.labels {
-            label_matchers(q, &mut labels);
-        }
+    let sel = Selection::of(req.quals, roles)?;
+    if sel.nothing {
+        return Ok(Vec::new());
     }
-    labels.sort();
-    labels.dedup();
-    let with_labels = |n: &String| {
-        if is_metric_name(n) {
-            selector(n, &labels)
-        } else {
-            n.clone()
-        }
-    };
+    let names = sel.names.clone().unwrap_or_default();
     Ok(match kind {
         Kind::Instant => names
-            .unwrap_or_default()
             .iter()
             .map(|n| Call::Instant {
                 name: n.clone(),
-                expr: with_labels(n),
-                time: at,
+                expr: sel.expr(n),
+                time: sel.at,
             })
             .collect(),
         Kind::Series => names
-            .unwrap_or_default()
             .iter()
             .map(|n| Call::Series {
                 name: n.clone(),
-                expr: with_labels(n),
-                start: lo.or(at),
-                end: hi.or(at),
+                expr: sel.expr(n),
+                start: sel.start(),
+                end: sel.end(),
             })
             .collect(),
-        Kind::Labels => match names {
+        Kind::Labels => match sel.names {
             Some(list) => list
                 .into_iter()
                 .filter(|n| is_label_name(n) || n == "__name__")
@@ -160,20 +118,6 @@ fn calls(kind: Kind, roles: &Roles, req: &ScanRequest) -> Result<Vec<Call>, FdwE
         },
         Kind::Range => unreachable!("range scans have their own source"),
     })
-}
-
-fn label_matchers(q: &Qual, out: &mut Vec<(String, String)>) {
-    match (&q.key, &q.value, &q.op) {
-        (Some(k), Value::Text(v), Op::Eq) if is_label_name(k) => out.push((k.clone(), v.clone())),
-        (None, Value::Json(Json::Object(m)), Op::Other(op)) if op == "@>" => {
-            for (k, v) in m {
-                if let (true, Some(s)) = (is_label_name(k), v.as_str()) {
-                    out.push((k.clone(), s.to_string()));
-                }
-            }
-        }
-        _ => {}
-    }
 }
 
 pub(super) fn explain(
@@ -217,28 +161,6 @@ struct MetaSource {
     roles: Roles,
     ncols: usize,
     values_needed: bool,
-}
-
-/// The `data` of a success envelope.
-fn data(body: &str) -> Result<Json, FdwError> {
-    let v: Json = serde_json::from_str(body).map_err(|e| {
-        FdwError::new(
-            ErrorKind::BadReply,
-            format!("Prometheus sent a reply that is not valid JSON: {e}"),
-        )
-        .with_detail(excerpt(body))
-    })?;
-    if v.get("status").and_then(Json::as_str) != Some("success") {
-        return Err(FdwError::new(
-            ErrorKind::Remote,
-            format!(
-                "Prometheus answered {}: {}",
-                v.get("errorType").and_then(Json::as_str).unwrap_or("error"),
-                v.get("error").and_then(Json::as_str).unwrap_or("")
-            ),
-        ));
-    }
-    Ok(v.get("data").cloned().unwrap_or(Json::Null))
 }
 
 fn sample(pair: &Json) -> Option<(f64, f64)> {

@@ -3,6 +3,7 @@
 mod metadata;
 mod promql;
 mod reply;
+mod selection;
 mod window;
 mod wrapper;
 

@@ -2,24 +2,7 @@
 
 use pgdw_wrapper::{ErrorKind, FdwError};
 use serde::Deserialize;
-
-#[derive(Deserialize)]
-struct Envelope {
-    status: String,
-    #[serde(default)]
-    data: Option<Data>,
-    #[serde(rename = "errorType", default)]
-    error_type: Option<String>,
-    #[serde(default)]
-    error: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Data {
-    #[serde(rename = "resultType")]
-    result_type: String,
-    result: serde_json::Value,
-}
+use serde_json::Value as Json;
 
 /// One series of a range query.
 #[derive(Debug, Deserialize, PartialEq)]
@@ -31,18 +14,23 @@ pub struct Series {
 
 /// The error of an error envelope, if `body` is one.
 pub fn envelope_error(body: &str) -> Option<(String, String)> {
-    let env: Envelope = serde_json::from_str(body).ok()?;
-    (env.status == "error").then(|| {
+    let v: Json = serde_json::from_str(body).ok()?;
+    (v.get("status").and_then(Json::as_str) == Some("error")).then(|| {
         (
-            env.error_type.unwrap_or_else(|| "unknown".into()),
-            env.error.unwrap_or_default(),
+            text(&v, "errorType").unwrap_or("unknown").to_string(),
+            text(&v, "error").unwrap_or_default().to_string(),
         )
     })
 }
 
-/// Parse a query_range reply into its series.
-pub fn parse_matrix(body: &str) -> Result<Vec<Series>, FdwError> {
-    let env: Envelope = serde_json::from_str(body).map_err(|e| {
+fn text<'a>(v: &'a Json, key: &str) -> Option<&'a str> {
+    v.get(key).and_then(Json::as_str)
+}
+
+/// The `data` of a success envelope (every endpoint of Prometheus' API answers one); an
+/// error envelope, a reply cut short or no data at all is an error.
+pub fn success_data(body: &str) -> Result<Json, FdwError> {
+    let mut v: Json = serde_json::from_str(body).map_err(|e| {
         FdwError::new(
             ErrorKind::BadReply,
             format!("Prometheus sent a reply that is not valid JSON: {e}"),
@@ -50,29 +38,37 @@ pub fn parse_matrix(body: &str) -> Result<Vec<Series>, FdwError> {
         .with_detail(excerpt(body))
         .with_hint("a proxy in front of Prometheus may have cut the reply short; check base_url")
     })?;
-    if env.status != "success" {
+    if text(&v, "status") != Some("success") {
         return Err(FdwError::new(
             ErrorKind::Remote,
             format!(
                 "Prometheus answered {}: {}",
-                env.error_type.unwrap_or_else(|| "error".into()),
-                env.error.unwrap_or_default()
+                text(&v, "errorType").unwrap_or("error"),
+                text(&v, "error").unwrap_or_default()
             ),
         ));
     }
-    let data = env
-        .data
-        .ok_or_else(|| FdwError::new(ErrorKind::BadReply, "Prometheus' reply has no data"))?;
-    if data.result_type != "matrix" {
+    match v.get_mut("data").map(Json::take) {
+        Some(data) if !data.is_null() => Ok(data),
+        _ => Err(FdwError::new(
+            ErrorKind::BadReply,
+            "Prometheus' reply has no data",
+        )),
+    }
+}
+
+/// Parse a query_range reply into its series.
+pub fn parse_matrix(body: &str) -> Result<Vec<Series>, FdwError> {
+    let mut data = success_data(body)?;
+    let result_type = text(&data, "resultType").unwrap_or("nothing").to_string();
+    if result_type != "matrix" {
         return Err(FdwError::new(
             ErrorKind::BadReply,
-            format!(
-                "expected a matrix from query_range, got {}",
-                data.result_type
-            ),
+            format!("expected a matrix from query_range, got {result_type}"),
         ));
     }
-    serde_json::from_value(data.result).map_err(|e| {
+    let result = data.get_mut("result").map(Json::take).unwrap_or(Json::Null);
+    serde_json::from_value(result).map_err(|e| {
         FdwError::new(
             ErrorKind::BadReply,
             format!("Prometheus' matrix is malformed: {e}"),

@@ -4,14 +4,16 @@ use std::time::Duration;
 
 use pgdw_wrapper::{
     Catalog, Cell, ErrorKind, FdwError, Op, OptionSpec, Options, PlanRequest, Planned, Qual, Row,
-    ScanRequest, Source, Value, Wrapper,
+    ScanRequest, Source, Wrapper,
 };
 use serde::{Deserialize, Serialize};
 
-use super::promql::{is_label_name, is_metric_name, selector};
+use super::promql::is_label_name;
 use super::reply::{envelope_error, excerpt, parse_matrix};
 use super::window::{split, Window};
 use pgdw_wrapper::duration::parse_duration;
+
+use super::selection::Selection;
 
 pub struct PrometheusFdw;
 
@@ -328,100 +330,29 @@ pub(super) struct Requests {
     queue: Vec<(String, String, Window)>,
 }
 
-fn values(v: &Value) -> Vec<&Value> {
-    match v {
-        Value::Array(items) => items.iter().collect(),
-        other => vec![other],
-    }
-}
-
 impl Requests {
     fn build(plan: &Plan, req: &ScanRequest, step: f64) -> Result<Requests, FdwError> {
-        let mut names: Option<Vec<String>> = None;
-        let mut labels: Vec<(String, String)> = Vec::new();
-        let (mut lo, mut hi) = (f64::NEG_INFINITY, f64::INFINITY);
-        let mut lo_strict = false;
-        for q in req.quals {
-            if Some(q.column) == plan.roles.name {
-                let these: Vec<String> = values(&q.value)
-                    .into_iter()
-                    .filter_map(|v| v.as_str().map(str::to_string))
-                    .collect();
-                // Several name quals (name = 'a' AND name IN ('a','b')) intersect.
-                names = Some(match names {
-                    None => these,
-                    Some(prev) => prev.into_iter().filter(|n| these.contains(n)).collect(),
-                });
-            } else if Some(q.column) == plan.roles.time {
-                let Some(t) = q.value.as_epoch_seconds() else {
-                    if matches!(q.value, Value::Null) {
-                        return Ok(Requests {
-                            exprs: vec![],
-                            windows: vec![],
-                            queue: vec![],
-                        });
-                    }
-                    return Err(FdwError::new(
-                        ErrorKind::InvalidDataType,
-                        format!("metric_time bound {} is not a time", q.value.display()),
-                    ));
-                };
-                match q.op {
-                    Op::Gt if t >= lo => {
-                        lo = t;
-                        lo_strict = true;
-                    }
-                    Op::Ge if t > lo => {
-                        lo = t;
-                        lo_strict = false;
-                    }
-                    Op::Lt | Op::Le => hi = hi.min(t),
-                    Op::Eq => {
-                        if t > lo {
-                            lo = t;
-                            lo_strict = false;
-                        }
-                        hi = hi.min(t);
-                    }
-                    _ => {}
-                }
-            } else if Some(q.column) == plan.roles.labels {
-                match (&q.key, &q.value) {
-                    (Some(k), Value::Text(v)) => labels.push((k.clone(), v.clone())),
-                    (None, Value::Json(serde_json::Value::Object(m))) => {
-                        for (k, v) in m {
-                            if let (true, Some(s)) = (is_label_name(k), v.as_str()) {
-                                labels.push((k.clone(), s.to_string()));
-                            }
-                        }
-                    }
-                    _ => {}
-                }
-            }
+        let sel = Selection::of(req.quals, &plan.roles)?;
+        if sel.nothing {
+            return Ok(Requests {
+                exprs: vec![],
+                windows: vec![],
+                queue: vec![],
+            });
         }
-        labels.sort();
-        labels.dedup();
-        let names = names.unwrap_or_default();
-        let windows = if lo.is_finite() && hi.is_finite() {
-            let start = if lo == hi && !lo_strict {
-                lo
-            } else {
-                grid_start(lo, lo_strict, step)
-            };
-            split(start, hi, step)
-        } else {
-            Vec::new()
-        };
-        let exprs: Vec<String> = names
-            .iter()
-            .map(|n| {
-                if is_metric_name(n) {
-                    selector(n, &labels)
+        let names = sel.names.clone().unwrap_or_default();
+        let windows = match (sel.start(), sel.end()) {
+            (Some(lo), Some(hi)) => {
+                let start = if lo == hi && !sel.lo_strict {
+                    lo
                 } else {
-                    n.clone()
-                }
-            })
-            .collect();
+                    grid_start(lo, sel.lo_strict, step)
+                };
+                split(start, hi, step)
+            }
+            _ => Vec::new(),
+        };
+        let exprs: Vec<String> = names.iter().map(|n| sel.expr(n)).collect();
         let mut queue = Vec::new();
         for (name, expr) in names.iter().zip(&exprs) {
             for w in &windows {

@@ -32,6 +32,60 @@ impl Target {
     }
 }
 
+impl Target {
+    /// Options for the warehouse database: the embedded cluster's socket (it must be
+    /// running) or `DATABASE_URL`. The one place that choice is made for a connection.
+    pub fn warehouse_options(&self) -> anyhow::Result<PgConnectOptions> {
+        match self {
+            Target::External { url } => Ok(PgConnectOptions::from_str(url)
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "DATABASE_URL is not a valid PostgreSQL URL: {}",
+                        redact(&e.to_string(), url)
+                    )
+                })?
+                .application_name("pgdw")),
+            Target::Embedded { data_dir } => {
+                let cluster = running_cluster(data_dir)?;
+                Ok(embedded_options(&cluster, &cluster.state().database))
+            }
+        }
+    }
+
+    /// A connection to the warehouse database (see [`Target::warehouse_options`]).
+    pub async fn connect(&self) -> anyhow::Result<PgConnection> {
+        match self {
+            Target::External { url } => connect_url(url).await,
+            Target::Embedded { data_dir } => {
+                let cluster = running_cluster(data_dir)?;
+                connect_embedded(&cluster, &cluster.state().database).await
+            }
+        }
+    }
+}
+
+/// The embedded cluster at `data_dir`, or a friendly error when there is none yet.
+pub fn existing_cluster(data_dir: &std::path::Path) -> anyhow::Result<Cluster> {
+    Cluster::open_existing(data_dir, None)?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "there is no warehouse in {}; create one with `pgdw up`",
+            data_dir.display()
+        )
+    })
+}
+
+/// The embedded cluster at `data_dir`, insisting that it runs.
+pub fn running_cluster(data_dir: &std::path::Path) -> anyhow::Result<Cluster> {
+    let cluster = existing_cluster(data_dir)?;
+    if cluster.running_pid().is_none() {
+        anyhow::bail!(
+            "the warehouse in {} is not running; start it with `pgdw up`",
+            data_dir.display()
+        );
+    }
+    Ok(cluster)
+}
+
 /// Options for a connection over the cluster's private unix socket (trust auth, no password).
 pub fn embedded_options(cluster: &Cluster, database: &str) -> PgConnectOptions {
     PgConnectOptions::new()
@@ -54,14 +108,10 @@ pub async fn connect_embedded(cluster: &Cluster, database: &str) -> anyhow::Resu
 }
 
 pub async fn connect_url(url: &str) -> anyhow::Result<PgConnection> {
-    let opts = PgConnectOptions::from_str(url)
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "DATABASE_URL is not a valid PostgreSQL URL: {}",
-                redact(&e.to_string(), url)
-            )
-        })?
-        .application_name("pgdw");
+    let opts = Target::External {
+        url: url.to_string(),
+    }
+    .warehouse_options()?;
     PgConnection::connect_with(&opts)
         .await
         .map_err(|e| anyhow::anyhow!("connecting to {}: {}", redact_url(url), e))

@@ -8,7 +8,7 @@ use sqlx::PgConnection;
 use crate::options::{self, Kind};
 use crate::project::{self, Project};
 use crate::requirements;
-use crate::target::{self, Target};
+use crate::target::Target;
 
 /// `pgdw init DIR`.
 pub fn init(dir: &Path) -> anyhow::Result<ExitCode> {
@@ -32,7 +32,7 @@ pub async fn apply(target: &Target, project: &Project) -> anyhow::Result<ExitCod
     // Read the secrets first: a missing variable stops everything before anything changes.
     let secrets = project.secrets()?;
     let server_options = project.server_options()?;
-    let mut conn = connect(target).await?;
+    let mut conn = target.connect().await?;
     let report = requirements::install(&mut conn).await?;
     if !report.problems.is_empty() {
         anyhow::bail!(
@@ -66,16 +66,6 @@ pub async fn apply(target: &Target, project: &Project) -> anyhow::Result<ExitCod
         outln!("set {option} on the user mapping of server {server} (value not shown)");
     }
     Ok(ExitCode::SUCCESS)
-}
-
-async fn connect(target: &Target) -> anyhow::Result<PgConnection> {
-    match target {
-        Target::External { url } => target::connect_url(url).await,
-        Target::Embedded { data_dir } => {
-            let cluster = super::running_cluster(data_dir)?;
-            target::connect_embedded(&cluster, &cluster.state().database).await
-        }
-    }
 }
 
 /// `version description` of every applied migration (none when sqlx's table does not exist).

@@ -29,24 +29,4 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// The embedded cluster at `data_dir`, or a friendly error when there is none yet.
-fn existing_cluster(data_dir: &std::path::Path) -> anyhow::Result<pgdw_cluster::Cluster> {
-    pgdw_cluster::Cluster::open_existing(data_dir, None)?.ok_or_else(|| {
-        anyhow::anyhow!(
-            "there is no warehouse in {}; create one with `pgdw up`",
-            data_dir.display()
-        )
-    })
-}
-
-/// The embedded cluster at `data_dir`, insisting that it runs.
-fn running_cluster(data_dir: &std::path::Path) -> anyhow::Result<pgdw_cluster::Cluster> {
-    let cluster = existing_cluster(data_dir)?;
-    if cluster.running_pid().is_none() {
-        anyhow::bail!(
-            "the warehouse in {} is not running; start it with `pgdw up`",
-            data_dir.display()
-        );
-    }
-    Ok(cluster)
-}
+use crate::target::{existing_cluster, running_cluster};

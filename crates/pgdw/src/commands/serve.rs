@@ -2,15 +2,12 @@
 //! DATABASE_URL), until Ctrl-C.
 
 use std::process::ExitCode;
-use std::str::FromStr;
 use std::time::Duration;
-
-use sqlx::postgres::PgConnectOptions;
 
 use crate::cli::ServeArgs;
 use crate::project::Project;
 use crate::serve::{self, reader::Reader};
-use crate::target::{self, Target};
+use crate::target::Target;
 
 /// The options `pgdw serve` would use for `project` against `target`.
 pub fn options(
@@ -19,19 +16,12 @@ pub fn options(
     listen: std::net::SocketAddr,
     reader_url: Option<String>,
 ) -> anyhow::Result<serve::Options> {
-    let (owner, reader) = match target {
-        Target::Embedded { data_dir } => {
-            let cluster = super::running_cluster(data_dir)?;
-            (
-                target::embedded_options(&cluster, &cluster.state().database),
-                Reader::Socket,
-            )
-        }
-        Target::External { url } => (
-            PgConnectOptions::from_str(url)
-                .map_err(|_| anyhow::anyhow!("DATABASE_URL is not a valid PostgreSQL URL"))?,
-            Reader::Password,
-        ),
+    // Panels run as pgdw_reader: over the embedded cluster's socket, or with a password pgdw
+    // sets on the server in DATABASE_URL.
+    let owner = target.warehouse_options()?;
+    let reader = match target {
+        Target::Embedded { .. } => Reader::Socket,
+        Target::External { .. } => Reader::Password,
     };
     let alerts = &project.config.alerts;
     let every = alerts.every.as_deref().unwrap_or("1m");

@@ -25,7 +25,7 @@ struct Status {
 pub async fn run(target: &Target, args: &StatusArgs) -> anyhow::Result<ExitCode> {
     let status = match target {
         Target::External { url } => {
-            let mut conn = target::connect_url(url).await?;
+            let mut conn = target.connect().await?;
             let report = requirements::inspect(&mut conn).await?;
             let freshness = Some(crate::freshness::read(&mut conn).await?);
             Status {

@@ -7,6 +7,7 @@ mod conf;
 mod error;
 mod os_user;
 pub mod place;
+pub mod process;
 pub mod prometheus;
 mod sizing;
 mod state;

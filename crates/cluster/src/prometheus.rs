@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::error::{ClusterError, IoContext};
 
@@ -104,15 +104,11 @@ impl Prometheus {
             tls: tls.is_some(),
             child,
         };
-        let start = Instant::now();
-        while !p.ready() {
-            if start.elapsed() > Duration::from_secs(60) {
-                return Err(failed(
-                    "Prometheus readiness (60 s)",
-                    std::fs::read_to_string(&log_path).unwrap_or_default(),
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(100));
+        if !crate::process::wait_for(Duration::from_secs(60), || p.ready()) {
+            return Err(failed(
+                "Prometheus readiness (60 s)",
+                std::fs::read_to_string(&log_path).unwrap_or_default(),
+            ));
         }
         Ok(p)
     }
@@ -137,18 +133,6 @@ impl Prometheus {
 impl Drop for Prometheus {
     fn drop(&mut self) {
         // SIGTERM first: Prometheus flushes its head block.
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        crate::process::stop(&mut self.child, Duration::from_secs(10));
     }
 }

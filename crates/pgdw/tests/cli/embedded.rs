@@ -1,5 +1,5 @@
 use std::net::TcpListener;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pgdw_testkit::TempWarehouse;
 
@@ -224,15 +224,11 @@ fn children_of(pid: i32) -> usize {
         .count()
 }
 
-fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < limit,
-            "condition not met within {limit:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+fn wait_until(limit: Duration, cond: impl FnMut() -> bool) {
+    assert!(
+        pgdw_cluster::process::wait_for(limit, cond),
+        "condition not met within {limit:?}"
+    );
 }
 
 /// A checkout in root's home (mode 0700): the server's `postgres` user cannot enter it.

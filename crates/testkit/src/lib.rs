@@ -14,6 +14,7 @@ pub mod http;
 pub mod prometheus;
 
 pub use pgdw_cluster::free_port;
+pub use pgdw_cluster::process::wait_for;
 
 /// A temporary directory holding one embedded warehouse.
 pub struct TempWarehouse {

@@ -341,7 +341,11 @@ fn a_crawl_during_sign_ups_neither_skips_nor_repeats() {
     let adder = {
         let emu = emu.clone();
         std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(400));
+            // Once the crawl has asked for its first page (of three, each 300 ms late).
+            assert!(
+                pgdw_testkit::wait_for(Duration::from_secs(30), || emu.requests() >= 1),
+                "the crawl never started"
+            );
             emu.with_data(|d| {
                 let now = d.users.last().unwrap().created_at;
                 for i in 0..250 {

@@ -254,18 +254,13 @@ fn pg_cron_runs_a_scheduled_job_in_a_background_worker() {
                 $$CALL pgdw.run('every-minute', 'SELECT * FROM pgdw.sync(''tgt'', ''src'', ''{id}'')')$$);",
     );
     // The next minute boundary, plus pg_cron's own latency: poll, bounded.
-    let start = std::time::Instant::now();
-    while query(
-        &w,
-        "SELECT count(*) FROM pgdw.runs WHERE job = 'every-minute'",
-    ) == "0"
-    {
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(90),
-            "pg_cron never ran the job"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(500));
-    }
+    assert!(
+        pgdw_cluster::process::wait_for(std::time::Duration::from_secs(90), || query(
+            &w,
+            "SELECT count(*) FROM pgdw.runs WHERE job = 'every-minute'"
+        ) != "0"),
+        "pg_cron never ran the job"
+    );
     assert_eq!(query(&w, "SELECT status || ' ' || rows_inserted FROM pgdw.runs WHERE job = 'every-minute' ORDER BY id LIMIT 1"), "succeeded 1");
     assert_eq!(query(&w, "SELECT v FROM tgt"), "x");
 }

@@ -139,9 +139,8 @@ impl Fixture {
 }
 
 #[test]
-fn every_endpoint_answers_and_panels_fail_alone() {
+fn the_pages_and_vendored_assets_are_served() {
     let f = Fixture::new();
-    let w = &f.w;
     let (s, mime, body) = f.get("/");
     assert_eq!(s, StatusCode::OK);
     assert!(
@@ -156,7 +155,11 @@ fn every_endpoint_answers_and_panels_fail_alone() {
     assert!(s == StatusCode::OK && body.contains("MIT"));
     assert_eq!(f.get("/assets/nope.js").0, StatusCode::NOT_FOUND);
     assert_eq!(f.get("/healthz").2, "ok");
+}
 
+#[test]
+fn dashboards_are_listed_with_their_variables_choices() {
+    let f = Fixture::new();
     let (s, list) = f.json("/api/dashboards");
     assert_eq!(s, StatusCode::OK);
     assert_eq!(list[0]["name"], "test");
@@ -167,14 +170,22 @@ fn every_endpoint_answers_and_panels_fail_alone() {
         def["variables"][0]["choices"],
         serde_json::json!([{"value": "o1", "label": "Acme"}, {"value": "o2", "label": "Globex"}])
     );
+}
+
+#[test]
+fn unknown_dashboards_and_panels_are_404() {
+    let f = Fixture::new();
     assert_eq!(f.json("/api/dashboards/nope").0, StatusCode::NOT_FOUND);
     assert_eq!(
         f.json("/api/dashboards/test/panels/99").0,
         StatusCode::NOT_FOUND
     );
+}
 
-    // The time range and the variable are bound: 24 h of events every 10 minutes, 143 or 144
-    // depending on the second; a third of them Globex's.
+#[test]
+fn the_time_range_and_variables_are_bound() {
+    let f = Fixture::new();
+    // 24 h of events every 10 minutes, 143 or 144 depending on the second; a third Globex's.
     let (s, n) = f.json("/api/dashboards/test/panels/0");
     assert_eq!(s, StatusCode::OK, "{n}");
     assert_eq!(n["columns"], serde_json::json!(["count"]));
@@ -194,9 +205,18 @@ fn every_endpoint_answers_and_panels_fail_alone() {
         n["rows"][0][0], 6,
         "the last hour (and a minute): six events"
     );
-    // A value is a parameter, never SQL.
+}
+
+#[test]
+fn a_variable_is_a_parameter_never_sql() {
+    let f = Fixture::new();
     let (_, n) = f.json("/api/dashboards/test/panels/0?organization=o1'%20OR%20'1'='1");
     assert_eq!(n["rows"][0][0], 0);
+}
+
+#[test]
+fn time_series_come_with_iso_times() {
+    let f = Fixture::new();
     let (_, ts) = f.json("/api/dashboards/test/panels/1");
     assert_eq!(ts["columns"], serde_json::json!(["time", "events"]));
     assert!(ts["rows"].as_array().unwrap().len() >= 24);
@@ -204,42 +224,69 @@ fn every_endpoint_answers_and_panels_fail_alone() {
         ts["rows"][0][0].as_str().unwrap().contains('T'),
         "times are ISO 8601"
     );
+}
 
-    // Failures stay in their panel, each with its cause.
+#[test]
+fn a_failing_panel_answers_with_its_error_and_the_others_still_answer() {
+    let f = Fixture::new();
     let (s, e) = f.json("/api/dashboards/test/panels/2");
     assert_eq!(
         (s, e["error"].as_str().unwrap()),
         (StatusCode::INTERNAL_SERVER_ERROR, "division by zero")
     );
     assert_eq!(e["sqlstate"], "22012");
+    assert_eq!(f.json("/api/dashboards/test/panels/0").0, StatusCode::OK);
+}
+
+#[test]
+fn a_slow_panel_stops_at_its_timeout() {
+    let f = Fixture::new();
     let (s, e) = f.json("/api/dashboards/test/panels/3");
     assert_eq!(s, StatusCode::GATEWAY_TIMEOUT);
     assert_eq!(e["error"], "canceling statement due to statement timeout");
-    let (s, e) = f.json("/api/dashboards/test/panels/4");
-    assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR);
-    assert_eq!(
-        e["error"],
-        "cannot execute INSERT in a read-only transaction"
-    );
-    // Twice: turning the role's default off on its connection did not make the next
-    // transaction writable.
-    let (_, e) = f.json("/api/dashboards/test/panels/4");
-    assert_eq!(
-        e["error"],
-        "cannot execute INSERT in a read-only transaction"
-    );
+}
+
+#[test]
+fn panels_cannot_write_even_after_turning_read_only_off() {
+    let f = Fixture::new();
+    let w = &f.w;
+    for _ in 0..2 {
+        // Twice: turning the role's default off on its connection did not make the next
+        // transaction writable.
+        let (s, e) = f.json("/api/dashboards/test/panels/4");
+        assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            e["error"],
+            "cannot execute INSERT in a read-only transaction"
+        );
+    }
     assert_eq!(query(w, "SELECT count(*) FROM events"), "300");
     assert_eq!(
         query(w, "SELECT count(*) FROM cron.job WHERE jobname = 'evil'"),
         "0"
     );
+}
+
+#[test]
+fn panels_cannot_read_the_catalogs_secrets() {
+    let f = Fixture::new();
     let (_, e) = f.json("/api/dashboards/test/panels/5");
     assert_eq!(e["error"], "permission denied for table pg_user_mapping");
+}
+
+#[test]
+fn an_unknown_variable_names_the_known_ones() {
+    let f = Fixture::new();
     let (_, e) = f.json("/api/dashboards/test/panels/6");
     assert_eq!(
         e["error"],
         "unknown variable $org (known: $from, $to, $bucket, $from_epoch, $to_epoch, $bucket_seconds, $organization)"
     );
+}
+
+#[test]
+fn too_many_rows_and_bad_ranges_are_refused() {
+    let f = Fixture::new();
     let (s, e) = f.json("/api/dashboards/test/panels/8");
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(e["error"].as_str().unwrap().contains("30000 rows"), "{e}");
@@ -247,10 +294,11 @@ fn every_endpoint_answers_and_panels_fail_alone() {
         f.json("/api/dashboards/test/panels/0?from=yesterday").0,
         StatusCode::BAD_REQUEST
     );
-    // ...and the panel next to them still answers.
-    assert_eq!(f.json("/api/dashboards/test/panels/0").0, StatusCode::OK);
+}
 
-    // Built-in panels and the status endpoint read what `pgdw status` reads.
+#[test]
+fn builtin_panels_and_status_read_what_pgdw_status_reads() {
+    let f = Fixture::new();
     let (_, jobs) = f.json("/api/dashboards/test/panels/7");
     assert_eq!(jobs["rows"][0][0], "a-job");
     assert_eq!(jobs["rows"][0][1], "not run yet");
@@ -258,8 +306,11 @@ fn every_endpoint_answers_and_panels_fail_alone() {
     assert_eq!(st["jobs"][0]["name"], "a-job");
     let (_, alerts) = f.json("/api/alerts");
     assert_eq!(alerts, serde_json::json!({"alerts": [], "events": []}));
+}
 
-    // A dashboard file with a mistake is named in the answer.
+#[test]
+fn a_dashboard_file_with_a_mistake_is_named() {
+    let f = Fixture::new();
     std::fs::write(
         f.state.dashboards_dir.join("bad.toml"),
         "title = \"Bad\"\n[[panels]]\ntitle = \"p\"\nkind = \"pie\"\nsql = \"SELECT 1\"\n",

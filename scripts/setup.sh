@@ -5,7 +5,7 @@
 #   - cargo-pgrx 0.16.1, only when that exact version is missing
 #   - `cargo pgrx init` against the system PostgreSQL 15
 #   - prometheus_fdw and clerk_fdw built and installed into the system PostgreSQL 15
-#   - the pgdw binary (target/release/pgdw)
+#   - the pgdw binary (target/release/pgdw), with the demo built in
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -65,5 +65,5 @@ for ext in prometheus_fdw clerk_fdw pgdw_test_fdw; do
 done
 
 step "building pgdw"
-cargo build --release -p pgdw --quiet
+cargo build --release -p pgdw --features demo --quiet
 echo "setup complete: target/release/pgdw"

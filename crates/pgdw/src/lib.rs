@@ -7,9 +7,11 @@ pub mod alerts;
 pub mod cli;
 pub mod clock;
 mod commands;
+#[cfg(feature = "demo")]
 pub mod controlplane;
 pub mod dashboards;
 pub mod freshness;
+#[cfg(feature = "demo")]
 pub mod instance_metrics;
 pub mod options;
 pub mod project;

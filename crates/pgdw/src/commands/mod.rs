@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+#[cfg(feature = "demo")]
 mod demo;
 mod down;
 mod env;
@@ -23,7 +24,14 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Psql { args } => psql::run(&target, &args),
         Command::Env => env::run(&target),
         Command::Init { dir } => migrate::init(&dir),
+        #[cfg(feature = "demo")]
         Command::Demo(args) => demo::run(&target, &args).await,
+        #[cfg(not(feature = "demo"))]
+        Command::Demo(_) => anyhow::bail!(
+            "this pgdw was built without the demo (it would ship the Clerk emulator and the data \
+             generators); build it with `cargo build --release -p pgdw --features demo`, as \
+             scripts/setup.sh does"
+        ),
         Command::Serve(args) => serve::run(&target, &args).await,
         Command::Migrate { project } => migrate::run(&target, &project).await,
     }

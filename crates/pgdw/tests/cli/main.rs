@@ -1,9 +1,13 @@
 //! The `pgdw` command, run as a user would, against throwaway clusters on free ports.
 
+#[cfg(feature = "demo")]
 mod browser;
+#[cfg(feature = "demo")]
 mod controlplane;
+#[cfg(feature = "demo")]
 mod demo;
 mod embedded;
+#[cfg(feature = "demo")]
 mod example;
 mod external;
 mod migrate;

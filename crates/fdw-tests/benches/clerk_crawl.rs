@@ -28,7 +28,8 @@ fn main() {
     w.sql(&format!(
         "CREATE EXTENSION clerk_fdw;
          CREATE SERVER clerk FOREIGN DATA WRAPPER clerk_fdw
-           OPTIONS (api_key '{KEY}', api_url 'http://127.0.0.1:{port}/v1', rate_limit 'off');
+           OPTIONS (api_url 'http://127.0.0.1:{port}/v1', rate_limit 'off');
+         CREATE USER MAPPING FOR CURRENT_USER SERVER clerk OPTIONS (api_key '{KEY}');
          CREATE FOREIGN TABLE users (user_id text, email text) SERVER clerk OPTIONS (object 'users');
          CREATE FOREIGN TABLE orgs (organization_id text, members_count int) SERVER clerk OPTIONS (object 'organizations');
          CREATE FOREIGN TABLE members (user_id text, organization_id text) SERVER clerk OPTIONS (object 'organization_memberships');"

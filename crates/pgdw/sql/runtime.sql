@@ -71,22 +71,14 @@ CREATE TABLE IF NOT EXISTS pgdw.runs (
     job           text NOT NULL,
     started_at    timestamptz NOT NULL DEFAULT clock_timestamp(),
     finished_at   timestamptz,
-    status        text NOT NULL DEFAULT 'running'
-                  CONSTRAINT runs_status_check CHECK (status IN ('running', 'succeeded', 'failed', 'skipped')),
+    status        text NOT NULL DEFAULT 'running' CHECK (status IN ('running', 'succeeded', 'failed')),
     rows_inserted bigint,
     rows_updated  bigint,
     rows_deleted  bigint,
     error         text
 );
--- Warehouses made before runs could be skipped.
-DO $$ BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = 'pgdw.runs'::regclass
-                   AND conname = 'runs_status_check' AND pg_get_constraintdef(oid) LIKE '%skipped%') THEN
-        ALTER TABLE pgdw.runs DROP CONSTRAINT IF EXISTS runs_status_check;
-        ALTER TABLE pgdw.runs ADD CONSTRAINT runs_status_check
-            CHECK (status IN ('running', 'succeeded', 'failed', 'skipped'));
-    END IF;
-END $$;
+-- How long the run waited for another run of the same job to finish (NULL: it did not wait).
+ALTER TABLE pgdw.runs ADD COLUMN IF NOT EXISTS waited interval;
 CREATE INDEX IF NOT EXISTS runs_job_started_idx ON pgdw.runs (job, started_at DESC);
 COMMENT ON TABLE pgdw.runs IS 'One row per refresh run: when, how it ended, rows changed, the error';
 
@@ -181,17 +173,18 @@ LANGUAGE plpgsql AS $$
 DECLARE
     run_id bigint;
     counts record;
+    asked  timestamptz;
 BEGIN
-    -- One run of a job at a time: a second one (pg_cron's schedule overlapping a manual run,
-    -- or a run longer than its period) would re-read what the first is writing. It is skipped,
-    -- and recorded as such. The lock lasts until the caller's transaction ends.
+    -- One run of a job at a time: a second one (a manual run while pg_cron's is in progress;
+    -- pg_cron never overlaps its own runs of a job) would re-read the window the first is
+    -- writing. It waits for the first to commit, then reads from the watermark that one left,
+    -- and records how long it waited. The lock lasts until the caller's transaction ends.
     IF NOT pg_try_advisory_xact_lock(hashtextextended('pgdw.run:' || job, 0)) THEN
-        INSERT INTO pgdw.runs (job, finished_at, status, error)
-        VALUES (job, clock_timestamp(), 'skipped', 'another run of this job was still in progress');
-        RAISE NOTICE 'pgdw: job % skipped: another run of it is still in progress', job;
-        RETURN;
+        asked := clock_timestamp();
+        RAISE NOTICE 'pgdw: job % waits for another run of it to finish', job;
+        PERFORM pg_advisory_xact_lock(hashtextextended('pgdw.run:' || job, 0));
     END IF;
-    INSERT INTO pgdw.runs (job) VALUES (job) RETURNING id INTO run_id;
+    INSERT INTO pgdw.runs (job, waited) VALUES (job, clock_timestamp() - asked) RETURNING id INTO run_id;
     BEGIN
         -- A command may return (inserted, updated, deleted) counts, as pgdw.sync does.
         EXECUTE command INTO counts;
@@ -471,7 +464,7 @@ ALTER TABLE pgdw.schedules ADD COLUMN IF NOT EXISTS scheduled_at timestamptz NOT
 -- are those of pgdw.run when it records any, else pg_cron's own run details. Stale: no success
 -- within two periods (the time between its last two scheduled fires); a job that never
 -- succeeded is stale two periods after it was scheduled (or first ran). Failing: the last run
--- failed. A run skipped because another was in progress is not a run.
+-- failed.
 CREATE OR REPLACE VIEW pgdw.job_freshness AS
 SELECT j.job, j.every, j.period, last.status AS last_status, last.started_at AS last_started,
        last.error AS last_error, ok.finished_at AS last_success,
@@ -491,7 +484,7 @@ SELECT j.job, j.every, j.period, last.status AS last_status, last.started_at AS 
           LEFT JOIN LATERAL pgdw.cron_fires(c.schedule) f ON true) j
   LEFT JOIN LATERAL (
         SELECT r.status, r.started_at, r.finished_at, r.error, r.rows_inserted, r.rows_updated, r.rows_deleted
-          FROM pgdw.runs r WHERE j.recorded AND r.job = j.job AND r.status <> 'skipped'
+          FROM pgdw.runs r WHERE j.recorded AND r.job = j.job
         UNION ALL
         SELECT CASE WHEN d.status IN ('succeeded', 'failed') THEN d.status ELSE 'running' END,
                d.start_time, d.end_time, CASE WHEN d.status = 'failed' THEN d.return_message END,

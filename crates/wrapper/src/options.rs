@@ -52,6 +52,21 @@ pub fn validate(
             .iter()
             .find(|s| s.name == name && s.catalogs.contains(&catalog))
         else {
+            // A secret elsewhere than on a user mapping would sit in a catalog every user can
+            // read (pg_foreign_server, pg_foreign_table); say so rather than just "invalid".
+            if specs.iter().any(|s| s.name == name && s.secret) {
+                return Err(FdwError::new(
+                    ErrorKind::InvalidOptionName,
+                    format!("option \"{name}\" is a secret and belongs on a user mapping only"),
+                )
+                .with_detail(format!(
+                    "a {}'s options are readable by every user of the database; a user mapping's only by its user",
+                    catalog.sql_name()
+                ))
+                .with_hint(format!(
+                    "CREATE USER MAPPING FOR CURRENT_USER SERVER <server> OPTIONS ({name} '...')"
+                )));
+            }
             let valid: Vec<&str> = specs
                 .iter()
                 .filter(|s| s.catalogs.contains(&catalog))
@@ -188,6 +203,24 @@ mod tests {
     fn an_option_in_the_wrong_place_says_where_it_belongs() {
         let err = validate(SPECS, Catalog::Table, &[kv("base_url", "x")]).unwrap_err();
         assert_eq!(err.hint.unwrap(), "\"base_url\" belongs on: SERVER");
+    }
+
+    #[test]
+    fn a_secret_outside_a_user_mapping_is_refused_with_the_way_to_set_it() {
+        const ONLY_MAPPING: &[OptionSpec] = &[OptionSpec {
+            name: "api_key",
+            catalogs: &[Catalog::UserMapping],
+            secret: true,
+            check: OptionSpec::any,
+        }];
+        let err = validate(ONLY_MAPPING, Catalog::Server, &[kv("api_key", "sk_oops")]).unwrap_err();
+        assert!(
+            err.message.contains("belongs on a user mapping only"),
+            "{}",
+            err.message
+        );
+        assert!(err.hint.as_deref().unwrap().contains("CREATE USER MAPPING"));
+        assert!(!format!("{err:?}").contains("sk_oops"));
     }
 
     #[test]

@@ -24,14 +24,16 @@ fn emulator(spec: Spec, limit: Option<(usize, Duration)>) -> (Emulator, u16) {
     (emu, port)
 }
 
-/// The seeds' statements as written, plus api_url pointing at the emulator.
+/// The seeds' statements, with api_url pointing at the emulator and the key on a user mapping
+/// (a server's options are readable by every user; see `a_key_on_the_server_is_refused`).
 fn setup(port: u16, extra_server_options: &str) -> TempWarehouse {
     let w = TempWarehouse::started();
     w.sql(&format!(
         "CREATE EXTENSION clerk_fdw;
          CREATE FOREIGN DATA WRAPPER clerk_wrapper handler clerk_fdw_handler validator clerk_fdw_validator;
          CREATE SERVER clerk_server foreign data wrapper clerk_wrapper
-           options (api_key '{KEY}', api_url 'http://127.0.0.1:{port}/v1' {extra_server_options});
+           options (api_url 'http://127.0.0.1:{port}/v1' {extra_server_options});
+         CREATE USER MAPPING FOR CURRENT_USER SERVER clerk_server OPTIONS (api_key '{KEY}');
          CREATE FOREIGN TABLE clerk_users (user_id text, first_name text, last_name text, email text, gender text,
            created_at bigint, updated_at bigint, last_sign_in_at bigint, phone_numbers bigint, username text)
            server clerk_server options (object 'users');
@@ -202,7 +204,7 @@ fn declared_types_shape_the_columns() {
 fn a_wrong_key_is_refused_without_showing_it() {
     let (_emu, port) = emulator(spec(10), None);
     let w = setup(port, "");
-    w.sql("CREATE USER MAPPING FOR CURRENT_USER SERVER clerk_server OPTIONS (api_key 'sk_test_wrong_one_999');");
+    w.sql("ALTER USER MAPPING FOR CURRENT_USER SERVER clerk_server OPTIONS (SET api_key 'sk_test_wrong_one_999');");
     let err = w.sql_err("\\set VERBOSITY verbose\nSELECT * FROM clerk_users;");
     assert!(
         err.contains("28000: clerk_fdw: Clerk refused the API key (HTTP 401)"),
@@ -213,10 +215,31 @@ fn a_wrong_key_is_refused_without_showing_it() {
         !err.contains("sk_test_wrong_one_999") && !err.contains(KEY),
         "{err}"
     );
-    // The user mapping wins over the server's key: dropping it makes the query work.
-    w.sql("DROP USER MAPPING FOR CURRENT_USER SERVER clerk_server;");
+    // The right key makes the query work.
+    w.sql(&format!(
+        "ALTER USER MAPPING FOR CURRENT_USER SERVER clerk_server OPTIONS (SET api_key '{KEY}');"
+    ));
     assert_eq!(w.sql("SELECT count(*) FROM clerk_users;"), "10");
     w.assert_no_crash();
+}
+
+/// The seeds put the key on the server, where pg_foreign_server shows it to every user.
+#[test]
+fn a_key_on_the_server_is_refused_with_the_way_to_set_it() {
+    let w = TempWarehouse::started();
+    w.sql("CREATE EXTENSION clerk_fdw;");
+    let err = w.sql_err(
+        "\\set VERBOSITY verbose\nCREATE SERVER s FOREIGN DATA WRAPPER clerk_fdw OPTIONS (api_key 'sk_live_never_shown');",
+    );
+    assert!(
+        err.contains("is a secret and belongs on a user mapping only"),
+        "{err}"
+    );
+    assert!(
+        err.contains("CREATE USER MAPPING FOR CURRENT_USER SERVER"),
+        "{err}"
+    );
+    assert!(!err.contains("sk_live_never_shown"), "{err}");
 }
 
 #[test]

@@ -315,38 +315,48 @@ fn sync_takes_awkward_column_names_and_watermarks() {
 }
 
 /// pg_cron's scheduled run and a manual one overlapped and re-read each other's window: a job
-/// runs once at a time, and a second start is recorded as skipped.
+/// runs once at a time. A second start waits for the first to commit, then reads from the
+/// watermark it left, and records that it waited.
 #[test]
 fn a_job_never_runs_twice_at_once() {
     let w = up();
     query(
         &w,
-        "CREATE TABLE src (id int PRIMARY KEY); CREATE TABLE tgt (id int PRIMARY KEY)",
+        "CREATE TABLE src (id int PRIMARY KEY, at timestamptz); CREATE TABLE tgt (LIKE src INCLUDING ALL); \
+         INSERT INTO src SELECT g, now() - interval '1 hour' FROM generate_series(1, 100) g;",
     );
+    let call = "CALL pgdw.run('j', 'SELECT * FROM pgdw.sync(''tgt'', ''src'', ''{id}'', ''at'')')";
     let mut first = w.client_db("warehouse");
     let mut tx = first.transaction().unwrap();
-    tx.batch_execute("CALL pgdw.run('j', 'SELECT * FROM pgdw.sync(''tgt'', ''src'', ''{id}'')')")
-        .unwrap();
-    // The first run's transaction is still open: the second is skipped, not run.
-    query(
-        &w,
-        "CALL pgdw.run('j', 'SELECT * FROM pgdw.sync(''tgt'', ''src'', ''{id}'')')",
-    );
-    assert_eq!(
-        query(&w, "SELECT string_agg(status || ':' || coalesce(error, ''), ',') FROM pgdw.runs WHERE job = 'j'"),
-        "skipped:another run of this job was still in progress"
+    tx.batch_execute(call).unwrap();
+    let second = {
+        let mut c = w.client_db("warehouse");
+        std::thread::spawn(move || c.batch_execute(call).unwrap())
+    };
+    // The second is blocked on the first's lock, not running.
+    let mut watcher = w.client_db("warehouse");
+    assert!(
+        pgdw_cluster::process::wait_for(std::time::Duration::from_secs(30), || {
+            watcher
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'advisory' AND query LIKE 'CALL pgdw.run(''j''%'",
+                    &[],
+                )
+                .unwrap()
+                .get::<_, i64>(0)
+                == 1
+        }),
+        "the second run never waited"
     );
     tx.commit().unwrap();
-    query(
-        &w,
-        "CALL pgdw.run('j', 'SELECT * FROM pgdw.sync(''tgt'', ''src'', ''{id}'')')",
-    );
+    second.join().unwrap();
     assert_eq!(
         query(
             &w,
-            "SELECT string_agg(status, ',' ORDER BY id) FROM pgdw.runs WHERE job = 'j'"
+            "SELECT string_agg(status || ' +' || rows_inserted || ' waited:' || (waited IS NOT NULL), ', ' ORDER BY id) FROM pgdw.runs WHERE job = 'j'"
         ),
-        "succeeded,skipped,succeeded"
+        "succeeded +100 waited:false, succeeded +0 waited:true",
+        "the second read nothing again"
     );
 }
 

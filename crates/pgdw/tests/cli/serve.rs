@@ -625,3 +625,37 @@ fn concurrent_viewers_of_every_builtin_panel_all_get_answers() {
         assert_eq!(*status, StatusCode::OK, "{uri}: {body}");
     }
 }
+
+/// The reader's password (DATABASE_URL mode) is set as a bound parameter: no statement text
+/// that pg_stat_statements or the server log keeps holds it.
+#[test]
+fn the_readers_password_is_in_no_statement_text() {
+    let w = TempWarehouse::new();
+    ok(&w, &["up"]);
+    let cluster = w.cluster().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (_owner, reader) = rt
+        .block_on(serve::pools(
+            &pgdw::target::embedded_options(&cluster, "warehouse"),
+            &Reader::Password,
+        ))
+        .unwrap();
+    let who: String = rt
+        .block_on(sqlx::query_scalar("SELECT current_user::text").fetch_one(&reader))
+        .unwrap();
+    assert_eq!(who, "pgdw_reader");
+    assert_eq!(
+        query(&w, "SELECT coalesce(string_agg(query, ' | '), '') FROM pg_stat_statements WHERE query ~* 'password\\s+''' AND query NOT ILIKE '%pg_stat_statements%'"),
+        ""
+    );
+    assert_eq!(
+        query(&w, "SELECT rolpassword LIKE 'SCRAM-SHA-256$%' FROM pg_authid WHERE rolname = 'pgdw_reader'"),
+        "t",
+        "a password was set"
+    );
+    assert!(
+        !w.server_log().to_lowercase().contains("password '"),
+        "{}",
+        w.server_log()
+    );
+}

@@ -33,7 +33,8 @@ fn rate(v: &str) -> Result<(), String> {
     RateLimit::parse(v).map(|_| ())
 }
 
-const SECRET_PLACES: &[Catalog] = &[Catalog::Server, Catalog::UserMapping];
+// Secrets only where Postgres hides them from other users.
+const SECRET_PLACES: &[Catalog] = &[Catalog::UserMapping];
 const OPTIONS: &[OptionSpec] = &[
     OptionSpec {
         name: "api_key",

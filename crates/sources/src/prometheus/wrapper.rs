@@ -53,7 +53,8 @@ fn object(v: &str) -> Result<(), String> {
 }
 
 const SERVER: &[Catalog] = &[Catalog::Server];
-const SECRET_PLACES: &[Catalog] = &[Catalog::Server, Catalog::UserMapping];
+// Secrets only where Postgres hides them from other users.
+const SECRET_PLACES: &[Catalog] = &[Catalog::UserMapping];
 
 const OPTIONS: &[OptionSpec] = &[
     OptionSpec {
@@ -70,7 +71,7 @@ const OPTIONS: &[OptionSpec] = &[
     },
     OptionSpec {
         name: "username",
-        catalogs: SECRET_PLACES,
+        catalogs: &[Catalog::Server, Catalog::UserMapping],
         secret: false,
         check: OptionSpec::any,
     },

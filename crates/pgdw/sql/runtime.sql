@@ -376,6 +376,15 @@ END $$;
 COMMENT ON FUNCTION pgdw.cron_field(text, int, int) IS
     'The values one cron field allows (lists, ranges, steps), NULL when it cannot be read';
 
+CREATE OR REPLACE FUNCTION pgdw.cron_day(d date, mons int[], doms int[], dows int[], either boolean)
+RETURNS boolean LANGUAGE sql IMMUTABLE AS $$
+    SELECT extract(month FROM d)::int = ANY (mons) AND
+           CASE WHEN either THEN extract(day FROM d)::int = ANY (doms) OR extract(dow FROM d)::int = ANY (dows)
+                ELSE extract(day FROM d)::int = ANY (doms) AND extract(dow FROM d)::int = ANY (dows) END
+$$;
+COMMENT ON FUNCTION pgdw.cron_day(date, int[], int[], int[], boolean) IS
+    'Whether cron fires on day d: its month, and its day of month and/or week (either, when both are restricted)';
+
 CREATE OR REPLACE FUNCTION pgdw.cron_fires(schedule text, around timestamptz DEFAULT now(),
     OUT prev2 timestamptz, OUT prev1 timestamptz, OUT next1 timestamptz)
 LANGUAGE plpgsql STABLE AS $$
@@ -418,9 +427,7 @@ BEGIN
     -- The two latest fire times at or before t, searching back day by day.
     FOR i IN 0..800 LOOP
         d := t::date - i;
-        CONTINUE WHEN NOT (extract(month FROM d)::int = ANY (mons) AND
-            CASE WHEN either THEN extract(day FROM d)::int = ANY (doms) OR extract(dow FROM d)::int = ANY (dows)
-                 ELSE extract(day FROM d)::int = ANY (doms) AND extract(dow FROM d)::int = ANY (dows) END);
+        CONTINUE WHEN NOT pgdw.cron_day(d, mons, doms, dows, either);
         FOREACH h IN ARRAY hrs LOOP
             FOREACH m IN ARRAY mins LOOP
                 fire := d + make_interval(hours => h, mins => m);
@@ -441,9 +448,7 @@ BEGIN
     hrs := ARRAY(SELECT v FROM unnest(hrs) v ORDER BY v);
     FOR i IN 0..800 LOOP
         d := t::date + i;
-        CONTINUE WHEN NOT (extract(month FROM d)::int = ANY (mons) AND
-            CASE WHEN either THEN extract(day FROM d)::int = ANY (doms) OR extract(dow FROM d)::int = ANY (dows)
-                 ELSE extract(day FROM d)::int = ANY (doms) AND extract(dow FROM d)::int = ANY (dows) END);
+        CONTINUE WHEN NOT pgdw.cron_day(d, mons, doms, dows, either);
         FOREACH h IN ARRAY hrs LOOP
             FOREACH m IN ARRAY mins LOOP
                 fire := d + make_interval(hours => h, mins => m);

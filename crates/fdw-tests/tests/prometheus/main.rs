@@ -233,7 +233,10 @@ fn remote_failures_are_errors_with_causes_and_secrets_masked() {
     w.sql("CREATE USER MAPPING FOR CURRENT_USER SERVER prometheus_server OPTIONS (bearer_token 'right-token-123');");
     let plan = w.sql(&format!("EXPLAIN (VERBOSE) SELECT * {q};"));
     assert!(plan.contains("Request"), "{plan}");
-    assert!(!plan.contains("right-token-123"), "EXPLAIN shows no secret: {plan}");
+    assert!(
+        !plan.contains("right-token-123"),
+        "EXPLAIN shows no secret: {plan}"
+    );
     let err = w.sql_err(&format!("SELECT * {q};"));
     assert!(err.contains("Prometheus answered bad_data (HTTP 400): invalid parameter \"query\": 1:5: parse error"), "{err}");
     let truncated = q.replace("metric_name = 'up'", "metric_name = 'broken'");

@@ -83,8 +83,9 @@ fn a_failing_migration_is_rolled_back_and_named() {
     assert_eq!(query(&w, "SELECT to_regclass('half_done') IS NULL"), "t");
 }
 
-#[test]
-fn secrets_come_from_the_environment_into_user_mappings() {
+/// A running warehouse and a project declaring a Clerk server whose key comes from
+/// $TEST_CLERK_KEY.
+fn clerk_project() -> (TempWarehouse, tempfile::TempDir) {
     let w = TempWarehouse::new();
     ok(&w, &["up"]);
     let dir = tempfile::tempdir().unwrap();
@@ -99,6 +100,12 @@ fn secrets_come_from_the_environment_into_user_mappings() {
         "[secrets.clerk_server]\napi_key = \"env:TEST_CLERK_KEY\"\n",
     )
     .unwrap();
+    (w, dir)
+}
+
+#[test]
+fn secrets_come_from_the_environment_into_user_mappings() {
+    let (w, dir) = clerk_project();
     let missing = migrate(&w, dir.path(), &[]);
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr)
@@ -149,20 +156,7 @@ fn secrets_come_from_the_environment_into_user_mappings() {
 #[test]
 fn secrets_never_reach_statement_text_logs_or_output() {
     const KEY: &str = "sk_test_never_in_text_4242";
-    let w = TempWarehouse::new();
-    ok(&w, &["up"]);
-    let dir = tempfile::tempdir().unwrap();
-    ok(&w, &["init", dir.path().to_str().unwrap()]);
-    std::fs::write(
-        dir.path().join("migrations/00000000000002_clerk.sql"),
-        "CREATE SERVER clerk_server FOREIGN DATA WRAPPER clerk_fdw OPTIONS (api_url 'http://127.0.0.1:9/v1');",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("pgdw.toml"),
-        "[secrets.clerk_server]\napi_key = \"env:TEST_CLERK_KEY\"\n",
-    )
-    .unwrap();
+    let (w, dir) = clerk_project();
     let good = migrate(&w, dir.path(), &[("TEST_CLERK_KEY", KEY)]);
     assert!(good.status.success(), "{}", transcript(&good));
     // The validator refuses this option: the ALTER fails with the secret in it.

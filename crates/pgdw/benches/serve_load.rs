@@ -88,7 +88,7 @@ fn main() {
     w.psql_db(
         "warehouse",
         "SELECT pgdw.schedule('job-' || g, '5 minutes', 'SELECT 1') FROM generate_series(1, 20) g;
-         CREATE TABLE events (at timestamptz NOT NULL, v int);
+         CREATE TABLE events (at timestamptz NOT NULL, v int) PARTITION BY RANGE (at);
          SELECT pgdw.partition_daily('events', 'at');",
     )
     .unwrap();

@@ -423,3 +423,29 @@ fn plain_http_errors_and_the_timeout_option() {
     );
     w.assert_no_crash();
 }
+
+/// Bounds and a step that would need billions of requests (or never advance past a float's
+/// resolution) are refused before anything is sent, never looped over.
+#[test]
+fn absurd_ranges_are_refused_before_any_request() {
+    let w = setup("http://127.0.0.1:9");
+    let err = w.sql_err(
+        "SET prometheus_fdw.step = '1ms'; SELECT count(*) FROM metrics WHERE metric_name = 'up' \
+         AND metric_time > -9000000000000000000 AND metric_time < 9000000000000000000;",
+    );
+    assert!(
+        err.contains("requests per metric, more than 10000"),
+        "{err}"
+    );
+    assert!(
+        err.contains("narrow the metric_time range or raise the step"),
+        "{err}"
+    );
+    // Huge but narrow: one request, sent (and refused by nobody listening), no endless loop.
+    let err = w.sql_err(
+        "SELECT count(*) FROM metrics WHERE metric_name = 'up' \
+         AND metric_time >= 9000000000000000000 AND metric_time <= 9000000000000000100;",
+    );
+    assert!(err.contains("cannot reach Prometheus"), "{err}");
+    w.assert_no_crash();
+}

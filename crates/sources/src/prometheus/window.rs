@@ -23,17 +23,39 @@ pub fn split(start: f64, end: f64, step: f64) -> Vec<Window> {
     while s <= end {
         let e = (s + span).min(end);
         out.push(Window { start: s, end: e });
-        s = e + step;
+        let next = e + step;
         // Keep the grid exact: recompute from the anchor to avoid drifting float sums.
-        let k = ((s - start) / step).round();
-        s = start + k * step;
+        let k = ((next - start) / step).round();
+        let next = start + k * step;
+        // Beyond 2^53 a step can be smaller than a float's resolution: no progress, no loop.
+        if next <= s {
+            break;
+        }
+        s = next;
     }
     out
+}
+
+/// Requests a range needs at `step` (per metric), without building them; infinite for a range
+/// that is not finite.
+pub fn requests_needed(start: f64, end: f64, step: f64) -> f64 {
+    if end < start {
+        return 0.0;
+    }
+    ((end - start) / step / MAX_POINTS as f64).floor() + 1.0
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_beyond_float_resolution_end() {
+        let w = split(9e18, 9e18 + 100.0, 1.0);
+        assert!(!w.is_empty() && w.len() <= 2, "{w:?}");
+        assert_eq!(requests_needed(0.0, 3600.0, 60.0), 1.0);
+        assert!(requests_needed(-9e18, 9e18, 0.001) > 1e12);
+    }
 
     #[test]
     fn short_ranges_are_one_request() {

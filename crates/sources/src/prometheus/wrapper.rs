@@ -331,6 +331,10 @@ pub(super) struct Requests {
     queue: Vec<(String, String, Window)>,
 }
 
+/// Requests one scan may send per metric (each up to 11,000 points): a year at a one-second
+/// step is about 2,900; more is a mistake in the bounds, not a query.
+const MAX_REQUESTS: f64 = 10_000.0;
+
 impl Requests {
     fn build(plan: &Plan, req: &ScanRequest, step: f64) -> Result<Requests, FdwError> {
         let sel = Selection::of(req.quals, &plan.roles)?;
@@ -344,6 +348,16 @@ impl Requests {
         let names = sel.names.clone().unwrap_or_default();
         let windows = match (sel.start(), sel.end()) {
             (Some(lo), Some(hi)) => {
+                let needed = super::window::requests_needed(lo, hi, step);
+                if needed > MAX_REQUESTS {
+                    return Err(FdwError::new(
+                        ErrorKind::NotSupported,
+                        format!(
+                            "metric_time from {lo} to {hi} at a step of {step} s needs {needed:.0} requests per metric, more than {MAX_REQUESTS}"
+                        ),
+                    )
+                    .with_hint("narrow the metric_time range or raise the step (SET prometheus_fdw.step = '5m')"));
+                }
                 let start = if lo == hi && !sel.lo_strict {
                     lo
                 } else {

@@ -16,6 +16,7 @@ pub mod instance_metrics;
 pub mod options;
 pub mod project;
 pub mod quote;
+pub mod replicate;
 pub mod requirements;
 pub mod serve;
 pub mod target;

@@ -25,6 +25,9 @@ pub struct Config {
     /// Alert rules and where their state changes go (`pgdw serve` evaluates them).
     #[serde(default)]
     pub alerts: crate::alerts::Config,
+    /// Sources replicated into the warehouse: `[replicate.control_plane] source = "env:..."`.
+    #[serde(default)]
+    pub replicate: BTreeMap<String, crate::replicate::Section>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -101,6 +104,17 @@ impl Project {
             }
         }
         Ok(out)
+    }
+
+    /// The `[replicate.NAME]` sections, checked, with their sources resolved.
+    pub fn replicas(&self) -> anyhow::Result<Vec<crate::replicate::Replica>> {
+        self.config
+            .replicate
+            .iter()
+            .map(|(name, section)| {
+                crate::replicate::config::replica(name, section, |v| self.resolve(v))
+            })
+            .collect()
     }
 
     /// The secrets as (server, option, value), each value read from its environment variable.

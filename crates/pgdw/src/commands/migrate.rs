@@ -32,6 +32,7 @@ pub async fn apply(target: &Target, project: &Project) -> anyhow::Result<ExitCod
     // Read the secrets first: a missing variable stops everything before anything changes.
     let secrets = project.secrets()?;
     let server_options = project.server_options()?;
+    let replicas = project.replicas()?;
     let mut conn = target.connect().await?;
     let report = requirements::install(&mut conn).await?;
     if !report.problems.is_empty() {
@@ -39,6 +40,14 @@ pub async fn apply(target: &Target, project: &Project) -> anyhow::Result<ExitCod
             "the warehouse database is missing what pgdw needs:\n  - {}",
             report.problems.join("\n  - ")
         );
+    }
+    // Replicas before migrations: the project's views and jobs are built on them.
+    let replicated = crate::replicate::apply(&mut conn, &replicas).await?;
+    for w in &replicated.warnings {
+        eprintln!("warning: {w}");
+    }
+    for line in &replicated.done {
+        outln!("{line}");
     }
     let migrator = Migrator::new(project.migrations())
         .await

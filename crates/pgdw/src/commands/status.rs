@@ -20,6 +20,15 @@ struct Status {
     server: Option<String>,
     report: Option<Report>,
     freshness: Option<crate::freshness::Freshness>,
+    replication: Option<Vec<crate::replicate::Status>>,
+}
+
+/// The replication section: each source sampled now, then read from `pgdw.replication`.
+async fn replication(
+    conn: &mut sqlx::PgConnection,
+) -> anyhow::Result<Vec<crate::replicate::Status>> {
+    crate::replicate::watch(conn).await?;
+    crate::replicate::status(conn).await
 }
 
 pub async fn run(target: &Target, args: &StatusArgs) -> anyhow::Result<ExitCode> {
@@ -29,6 +38,7 @@ pub async fn run(target: &Target, args: &StatusArgs) -> anyhow::Result<ExitCode>
             let report = requirements::inspect(&mut conn).await?;
             let freshness = Some(crate::freshness::read(&mut conn).await?);
             Status {
+                replication: Some(replication(&mut conn).await?),
                 freshness,
                 running: true,
                 mode: "external",
@@ -43,18 +53,20 @@ pub async fn run(target: &Target, args: &StatusArgs) -> anyhow::Result<ExitCode>
         Target::Embedded { data_dir } => {
             let cluster = super::existing_cluster(data_dir)?;
             let pid = cluster.running_pid();
-            let (report, freshness) = match pid {
+            let (report, freshness, replicated) = match pid {
                 Some(_) => {
                     let mut conn =
                         target::connect_embedded(&cluster, &cluster.state().database).await?;
                     (
                         Some(requirements::inspect(&mut conn).await?),
                         Some(crate::freshness::read(&mut conn).await?),
+                        Some(replication(&mut conn).await?),
                     )
                 }
-                None => (None, None),
+                None => (None, None, None),
             };
             Status {
+                replication: replicated,
                 freshness,
                 running: pid.is_some(),
                 mode: "embedded",
@@ -115,6 +127,9 @@ fn print_text(s: &Status) {
     }
     if let Some(f) = &s.freshness {
         crate::freshness::print(f);
+    }
+    if let Some(r) = &s.replication {
+        crate::replicate::print(r);
     }
 }
 

@@ -30,6 +30,7 @@ pub enum Builtin {
     Jobs,
     Partitions,
     Alerts,
+    Replication,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

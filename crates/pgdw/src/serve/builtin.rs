@@ -89,6 +89,40 @@ pub async fn run(owner: &PgPool, which: Builtin) -> Result<PanelData, PanelError
                 rows,
             )
         }
+        Builtin::Replication => {
+            let list = crate::replicate::status(&mut conn).await.map_err(failed)?;
+            let rows = list
+                .iter()
+                .map(|s| {
+                    let ready = s.tables.iter().filter(|(_, st)| st == "ready").count();
+                    vec![
+                        json!(s.name),
+                        json!(s.state),
+                        json!(s.lag_secs.map(|l| (l * 10.0).round() / 10.0)),
+                        json!(s.lag_bytes),
+                        json!(format!("{ready}/{}", s.tables.len())),
+                        json!(s.wal_status),
+                        json!(s.retained_bytes),
+                        json!(s.apply_errors.unwrap_or(0) + s.sync_errors.unwrap_or(0)),
+                        json!(s.problem),
+                    ]
+                })
+                .collect();
+            (
+                vec![
+                    "source",
+                    "state",
+                    "lag (s)",
+                    "lag (bytes)",
+                    "tables ready",
+                    "slot",
+                    "slot retains (bytes)",
+                    "errors",
+                    "problem",
+                ],
+                rows,
+            )
+        }
         Builtin::Alerts => {
             let v = alerts_json(&mut conn).await.map_err(failed)?;
             let rows = v["alerts"]

@@ -261,15 +261,38 @@ pub struct Running {
     pub url: String,
     pub server: tokio::task::JoinHandle<std::io::Result<()>>,
     pub alerting: Option<tokio::task::JoinHandle<()>>,
+    pub watching: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
     pub fn stop(&self) {
         self.server.abort();
-        if let Some(a) = &self.alerting {
-            a.abort();
+        for task in [&self.alerting, &self.watching].into_iter().flatten() {
+            task.abort();
         }
     }
+}
+
+/// How often replicated sources are sampled (the lag's resolution) and checked for new columns.
+pub const WATCH_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Sample every replicated source and add the columns they gained, every [`WATCH_EVERY`].
+fn watch_replication(owner: PgPool) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(WATCH_EVERY);
+        loop {
+            tick.tick().await;
+            let result = async {
+                let mut conn = owner.acquire().await?;
+                crate::replicate::watch(&mut *conn).await
+            }
+            .await;
+            match result {
+                Ok(changed) => changed.iter().for_each(|line| eprintln!("{line}")),
+                Err(e) => eprintln!("replication: {e:#}"),
+            }
+        }
+    })
 }
 
 /// The pools: the owner's, and the read-only role's (set up first if pgdw manages it).
@@ -303,11 +326,23 @@ pub async fn start(o: Options) -> anyhow::Result<Running> {
         .await
         .map_err(|e| anyhow::anyhow!("listening on {}: {e}", o.listen))?;
     let url = format!("http://{}/", listener.local_addr()?);
-    let alerting = (!o.alerts.is_empty()).then(|| {
+    // With replication, pgdw watches it, and its built-in rule joins the project's.
+    let replicating: bool = sqlx::query_scalar(
+        "SELECT to_regclass('pgdw.subscriptions') IS NOT NULL AND EXISTS (SELECT 1 FROM pgdw.subscriptions)",
+    )
+    .fetch_one(&owner)
+    .await
+    .unwrap_or(false);
+    let mut rules = o.alerts.clone();
+    if replicating && !rules.iter().any(|r| r.name == "replication") {
+        rules.push(crate::replicate::alert_rule());
+    }
+    let watching = replicating.then(|| watch_replication(owner.clone()));
+    let alerting = (!rules.is_empty()).then(|| {
         crate::alerts::spawn(
             owner.clone(),
             reader.clone(),
-            o.alerts.clone(),
+            rules,
             o.webhook.clone(),
             o.alert_every,
         )
@@ -323,5 +358,6 @@ pub async fn start(o: Options) -> anyhow::Result<Running> {
         url,
         server,
         alerting,
+        watching,
     })
 }

@@ -12,6 +12,7 @@ mod example;
 mod external;
 mod migrate;
 mod output;
+mod replicate;
 mod runtime;
 mod serve;
 

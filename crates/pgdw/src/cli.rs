@@ -61,6 +61,22 @@ pub enum Command {
         #[arg(long, default_value = ".")]
         project: PathBuf,
     },
+    /// Replication of the project's `[replicate.NAME]` sections (`pgdw migrate` sets it up).
+    #[command(subcommand)]
+    Replicate(ReplicateCommand),
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ReplicateCommand {
+    /// Copy every table of a section afresh: a new slot and subscription, the replicas emptied
+    /// first (after a lost slot, or to be sure nothing is missing).
+    Resync {
+        /// The section's name: `control_plane` for `[replicate.control_plane]`.
+        name: String,
+        /// The project directory (holding pgdw.toml).
+        #[arg(long, default_value = ".")]
+        project: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -77,6 +77,32 @@ pub async fn apply(target: &Target, project: &Project) -> anyhow::Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
+/// `pgdw replicate resync NAME`: a fresh copy of one section's tables.
+pub async fn resync(target: &Target, dir: &Path, name: &str) -> anyhow::Result<ExitCode> {
+    let project = Project::load(dir)?;
+    let replicas = project.replicas()?;
+    let Some(r) = replicas.iter().find(|r| r.name == name) else {
+        anyhow::bail!(
+            "{} has no [replicate.{name}] (it has: {})",
+            dir.join(crate::project::CONFIG).display(),
+            replicas
+                .iter()
+                .map(|r| r.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    };
+    let mut conn = target.connect().await?;
+    let out = crate::replicate::resync(&mut conn, r).await?;
+    for w in &out.warnings {
+        eprintln!("warning: {w}");
+    }
+    for line in &out.done {
+        outln!("{line}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `version description` of every applied migration (none when sqlx's table does not exist).
 async fn applied(conn: &mut PgConnection) -> Vec<String> {
     sqlx::query_scalar(

@@ -34,6 +34,9 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         ),
         Command::Serve(args) => serve::run(&target, &args).await,
         Command::Migrate { project } => migrate::run(&target, &project).await,
+        Command::Replicate(crate::cli::ReplicateCommand::Resync { name, project }) => {
+            migrate::resync(&target, &project, &name).await
+        }
     }
 }
 

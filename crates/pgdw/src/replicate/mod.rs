@@ -62,7 +62,7 @@ pub async fn apply(wh: &mut PgConnection, replicas: &[Replica]) -> anyhow::Resul
         );
     }
     for (r, mut src, slot) in planned {
-        set_up(wh, &mut src, r, slot, &mut out).await?;
+        set_up(wh, &mut src, r, slot, false, &mut out).await?;
     }
     remove_others(wh, replicas, &mut out).await?;
     Ok(out)
@@ -101,11 +101,33 @@ async fn collisions(wh: &mut PgConnection, r: &Replica) -> anyhow::Result<Vec<St
     Ok(errors)
 }
 
+/// `pgdw replicate resync NAME`: start the section again from a fresh copy of every table
+/// (after a gap, or to be sure), through the same checks as `apply`.
+pub async fn resync(wh: &mut PgConnection, r: &Replica) -> anyhow::Result<Outcome> {
+    let mut out = Outcome::default();
+    let mut src = source::connect(r).await?;
+    let slot = source::slot_status(&mut src, &r.object_name()).await?;
+    let checks = source::check(&mut src, r, slot.is_none()).await?;
+    let mut errors: Vec<String> = checks.errors;
+    errors.extend(collisions(wh, r).await?);
+    if !errors.is_empty() {
+        bail!(
+            "[replicate.{}] cannot be copied afresh; nothing was changed:\n  - {}",
+            r.name,
+            errors.join("\n  - ")
+        );
+    }
+    out.warnings = checks.warnings;
+    set_up(wh, &mut src, r, slot, true, &mut out).await?;
+    Ok(out)
+}
+
 async fn set_up(
     wh: &mut PgConnection,
     src: &mut PgConnection,
     r: &Replica,
     slot: Option<String>,
+    again: bool,
     out: &mut Outcome,
 ) -> anyhow::Result<()> {
     let name = r.object_name();
@@ -115,13 +137,18 @@ async fn set_up(
             .fetch_one(&mut *wh)
             .await?;
     let mut fresh = !exists;
-    if slot.as_deref() == Some("lost") {
-        // The source removed WAL the subscription had not read: continuing would leave a
-        // silent gap. Start again from a fresh copy.
-        out.done.push(format!(
-            "[replicate.{}] the slot {name} lost WAL on the source (max_slot_wal_keep_size): copying every table afresh",
-            r.name
-        ));
+    let lost = slot.as_deref() == Some("lost");
+    if lost || (again && exists) {
+        // A lost slot: the source removed WAL the subscription had not read, and continuing
+        // would leave a silent gap. Start again from a fresh copy.
+        out.done.push(if lost {
+            format!(
+                "[replicate.{}] the slot {name} lost WAL on the source (max_slot_wal_keep_size): copying every table afresh",
+                r.name
+            )
+        } else {
+            format!("[replicate.{}] copying every table afresh", r.name)
+        });
         drop_subscription(wh, &name).await?;
         source::drop_slot(src, &name).await?;
         fresh = true;

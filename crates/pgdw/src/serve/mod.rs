@@ -284,7 +284,7 @@ fn watch_replication(owner: PgPool) -> tokio::task::JoinHandle<()> {
             tick.tick().await;
             let result = async {
                 let mut conn = owner.acquire().await?;
-                crate::replicate::watch(&mut *conn).await
+                crate::replicate::watch(&mut conn).await
             }
             .await;
             match result {

@@ -367,3 +367,86 @@ fn a_lagging_subscription_shows_as_lagging_and_fires_its_alert() {
     f.converges(ALL_ORGS);
     assert!(wait_for(Duration::from_secs(60), || f.status()[0]["state"] == "OK"));
 }
+
+/// The source bounds the WAL a slot may hold: while the warehouse is down, writes beyond it
+/// invalidate the slot. Status says LOST; `pgdw migrate` copies afresh instead of continuing
+/// with a silent gap.
+#[test]
+fn a_lost_slot_shows_as_lost_and_migrate_copies_afresh() {
+    let f = Fixture::new(ORGS);
+    query(&f.source, "ALTER SYSTEM SET max_slot_wal_keep_size = '1MB'");
+    query(&f.source, "SELECT pg_reload_conf()");
+    f.config(SECTION);
+    let out = f.migrate_with(&f.url);
+    assert!(out.status.success(), "{}", transcript(&out));
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("max_slot_wal_keep_size = -1"),
+        "a bound is no warning"
+    );
+    f.converges(ALL_ORGS);
+    ok(&f.wh, &["down"]);
+    query(
+        &f.source,
+        "UPDATE organizations SET plan = 'gap' WHERE id <= 10",
+    );
+    assert!(
+        wait_for(Duration::from_secs(60), || {
+            query(
+                &f.source,
+                "INSERT INTO unpublished (v) SELECT repeat('x', 1000) FROM generate_series(1, 5000)",
+            );
+            query(&f.source, "SELECT pg_switch_wal()");
+            query(&f.source, "CHECKPOINT");
+            query(
+                &f.source,
+                "SELECT wal_status FROM pg_replication_slots WHERE slot_name = 'pgdw_cp'",
+            ) == "lost"
+        }),
+        "the slot was never invalidated"
+    );
+    ok(&f.wh, &["up"]);
+    let mut status = serde_json::Value::Null;
+    assert!(
+        wait_for(Duration::from_secs(30), || {
+            status = f.status();
+            status[0]["state"] == "LOST"
+        }),
+        "{status}"
+    );
+    let out = f.migrate();
+    assert!(
+        out.contains("lost WAL on the source (max_slot_wal_keep_size): copying every table afresh"),
+        "{out}"
+    );
+    f.converges(ALL_ORGS);
+    assert!(wait_for(Duration::from_secs(60), || f.status()[0]["state"] == "OK"));
+}
+
+/// `pgdw replicate resync NAME`: the same fresh copy, asked for.
+#[test]
+fn resync_copies_a_section_afresh() {
+    let f = Fixture::new(ORGS);
+    f.config(SECTION);
+    f.migrate();
+    f.converges(ALL_ORGS);
+    // A row only the warehouse has (written by hand): a fresh copy removes it.
+    query(
+        &f.wh,
+        "INSERT INTO organizations VALUES (-1, 'stray', NULL)",
+    );
+    let out = Command::new(PGDW)
+        .env_remove("DATABASE_URL")
+        .env("PGDW_DATA_DIR", f.wh.data_dir())
+        .env("CP_URL", &f.url)
+        .args(["replicate", "resync", "cp", "--project"])
+        .arg(f.project.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", transcript(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("copying every table afresh"));
+    f.converges(ALL_ORGS);
+    assert_eq!(
+        query(&f.source, "SELECT count(*) FROM pg_replication_slots"),
+        "1"
+    );
+}

@@ -32,7 +32,8 @@ fn up() -> TempWarehouse {
 }
 
 fn sql(w: &TempWarehouse, q: &str) -> String {
-    w.psql_db("warehouse", q).unwrap_or_else(|e| panic!("{q}: {e}"))
+    w.psql_db("warehouse", q)
+        .unwrap_or_else(|e| panic!("{q}: {e}"))
 }
 
 fn pct(sorted: &[f64], p: f64) -> f64 {
@@ -96,7 +97,10 @@ fn main() {
         .unwrap();
     assert!(out.status.success(), "{}", pgdw_testkit::transcript(&out));
     assert!(pgdw_testkit::wait_for(Duration::from_secs(600), || {
-        sql(&wh, "SELECT count(*) FILTER (WHERE srsubstate <> 'r') FROM pg_subscription_rel") == "0"
+        sql(
+            &wh,
+            "SELECT count(*) FILTER (WHERE srsubstate <> 'r') FROM pg_subscription_rel",
+        ) == "0"
             && sql(&wh, "SELECT count(*) FROM pg_subscription_rel") == "2"
     }));
     let initial_secs = t.elapsed().as_secs_f64();
@@ -176,7 +180,9 @@ fn main() {
             while !stop.load(Ordering::Relaxed) {
                 if Instant::now() >= next {
                     client
-                        .batch_execute("SELECT * FROM pgdw.sync('markers_polled', 'f.markers', '{id}')")
+                        .batch_execute(
+                            "SELECT * FROM pgdw.sync('markers_polled', 'f.markers', '{id}')",
+                        )
                         .unwrap();
                     next += Duration::from_secs(60);
                 }
@@ -226,8 +232,14 @@ fn main() {
     rep_lat.sort_by(f64::total_cmp);
     poll_lat.sort_by(f64::total_cmp);
     println!("streaming: {achieved:.0} rows/s written for {stream_secs} s; {markers} markers");
-    println!("{:<28} {:>8} {:>10} {:>10} {:>10}", "commit to visible", "markers", "p50 ms", "p99 ms", "max ms");
-    for (name, lat) in [("replication", &rep_lat), ("pgdw.sync every minute", &poll_lat)] {
+    println!(
+        "{:<28} {:>8} {:>10} {:>10} {:>10}",
+        "commit to visible", "markers", "p50 ms", "p99 ms", "max ms"
+    );
+    for (name, lat) in [
+        ("replication", &rep_lat),
+        ("pgdw.sync every minute", &poll_lat),
+    ] {
         println!(
             "{name:<28} {:>8} {:>10.1} {:>10.1} {:>10.1}",
             lat.len(),
@@ -252,7 +264,9 @@ fn main() {
         .get(0);
     while started.elapsed() < Duration::from_secs(idle_secs) {
         client
-            .batch_execute("INSERT INTO unpublished (v) SELECT repeat('x', 200) FROM generate_series(1, 2000)")
+            .batch_execute(
+                "INSERT INTO unpublished (v) SELECT repeat('x', 200) FROM generate_series(1, 2000)",
+            )
             .unwrap();
         let row = client
             .query_one(

@@ -34,6 +34,15 @@ impl Fixture {
         }
     }
 
+    /// The organizations replicated (SECTION), copied and streaming.
+    fn streaming() -> Fixture {
+        let f = Fixture::new(ORGS);
+        f.config(SECTION);
+        f.migrate();
+        f.converges(ALL_ORGS);
+        f
+    }
+
     fn config(&self, section: &str) {
         std::fs::write(self.project.path().join("pgdw.toml"), section).unwrap();
     }
@@ -150,10 +159,7 @@ fn the_initial_copy_then_inserts_updates_and_deletes_arrive() {
 
 #[test]
 fn tables_are_added_and_removed() {
-    let f = Fixture::new(ORGS);
-    f.config(SECTION);
-    f.migrate();
-    f.converges(ALL_ORGS);
+    let f = Fixture::streaming();
     f.config(&SECTION.replace(
         "[\"public.organizations\"]",
         "[\"public.organizations\", \"instances\"]",
@@ -195,10 +201,7 @@ fn tables_are_added_and_removed() {
 
 #[test]
 fn a_column_added_on_the_source_while_rows_stream_loses_no_row() {
-    let f = Fixture::new(ORGS);
-    f.config(SECTION);
-    f.migrate();
-    f.converges(ALL_ORGS);
+    let f = Fixture::streaming();
     query(&f.source, "INSERT INTO organizations SELECT g, 'before ' || g FROM generate_series(1001, 1100) g;
                       ALTER TABLE organizations ADD COLUMN region text NOT NULL DEFAULT 'eu';
                       INSERT INTO organizations SELECT g, 'after ' || g, 'pro', 'us' FROM generate_series(1101, 1200) g;");
@@ -219,10 +222,7 @@ fn a_column_added_on_the_source_while_rows_stream_loses_no_row() {
 
 #[test]
 fn rows_written_while_the_warehouse_is_down_arrive_exactly_once() {
-    let f = Fixture::new(ORGS);
-    f.config(SECTION);
-    f.migrate();
-    f.converges(ALL_ORGS);
+    let f = Fixture::streaming();
     ok(&f.wh, &["down"]);
     query(&f.source, "INSERT INTO organizations SELECT g, 'while down' FROM generate_series(2001, 3000) g; DELETE FROM organizations WHERE id < 50;");
     ok(&f.wh, &["up"]);
@@ -231,10 +231,7 @@ fn rows_written_while_the_warehouse_is_down_arrive_exactly_once() {
 
 #[test]
 fn the_source_restarting_mid_stream_loses_nothing() {
-    let f = Fixture::new(ORGS);
-    f.config(SECTION);
-    f.migrate();
-    f.converges(ALL_ORGS);
+    let f = Fixture::streaming();
     query(
         &f.source,
         "INSERT INTO organizations SELECT g, 'before restart' FROM generate_series(4001, 4500) g",
@@ -250,10 +247,7 @@ fn the_source_restarting_mid_stream_loses_nothing() {
 
 #[test]
 fn removing_the_section_drops_the_subscription_and_its_slot() {
-    let f = Fixture::new(ORGS);
-    f.config(SECTION);
-    f.migrate();
-    f.converges(ALL_ORGS);
+    let f = Fixture::streaming();
     f.config("");
     let out = f.migrate();
     assert!(
@@ -425,10 +419,7 @@ fn a_lost_slot_shows_as_lost_and_migrate_copies_afresh() {
 /// `pgdw replicate resync NAME`: the same fresh copy, asked for.
 #[test]
 fn resync_copies_a_section_afresh() {
-    let f = Fixture::new(ORGS);
-    f.config(SECTION);
-    f.migrate();
-    f.converges(ALL_ORGS);
+    let f = Fixture::streaming();
     // A row only the warehouse has (written by hand): a fresh copy removes it.
     query(
         &f.wh,

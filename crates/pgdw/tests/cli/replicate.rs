@@ -313,15 +313,21 @@ fn bad_sources_are_refused_with_nothing_created() {
     );
     assert!(!err.contains("plain-pw-123"), "{err}");
     // wal_level.
+    // wal_level, and too few slots and WAL senders.
     query(&f.source, "ALTER SYSTEM SET wal_level = replica");
+    query(&f.source, "ALTER SYSTEM SET max_replication_slots = 1");
+    query(&f.source, "ALTER SYSTEM SET max_wal_senders = 1");
     ok(&f.source, &["down"]);
     ok(&f.source, &["up"]);
     let out = f.migrate_with(&f.url);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("the source has wal_level = replica: set wal_level = logical"),
-        "{err}"
-    );
+    for expected in [
+        "the source has wal_level = replica: set wal_level = logical",
+        "max_replication_slots = 1 in use; pgdw needs 2 free",
+        "max_wal_senders = 1 in use; pgdw needs 2 free",
+    ] {
+        assert!(err.contains(expected), "{expected}\n{err}");
+    }
     assert_eq!(query(&f.wh, "SELECT count(*) FROM pg_subscription"), "0");
     assert_eq!(
         query(&f.wh, "SELECT to_regclass('public.organizations') IS NULL"),
@@ -440,4 +446,51 @@ fn resync_copies_a_section_afresh() {
         query(&f.source, "SELECT count(*) FROM pg_replication_slots"),
         "1"
     );
+}
+
+/// `pgdw serve` with replication: it samples the source, shows the built-in panel, and
+/// evaluates the built-in `replication` alert rule without the project naming it.
+#[test]
+fn serve_watches_replication_with_its_panel_and_alert() {
+    let f = Fixture::streaming();
+    let dashboards = f.project.path().join("dashboards");
+    std::fs::write(
+        dashboards.join("ops.toml"),
+        "title = \"Ops\"\n[[panels]]\ntitle = \"Replication\"\nkind = \"table\"\nbuiltin = \"replication\"\n",
+    )
+    .unwrap();
+    let cluster = f.wh.cluster().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let running = rt
+        .block_on(pgdw::serve::start(pgdw::serve::Options {
+            owner: pgdw::target::embedded_options(&cluster, "warehouse"),
+            reader: pgdw::serve::reader::Reader::Socket,
+            dashboards_dir: dashboards,
+            alerts: vec![],
+            webhook: None,
+            alert_every: Duration::from_secs(1),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            token: None,
+        }))
+        .unwrap();
+    let url = format!("{}api/dashboards/ops/panels/0", running.url);
+    let mut panel = serde_json::Value::Null;
+    assert!(
+        wait_for(Duration::from_secs(60), || {
+            panel = serde_json::from_str(&ureq::get(&url).call().unwrap().into_string().unwrap())
+                .unwrap();
+            panel["rows"][0][1] == "OK"
+        }),
+        "{panel}"
+    );
+    assert_eq!(panel["rows"][0][0], "cp");
+    assert_eq!(panel["rows"][0][4], "1/1", "tables ready");
+    assert!(
+        wait_for(Duration::from_secs(30), || query(
+            &f.wh,
+            "SELECT state FROM pgdw.alert_state WHERE alert = 'replication'"
+        ) == "ok"),
+        "the built-in rule is evaluated"
+    );
+    running.stop();
 }

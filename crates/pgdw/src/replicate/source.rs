@@ -43,7 +43,20 @@ pub async fn connect(r: &Replica) -> anyhow::Result<PgConnection> {
             )
         })?
         .application_name("pgdw replicate");
-    PgConnection::connect_with(&opts).await.map_err(|e| {
+    // Bounded: `pgdw status` must answer even when a source's host drops packets.
+    let connecting = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        PgConnection::connect_with(&opts),
+    )
+    .await
+    .map_err(|_| {
+        anyhow::anyhow!(
+            "[replicate.{}] the source {} did not answer within 10 s",
+            r.name,
+            crate::target::redact_url(&r.source)
+        )
+    })?;
+    connecting.map_err(|e| {
         anyhow::anyhow!(
             "[replicate.{}] connecting to the source {}: {}",
             r.name,

@@ -181,7 +181,11 @@ unsafe fn bound_quals(
                         });
                         let v = datum_to_value(datum, isnull, pg_sys::Oid::from(sq.typoid));
                         pg_sys::MemoryContextSwitchTo(old);
-                        v
+                        if sq.epoch {
+                            crate::quals::as_epoch(v)
+                        } else {
+                            v
+                        }
                     }
                 };
             }

@@ -298,7 +298,7 @@ unsafe fn parameterized_path(
             return;
         }
         let relid = (*baserel).relid;
-        let Some((qual, _)) = quals::extract_one(root, (*ri).clause as *mut pg_sys::Node, relid)
+        let Some((qual, _, _)) = quals::extract_one(root, (*ri).clause as *mut pg_sys::Node, relid)
         else {
             return;
         };
@@ -369,6 +369,7 @@ unsafe extern "C-unwind" fn get_plan(
                 expr: index,
                 typoid: typoid.to_u32(),
                 exec_param,
+                epoch: a.extracted.through[i] == quals::Through::Epoch,
             });
         }
         let plan = StoredPlan {

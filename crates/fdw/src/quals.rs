@@ -24,6 +24,30 @@ pub(crate) struct StoredQual {
     pub typoid: u32,
     /// Whether the value depends on PARAM_EXEC params, which only exist while executing.
     pub exec_param: bool,
+    /// The column was compared through `to_timestamp(column)`: the value (a timestamp) is
+    /// handed to the wrapper as epoch seconds, the column's own unit.
+    #[serde(default)]
+    pub epoch: bool,
+}
+
+/// How a qual reads its column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Through {
+    /// The column itself.
+    Plain,
+    /// A lossless numeric widening (`bigint::numeric`, `int::float8`): the same order and
+    /// equality, so the bound holds for the column as is.
+    Cast,
+    /// `to_timestamp(number)`: a timestamp bound is the column's epoch seconds.
+    Epoch,
+}
+
+/// A timestamp value as epoch seconds, for a qual read through `to_timestamp`.
+pub(crate) fn as_epoch(v: Value) -> Value {
+    match v {
+        Value::Timestamp(t) => Value::Float(t),
+        other => other,
+    }
 }
 
 /// The extractable quals of a list of RestrictInfos, with their value expressions.
@@ -31,7 +55,11 @@ pub(crate) struct Extracted {
     pub quals: Vec<Qual>,
     /// The value expression of each qual (null when fixed).
     pub exprs: Vec<*mut pg_sys::Expr>,
-    /// RestrictInfos that are not of a pushable form (always checked locally).
+    /// How each qual reads its column.
+    pub through: Vec<Through>,
+    /// RestrictInfos that are not of a pushable form (always checked locally), plus quals read
+    /// through a conversion: pushed, but a LIMIT is then not (the wrapper's bound may be wider
+    /// than the clause, which Postgres checks again).
     pub unextracted: usize,
 }
 
@@ -51,6 +79,103 @@ unsafe fn opname(opno: pg_sys::Oid) -> String {
             String::new()
         } else {
             CStr::from_ptr(p).to_string_lossy().into_owned()
+        }
+    }
+}
+
+fn is_number(t: pg_sys::Oid) -> bool {
+    [
+        pg_sys::INT2OID,
+        pg_sys::INT4OID,
+        pg_sys::INT8OID,
+        pg_sys::FLOAT4OID,
+        pg_sys::FLOAT8OID,
+        pg_sys::NUMERICOID,
+    ]
+    .contains(&t)
+}
+
+/// Whether converting `from` to `to` keeps every value and its order (so a bound on the
+/// converted column is the same bound on the column).
+fn widens(from: pg_sys::Oid, to: pg_sys::Oid) -> bool {
+    use pg_sys::{
+        FLOAT4OID as F4, FLOAT8OID as F8, INT2OID as I2, INT4OID as I4, INT8OID as I8,
+        NUMERICOID as N,
+    };
+    matches!(
+        (from, to),
+        (I2, I4 | I8 | F4 | F8 | N) | (I4, I8 | F8 | N) | (I8, F8 | N) | (F4, F8 | N) | (F8, N)
+    ) && from != to
+}
+
+/// `node` without the conversions a bound can be read through: lossless numeric widenings
+/// (what `bigint > numeric` and `::numeric` make) and `to_timestamp(number)`.
+unsafe fn strip_conversions(mut node: *mut pg_sys::Node) -> (*mut pg_sys::Node, Through) {
+    unsafe {
+        let mut through = Through::Plain;
+        loop {
+            node = strip_relabel(node);
+            if node.is_null() || tag(node) != pg_sys::NodeTag::T_FuncExpr {
+                return (node, through);
+            }
+            let f = node as *mut pg_sys::FuncExpr;
+            let args = pglist::ptrs::<pg_sys::Node>((*f).args);
+            if args.len() != 1 {
+                return (node, through);
+            }
+            let from = pg_sys::exprType(args[0]);
+            let to = (*f).funcresulttype;
+            let is_cast = matches!(
+                (*f).funcformat,
+                pg_sys::CoercionForm::COERCE_IMPLICIT_CAST
+                    | pg_sys::CoercionForm::COERCE_EXPLICIT_CAST
+            );
+            if is_cast && widens(from, to) {
+                if through == Through::Plain {
+                    through = Through::Cast;
+                }
+            } else if to == pg_sys::TIMESTAMPTZOID
+                && is_number(from)
+                && funcname((*f).funcid) == "to_timestamp"
+                && through != Through::Epoch
+            {
+                through = Through::Epoch;
+            } else {
+                return (node, through);
+            }
+            node = args[0];
+        }
+    }
+}
+
+unsafe fn funcname(oid: pg_sys::Oid) -> String {
+    unsafe {
+        let p = pg_sys::get_func_name(oid);
+        if p.is_null() {
+            String::new()
+        } else {
+            CStr::from_ptr(p).to_string_lossy().into_owned()
+        }
+    }
+}
+
+/// The column a bound compares, possibly through conversions (see [`strip_conversions`]);
+/// only plain columns (not `->>` keys) are read through them.
+unsafe fn as_bound_column(
+    node: *mut pg_sys::Node,
+    relid: pg_sys::Index,
+) -> Option<((usize, Option<String>), Through)> {
+    unsafe {
+        if let Some(c) = as_column(node, relid) {
+            return Some((c, Through::Plain));
+        }
+        let (inner, through) = strip_conversions(node);
+        if through == Through::Plain {
+            return None;
+        }
+        match as_column(inner, relid)? {
+            (col, None) => Some(((col, None), through)),
+            _ => None,
         }
     }
 }
@@ -138,6 +263,7 @@ pub(crate) unsafe fn extract(
     let mut out = Extracted {
         quals: Vec::new(),
         exprs: Vec::new(),
+        through: Vec::new(),
         unextracted: 0,
     };
     unsafe {
@@ -146,9 +272,13 @@ pub(crate) unsafe fn extract(
                 continue; // a gating Result node evaluates these, not the scan
             }
             match extract_one(root, (*ri).clause as *mut pg_sys::Node, relid) {
-                Some((qual, expr)) => {
+                Some((qual, expr, through)) => {
                     out.quals.push(qual);
                     out.exprs.push(expr);
+                    out.through.push(through);
+                    if through != Through::Plain {
+                        out.unextracted += 1;
+                    }
                 }
                 None => out.unextracted += 1,
             }
@@ -161,7 +291,7 @@ pub(crate) unsafe fn extract_one(
     root: *mut pg_sys::PlannerInfo,
     clause: *mut pg_sys::Node,
     relid: pg_sys::Index,
-) -> Option<(Qual, *mut pg_sys::Expr)> {
+) -> Option<(Qual, *mut pg_sys::Expr, Through)> {
     unsafe {
         match tag(clause) {
             pg_sys::NodeTag::T_OpExpr => {
@@ -171,25 +301,40 @@ pub(crate) unsafe fn extract_one(
                     return None;
                 }
                 let name = opname((*op).opno);
-                let (col, value, commuted) = if let (Some(c), true) =
-                    (as_column(args[0], relid), is_value(root, args[1], relid))
-                {
+                let ((col, through), value, commuted) = if let (Some(c), true) = (
+                    as_bound_column(args[0], relid),
+                    is_value(root, args[1], relid),
+                ) {
                     (c, args[1], false)
-                } else if let (Some(c), true) =
-                    (as_column(args[1], relid), is_value(root, args[0], relid))
-                {
+                } else if let (Some(c), true) = (
+                    as_bound_column(args[1], relid),
+                    is_value(root, args[0], relid),
+                ) {
                     (c, args[0], true)
                 } else {
                     return None;
                 };
+                let op = Op::from_name(&name, commuted);
+                // Through a conversion only comparisons keep their meaning (not LIKE, say).
+                if through != Through::Plain
+                    && !matches!(op, Op::Eq | Op::Lt | Op::Le | Op::Gt | Op::Ge)
+                {
+                    return None;
+                }
+                let known = known_value(value);
                 Some((
                     Qual {
                         column: col.0,
                         key: col.1,
-                        op: Op::from_name(&name, commuted),
-                        value: known_value(value),
+                        op,
+                        value: if through == Through::Epoch {
+                            as_epoch(known)
+                        } else {
+                            known
+                        },
                     },
                     value as *mut pg_sys::Expr,
+                    through,
                 ))
             }
             pg_sys::NodeTag::T_ScalarArrayOpExpr => {
@@ -211,6 +356,7 @@ pub(crate) unsafe fn extract_one(
                         value: known_value(args[1]),
                     },
                     args[1] as *mut pg_sys::Expr,
+                    Through::Plain,
                 ))
             }
             pg_sys::NodeTag::T_NullTest => {
@@ -232,6 +378,7 @@ pub(crate) unsafe fn extract_one(
                         value: Value::Null,
                     },
                     std::ptr::null_mut(),
+                    Through::Plain,
                 ))
             }
             pg_sys::NodeTag::T_Var => {
@@ -248,6 +395,7 @@ pub(crate) unsafe fn extract_one(
                         value: Value::Bool(true),
                     },
                     std::ptr::null_mut(),
+                    Through::Plain,
                 ))
             }
             pg_sys::NodeTag::T_BoolExpr => {
@@ -272,6 +420,7 @@ pub(crate) unsafe fn extract_one(
                         value: Value::Bool(false),
                     },
                     std::ptr::null_mut(),
+                    Through::Plain,
                 ))
             }
             _ => None,

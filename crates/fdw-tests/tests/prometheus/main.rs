@@ -449,3 +449,38 @@ fn absurd_ranges_are_refused_before_any_request() {
     assert!(err.contains("cannot reach Prometheus"), "{err}");
     w.assert_no_crash();
 }
+
+/// The hint's own example: `extract()` returns numeric, so a bigint `metric_time` is compared
+/// as `metric_time::numeric`; and `to_timestamp(metric_time)` against timestamps. Both are
+/// bounds, and give the same rows as the plain form.
+#[test]
+fn bounds_through_casts_and_to_timestamp_are_bounds() {
+    let b = base();
+    let prom = Prometheus::start(&data(b));
+    let w = setup(&prom.url());
+    let plain = w.sql(&format!(
+        "SELECT count(*), sum(metric_time - {b}) FROM metrics_1m WHERE metric_name = 'up' AND metric_time > {b} AND metric_time <= {b} + 3600;"
+    ));
+    assert_eq!(plain, "60|109800");
+    for q in [
+        format!("metric_time > extract(epoch FROM to_timestamp({b})) AND metric_time <= extract(epoch FROM to_timestamp({b} + 3600))"),
+        format!("metric_time::numeric > {b}::numeric AND metric_time::float8 <= ({b} + 3600)::float8"),
+        format!("to_timestamp(metric_time) > to_timestamp({b}) AND to_timestamp(metric_time) <= to_timestamp({b}) + interval '1 hour'"),
+    ] {
+        let got = w.sql(&format!(
+            "SELECT count(*), sum(metric_time - {b}) FROM metrics_1m WHERE metric_name = 'up' AND {q};"
+        ));
+        assert_eq!(got, plain, "{q}");
+    }
+    // The README's and the hint's example, as written, now runs (its window holds no data).
+    assert_eq!(
+        w.sql("SELECT count(*) FROM metrics WHERE metric_name = 'up' AND metric_time > extract(epoch from now() - interval '1 hour') AND metric_time < extract(epoch from now());"),
+        "0"
+    );
+    // Through a conversion the bounds are pushed, and so is nothing else's LIMIT.
+    let plan = w.sql(&format!(
+        "EXPLAIN (VERBOSE) SELECT * FROM metrics_1m WHERE metric_name = 'up' AND to_timestamp(metric_time) > to_timestamp({b}) AND to_timestamp(metric_time) <= to_timestamp({b} + 60) LIMIT 1;"
+    ));
+    assert!(plan.contains("Request"), "{plan}");
+    w.assert_no_crash();
+}

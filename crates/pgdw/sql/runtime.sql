@@ -675,3 +675,17 @@ SELECT s.name, n.nspname AS table_schema, c.relname AS table_name,
   JOIN pg_class c ON c.oid = r.srrelid
   JOIN pg_namespace n ON n.oid = c.relnamespace;
 COMMENT ON VIEW pgdw.replication_tables IS 'Each replicated table and its sync state (initializing, copying, ready)';
+
+-- Published SQL for pg_partman calls it unqualified (`SELECT create_parent(...)`, `UPDATE
+-- part_config ...`), as where it lives in `public`. Here it keeps its own schema, which new
+-- sessions of the warehouse find after public; a search_path the database already has is its
+-- owner's choice and stays.
+DO $$
+BEGIN
+    IF to_regnamespace('partman') IS NOT NULL AND NOT EXISTS (
+        SELECT 1 FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase
+         WHERE d.datname = current_database() AND s.setrole = 0
+           AND EXISTS (SELECT 1 FROM unnest(s.setconfig) c WHERE c LIKE 'search\_path=%')) THEN
+        EXECUTE format('ALTER DATABASE %I SET search_path = "$user", public, partman', current_database());
+    END IF;
+END $$;

@@ -456,3 +456,52 @@ fn job_freshness_covers_never_succeeded_and_plain_cron_jobs() {
         "boom"
     );
 }
+
+/// SQL written for pg_partman where it lives in `public` (seed 001, Tembo's prometheus_fdw
+/// example) calls it unqualified; it runs as written, while pg_partman keeps its own schema.
+#[test]
+fn pg_partman_called_unqualified_works_as_published() {
+    let w = up();
+    query(
+        &w,
+        "CREATE TABLE metric_values (label_id bigint, time bigint NOT NULL, value float8) PARTITION BY RANGE (time)",
+    );
+    query(
+        &w,
+        "SELECT create_parent(p_parent_table := 'public.metric_values', p_control := 'time', p_type := 'native', \
+         p_interval := 'daily', p_automatic_maintenance := 'on', p_start_partition := to_char(now() - interval '2 days', 'YYYY-MM-DD'), \
+         p_epoch := 'seconds', p_premake := 3)",
+    );
+    query(
+        &w,
+        "UPDATE part_config SET retention = '30 days', retention_keep_table = false WHERE parent_table = 'public.metric_values'",
+    );
+    assert_eq!(
+        query(
+            &w,
+            "SELECT retention FROM partman.part_config WHERE parent_table = 'public.metric_values'"
+        ),
+        "30 days"
+    );
+    assert!(
+        query(
+            &w,
+            "SELECT count(*) FROM pg_inherits WHERE inhparent = 'metric_values'::regclass"
+        )
+        .parse::<i32>()
+        .unwrap()
+            >= 5
+    );
+    assert_eq!(
+        query(
+            &w,
+            "SELECT extnamespace::regnamespace FROM pg_extension WHERE extname = 'pg_partman'"
+        ),
+        "partman",
+        "pg_partman keeps its own schema"
+    );
+    // A search_path the owner chose is kept at the next `pgdw up`.
+    query(&w, "ALTER DATABASE warehouse SET search_path = public");
+    ok(&w, &["up"]);
+    assert_eq!(query(&w, "SHOW search_path"), "public");
+}

@@ -26,6 +26,18 @@ fn the_demo_answers_match_the_ground_truth() {
             "missing {expected:?} in\n{stdout}"
         );
     }
+    // Each answer says what its numbers are, and ranks ties the same way every time.
+    let signups = stdout
+        .split("How many sign-ups per week?")
+        .nth(1)
+        .and_then(|rest| rest.lines().nth(1))
+        .unwrap_or_default();
+    assert!(
+        signups.contains("week_of")
+            && signups.contains("signups")
+            && signups.contains("in_an_organization"),
+        "a header: {signups:?}"
+    );
     assert!(
         !stdout.contains("sk_test_pgdw_demo"),
         "the Clerk key is never printed"

@@ -346,20 +346,39 @@ async fn run_jobs(conn: &mut PgConnection) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A titled table with its columns' names as a header (the query's aliases say what each
+/// number is).
 async fn table(conn: &mut PgConnection, title: &str, sql: &str) -> anyhow::Result<()> {
     outln!("\n{title}");
     let rows = sqlx::query(sql).fetch_all(&mut *conn).await?;
-    for r in rows {
-        let cells: Vec<String> = (0..r.len())
-            .map(|i| r.get::<Option<String>, _>(i).unwrap_or_default())
-            .collect();
+    let line = |cells: Vec<String>| {
+        cells
+            .iter()
+            .map(|c| format!("{c:<28}"))
+            .collect::<String>()
+            .trim_end()
+            .to_string()
+    };
+    if let Some(first) = rows.first() {
         outln!(
             "  {}",
-            cells
-                .iter()
-                .map(|c| format!("{c:<28}"))
-                .collect::<String>()
-                .trim_end()
+            line(
+                first
+                    .columns()
+                    .iter()
+                    .map(|c| sqlx::Column::name(c).to_string())
+                    .collect()
+            )
+        );
+    }
+    for r in rows {
+        outln!(
+            "  {}",
+            line(
+                (0..r.len())
+                    .map(|i| r.get::<Option<String>, _>(i).unwrap_or_default())
+                    .collect()
+            )
         );
     }
     Ok(())
@@ -369,13 +388,13 @@ async fn print_answers(conn: &mut PgConnection) -> anyhow::Result<()> {
     table(
         conn,
         "How many Postgres instances have we deployed? (by state)",
-        "SELECT state, instances::text FROM instances_by_state ORDER BY instances DESC, state",
+        "SELECT state, instances::text AS instances FROM instances_by_state s ORDER BY s.instances DESC, s.state",
     )
     .await?;
     table(conn, "Who are our most active customers? (by cpu usage, core-hours over the metrics kept)",
-          "SELECT name, round(cpu_core_hours)::text FROM most_active_customers_by_usage ORDER BY cpu_core_hours DESC LIMIT 5").await?;
+          "SELECT name AS customer, round(cpu_core_hours)::text AS core_hours FROM most_active_customers_by_usage u ORDER BY u.cpu_core_hours DESC, u.name LIMIT 5").await?;
     table(conn, "Who are our most active customers? (by control-plane events)",
-          "SELECT name, events::text FROM most_active_customers_by_events ORDER BY events DESC, name LIMIT 5").await?;
+          "SELECT name AS customer, events::text AS events FROM most_active_customers_by_events e ORDER BY e.events DESC, e.name LIMIT 5").await?;
     table(conn, "How many sign-ups per week? (last 8 weeks)",
-          "SELECT to_char(week, 'YYYY-MM-DD'), signups::text, in_an_organization::text FROM signups_per_week ORDER BY week DESC LIMIT 8").await
+          "SELECT to_char(week, 'YYYY-MM-DD') AS week_of, signups::text AS signups, in_an_organization::text AS in_an_organization FROM signups_per_week ORDER BY week DESC LIMIT 8").await
 }

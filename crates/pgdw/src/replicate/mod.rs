@@ -441,10 +441,16 @@ async fn remove_others(
 /// stopped on one, so that it resumes by itself). Works from the warehouse alone: the source's
 /// address is the subscription's own. Returns what it changed.
 pub async fn watch(wh: &mut PgConnection) -> anyhow::Result<Vec<String>> {
-    let exists: bool = sqlx::query_scalar("SELECT to_regclass('pgdw.subscriptions') IS NOT NULL")
-        .fetch_one(&mut *wh)
-        .await?;
-    if !exists {
+    // Nothing to watch, and nothing read that needs a superuser (pg_subscription's connection).
+    let installed: bool =
+        sqlx::query_scalar("SELECT to_regclass('pgdw.subscriptions') IS NOT NULL")
+            .fetch_one(&mut *wh)
+            .await?;
+    if !installed
+        || !sqlx::query_scalar::<_, bool>("SELECT EXISTS (SELECT 1 FROM pgdw.subscriptions)")
+            .fetch_one(&mut *wh)
+            .await?
+    {
         return Ok(Vec::new());
     }
     let subs: Vec<(String, Option<String>)> = sqlx::query_as(

@@ -33,9 +33,9 @@ pub async fn ensure_role(owner: &PgPool, password: bool) -> anyhow::Result<Optio
         // Not pg_read_all_data: that reads system catalogs too (pg_authid's password hashes,
         // pg_user_mapping's secrets). Only the warehouse's own schemas, tables and views.
         format!("REVOKE pg_read_all_data FROM {ROLE}"),
-        format!("GRANT USAGE ON SCHEMA public, pgdw TO {ROLE}"),
-        format!("GRANT SELECT ON ALL TABLES IN SCHEMA public, pgdw TO {ROLE}"),
-        format!("ALTER DEFAULT PRIVILEGES IN SCHEMA public, pgdw GRANT SELECT ON TABLES TO {ROLE}"),
+        format!("GRANT USAGE ON SCHEMA public, pgdw, dw TO {ROLE}"),
+        format!("GRANT SELECT ON ALL TABLES IN SCHEMA public, pgdw, dw TO {ROLE}"),
+        format!("ALTER DEFAULT PRIVILEGES IN SCHEMA public, pgdw, dw GRANT SELECT ON TABLES TO {ROLE}"),
         format!("ALTER ROLE {ROLE} SET default_transaction_read_only = on"),
         format!("ALTER ROLE {ROLE} SET statement_timeout = '30s'"),
     ];

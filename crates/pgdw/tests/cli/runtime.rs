@@ -505,3 +505,43 @@ fn pg_partman_called_unqualified_works_as_published() {
     ok(&w, &["up"]);
     assert_eq!(query(&w, "SHOW search_path"), "public");
 }
+
+/// SQLAlchemy 1.4 (Superset) lists schemas with `nspname NOT LIKE 'pg_%'`: `pgdw` is not
+/// among them, `dw` is, and a BI role with rights on `public` and `dw` only reads pgdw's run
+/// log, freshness and alerts there.
+#[test]
+fn bi_tools_find_pgdws_tables_in_a_schema_they_list() {
+    let w = up();
+    query(&w, "CALL pgdw.run('j', 'SELECT 1')");
+    let listed = query(
+        &w,
+        "SELECT string_agg(nspname, ',' ORDER BY nspname) FROM pg_namespace WHERE nspname NOT LIKE 'pg_%' AND nspname IN ('pgdw', 'dw')",
+    );
+    assert_eq!(listed, "dw");
+    query(
+        &w,
+        "CREATE ROLE superset LOGIN; ALTER ROLE superset SET default_transaction_read_only = on; \
+         GRANT USAGE ON SCHEMA public, dw TO superset; GRANT SELECT ON ALL TABLES IN SCHEMA public, dw TO superset;",
+    );
+    assert_eq!(
+        query(
+            &w,
+            "SET ROLE superset; SELECT (SELECT count(*) FROM dw.runs WHERE job = 'j') || ' ' || \
+             (SELECT count(*) FROM dw.job_freshness) || ' ' || (SELECT count(*) FROM dw.alert_events) || ' ' || \
+             (SELECT count(*) FROM dw.replication)"
+        ),
+        "1 0 0 0"
+    );
+    let denied = w.pgdw(
+        super::PGDW.as_ref(),
+        &[
+            "psql",
+            "-XAtq",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            "SET ROLE superset; SELECT count(*) FROM pgdw.runs",
+        ],
+    );
+    assert!(String::from_utf8_lossy(&denied.stderr).contains("permission denied for schema pgdw"));
+}

@@ -32,7 +32,19 @@ pub struct Faults {
     /// Answer 429 to the next N requests, with this Retry-After.
     pub throttle: u32,
     pub retry_after_secs: u64,
+    /// An instance without Organizations: the organization endpoints answer 403
+    /// `organization_not_enabled_in_instance`.
+    pub organizations_disabled: bool,
 }
+
+/// API versions Clerk knows (docs "Versioning overview"); any other is an invalid request.
+pub const API_VERSIONS: &[&str] = &[
+    "2021-02-05",
+    "2024-10-01",
+    "2025-04-10",
+    "2025-11-10",
+    "2026-05-12",
+];
 
 struct Inner {
     data: Dataset,
@@ -43,6 +55,8 @@ struct Inner {
     recent: VecDeque<Instant>,
     requests: u64,
     throttled: u64,
+    /// The `Clerk-API-Version` of the last request that sent one.
+    api_version: Option<String>,
 }
 
 /// The emulator's shared state.
@@ -59,7 +73,13 @@ impl Emulator {
             recent: VecDeque::new(),
             requests: 0,
             throttled: 0,
+            api_version: None,
         })))
+    }
+
+    /// The `Clerk-API-Version` header of the last request that sent one.
+    pub fn api_version(&self) -> Option<String> {
+        self.0.lock().unwrap().api_version.clone()
     }
 
     pub fn set_faults(&self, f: Faults) {
@@ -177,6 +197,21 @@ fn gate(emu: &Emulator, headers: &HeaderMap) -> Result<(Duration, Option<&'stati
             "Unable to authenticate the request, you need to supply an active session",
         ));
     }
+    // Version selection: the header or the query parameter, never both, and a known version.
+    if let Some(v) = headers
+        .get("clerk-api-version")
+        .and_then(|v| v.to_str().ok())
+    {
+        if !API_VERSIONS.contains(&v) {
+            return Err(clerk_error(
+                StatusCode::BAD_REQUEST,
+                "malformed_request_parameters",
+                "Invalid API version",
+                &format!("The API version {v} is not valid"),
+            ));
+        }
+        inner.api_version = Some(v.to_string());
+    }
     let f = &mut inner.faults;
     if f.throttle > 0 {
         f.throttle -= 1;
@@ -242,10 +277,36 @@ async fn respond(
     headers: &HeaderMap,
     body: impl FnOnce(&Dataset) -> Result<Value, Response>,
 ) -> Response {
+    respond_to(emu, headers, false, body).await
+}
+
+/// `respond` for the organization endpoints, which an instance without Organizations refuses.
+async fn respond_org(
+    emu: &Emulator,
+    headers: &HeaderMap,
+    body: impl FnOnce(&Dataset) -> Result<Value, Response>,
+) -> Response {
+    respond_to(emu, headers, true, body).await
+}
+
+async fn respond_to(
+    emu: &Emulator,
+    headers: &HeaderMap,
+    organizations: bool,
+    body: impl FnOnce(&Dataset) -> Result<Value, Response>,
+) -> Response {
     let (latency, fault) = match gate(emu, headers) {
         Ok(x) => x,
         Err(r) => return r,
     };
+    if organizations && emu.0.lock().unwrap().faults.organizations_disabled {
+        return clerk_error(
+            StatusCode::FORBIDDEN,
+            "organization_not_enabled_in_instance",
+            "access denied",
+            "The organizations feature is not enabled for your instance. You can enable it at https://dashboard.clerk.com.",
+        );
+    }
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
@@ -406,7 +467,7 @@ async fn organizations(
     RawQuery(raw): RawQuery,
 ) -> Response {
     let q = Query::parse(raw);
-    respond(&emu, &headers, |d| {
+    respond_org(&emu, &headers, |d| {
         let (limit, offset) = q.page()?;
         let (_, desc) = q.order();
         let counts = q.one("include_members_count") == Some("true");
@@ -461,7 +522,7 @@ async fn memberships(
     RawQuery(raw): RawQuery,
 ) -> Response {
     let q = Query::parse(raw);
-    respond(&emu, &headers, |d| memberships_of(d, &q, None)).await
+    respond_org(&emu, &headers, |d| memberships_of(d, &q, None)).await
 }
 
 async fn org_memberships(
@@ -471,7 +532,7 @@ async fn org_memberships(
     RawQuery(raw): RawQuery,
 ) -> Response {
     let q = Query::parse(raw);
-    respond(&emu, &headers, |d| {
+    respond_org(&emu, &headers, |d| {
         if !d.organizations.iter().any(|o| o.id == org) {
             return Err(clerk_error(
                 StatusCode::NOT_FOUND,
@@ -534,7 +595,7 @@ async fn org_invitations(
     RawQuery(raw): RawQuery,
 ) -> Response {
     let q = Query::parse(raw);
-    respond(&emu, &headers, |d| {
+    respond_org(&emu, &headers, |d| {
         let total = d
             .invitations
             .iter()

@@ -142,3 +142,66 @@ async fn faults_apply_to_the_next_requests_only() {
         "200 with a body that is not JSON"
     );
 }
+
+/// Docs "Versioning overview": `Clerk-API-Version` picks a known version; another is an
+/// invalid request.
+#[tokio::test]
+async fn an_unknown_api_version_is_an_invalid_request() {
+    let e = emu();
+    let resp = app(e.clone())
+        .oneshot(
+            Request::get("/v1/users?limit=1")
+                .header("authorization", format!("Bearer {KEY}"))
+                .header("clerk-api-version", "1999-01-01")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let resp = app(e.clone())
+        .oneshot(
+            Request::get("/v1/users?limit=1")
+                .header("authorization", format!("Bearer {KEY}"))
+                .header("clerk-api-version", "2025-11-10")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(e.api_version().as_deref(), Some("2025-11-10"));
+}
+
+/// An instance without Organizations answers 403 `organization_not_enabled_in_instance` on the
+/// organization endpoints, and serves users as before.
+#[tokio::test]
+async fn organizations_can_be_disabled() {
+    let e = emu();
+    e.set_faults(Faults {
+        organizations_disabled: true,
+        ..Faults::default()
+    });
+    for uri in [
+        "/v1/organizations",
+        "/v1/organization_memberships",
+        "/v1/organization_invitations",
+    ] {
+        let (status, _, body) = get(&e, uri, Some(KEY)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{uri}");
+        assert_eq!(
+            body["errors"][0]["code"], "organization_not_enabled_in_instance",
+            "{uri}"
+        );
+        assert_eq!(body["errors"][0]["message"], "access denied");
+    }
+    assert_eq!(
+        get(&e, "/v1/users?limit=1", Some(KEY)).await.0,
+        StatusCode::OK
+    );
+    // The key still comes first.
+    assert_eq!(
+        get(&e, "/v1/organizations", Some("sk_wrong")).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+}

@@ -72,15 +72,19 @@ unsafe fn strip_relabel(mut node: *mut pg_sys::Node) -> *mut pg_sys::Node {
     }
 }
 
-unsafe fn opname(opno: pg_sys::Oid) -> String {
+/// A catalog name (palloc'd C string, or null for none) as a String.
+unsafe fn catalog_name(p: *mut std::ffi::c_char) -> String {
     unsafe {
-        let p = pg_sys::get_opname(opno);
         if p.is_null() {
             String::new()
         } else {
             CStr::from_ptr(p).to_string_lossy().into_owned()
         }
     }
+}
+
+unsafe fn opname(opno: pg_sys::Oid) -> String {
+    unsafe { catalog_name(pg_sys::get_opname(opno)) }
 }
 
 fn is_number(t: pg_sys::Oid) -> bool {
@@ -149,14 +153,7 @@ unsafe fn strip_conversions(mut node: *mut pg_sys::Node) -> (*mut pg_sys::Node, 
 }
 
 unsafe fn funcname(oid: pg_sys::Oid) -> String {
-    unsafe {
-        let p = pg_sys::get_func_name(oid);
-        if p.is_null() {
-            String::new()
-        } else {
-            CStr::from_ptr(p).to_string_lossy().into_owned()
-        }
-    }
+    unsafe { catalog_name(pg_sys::get_func_name(oid)) }
 }
 
 /// The column a bound compares, possibly through conversions (see [`strip_conversions`]);

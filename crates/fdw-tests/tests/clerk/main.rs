@@ -444,3 +444,33 @@ fn prepared_statements_and_joins_rescan_correctly() {
     assert_eq!(joined, "3");
     w.assert_no_crash();
 }
+
+/// 401 is the key; a 403 is not (an instance without Organizations): it says what Clerk said,
+/// with a hint that fits, and users still work. Every request pins the API version.
+#[test]
+fn a_403_is_not_a_bad_key_and_the_api_version_is_pinned() {
+    let (emu, port) = emulator(spec(10), None);
+    let w = setup(port, "");
+    emu.set_faults(Faults {
+        organizations_disabled: true,
+        ..Faults::default()
+    });
+    let err = w.sql_err("\\set VERBOSITY verbose\nSELECT count(*) FROM clerk_organizations;");
+    assert!(
+        err.contains(
+            "Clerk denied GET /organizations (HTTP 403, organization_not_enabled_in_instance)"
+        ),
+        "{err}"
+    );
+    assert!(
+        !err.contains("28000") && !err.contains("refused the API key"),
+        "{err}"
+    );
+    assert!(
+        err.contains("enable Organizations for this instance in the Clerk dashboard"),
+        "{err}"
+    );
+    assert_eq!(w.sql("SELECT count(*) FROM clerk_users;"), "10");
+    assert_eq!(emu.api_version().as_deref(), Some("2025-11-10"));
+    w.assert_no_crash();
+}

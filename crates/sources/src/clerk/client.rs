@@ -38,6 +38,9 @@ impl RateLimit {
     }
 }
 
+/// The Backend API version whose shapes this client reads (clerk/openapi-specs `bapi/2025-11-10.yml`).
+pub const API_VERSION: &str = "2025-11-10";
+
 /// How long a `Retry-After` header asks to wait: whole seconds as HTTP says (RFC 9110), or
 /// fractional ones as some servers send, at most a day. Anything else (a date, `inf`, `NaN`, a
 /// negative number) is one second: the wait budget then decides, and nothing can panic.
@@ -147,7 +150,10 @@ impl Client {
             let mut req = self
                 .agent
                 .get(&url)
-                .set("Authorization", &format!("Bearer {}", self.key));
+                .set("Authorization", &format!("Bearer {}", self.key))
+                // The shapes this client was written against: a new default version of the
+                // API must not change them under a running warehouse.
+                .set("Clerk-API-Version", API_VERSION);
             for (k, v) in query {
                 req = req.query(k, v);
             }
@@ -169,11 +175,31 @@ impl Client {
                     )?;
                     continue;
                 }
-                Err(ureq::Error::Status(code @ (401 | 403), resp)) => {
+                Err(ureq::Error::Status(401, resp)) => {
                     let detail = clerk_message(&resp.into_string().unwrap_or_default());
-                    return Err(FdwError::new(ErrorKind::Authorization, format!("Clerk refused the API key (HTTP {code})"))
+                    return Err(FdwError::new(ErrorKind::Authorization, "Clerk refused the API key (HTTP 401)")
                         .with_detail(detail)
-                        .with_hint("set api_key to a Secret Key (sk_live_... or sk_test_...), preferably on a user mapping"));
+                        .with_hint("set api_key to a Secret Key (sk_live_... or sk_test_...) on the user mapping"));
+                }
+                Err(ureq::Error::Status(403, resp)) => {
+                    // Not the key: the instance does not allow what was asked (Clerk's code says
+                    // what, e.g. organization_not_enabled_in_instance).
+                    let body = resp.into_string().unwrap_or_default();
+                    let code = clerk_code(&body);
+                    let hint = if code.as_deref() == Some("organization_not_enabled_in_instance") {
+                        "enable Organizations for this instance in the Clerk dashboard (Organizations settings)"
+                    } else {
+                        "Clerk denied this request for this instance; its message says why"
+                    };
+                    return Err(FdwError::new(
+                        ErrorKind::Remote,
+                        format!(
+                            "Clerk denied GET {path} (HTTP 403{})",
+                            code.map(|c| format!(", {c}")).unwrap_or_default()
+                        ),
+                    )
+                    .with_detail(clerk_message(&body))
+                    .with_hint(hint));
                 }
                 Err(ureq::Error::Status(code, resp)) if code >= 500 => {
                     format!(
@@ -208,6 +234,15 @@ fn shared_window(base: &str, key: &str) -> Window {
         .entry(id)
         .or_default()
         .clone()
+}
+
+/// The `code` of Clerk's first error, if the body is Clerk's error format.
+fn clerk_code(body: &str) -> Option<String> {
+    serde_json::from_str::<Value>(body)
+        .ok()?
+        .pointer("/errors/0/code")?
+        .as_str()
+        .map(str::to_string)
 }
 
 /// `message: long_message (code)` of Clerk's error body, or the body itself.

@@ -51,14 +51,17 @@ impl Object {
     }
 }
 
+/// The primary address, or NULL when the user has none (the first listed may be unverified:
+/// it is not the primary one).
 fn primary_email(obj: &Value) -> Value {
-    let primary = obj.get("primary_email_address_id").and_then(Value::as_str);
+    let Some(primary) = obj.get("primary_email_address_id").and_then(Value::as_str) else {
+        return Value::Null;
+    };
     obj.get("email_addresses")
         .and_then(Value::as_array)
         .and_then(|list| {
             list.iter()
-                .find(|e| e.get("id").and_then(Value::as_str) == primary && primary.is_some())
-                .or_else(|| list.first())
+                .find(|e| e.get("id").and_then(Value::as_str) == Some(primary))
         })
         .and_then(|e| e.get("email_address").cloned())
         .unwrap_or(Value::Null)
@@ -141,6 +144,13 @@ mod tests {
         );
         assert_eq!(
             cell(Object::Users, &col("gender", ColumnType::Text), &u),
+            Cell::Null
+        );
+        // No primary address: NULL, as the README says, not the first (maybe unverified) one.
+        let none = json!({"id": "user_2", "primary_email_address_id": null,
+                          "email_addresses": [{"id": "idn_3", "email_address": "unverified@x"}]});
+        assert_eq!(
+            cell(Object::Users, &col("email", ColumnType::Text), &none),
             Cell::Null
         );
     }

@@ -35,6 +35,9 @@ pub struct Faults {
     /// An instance without Organizations: the organization endpoints answer 403
     /// `organization_not_enabled_in_instance`.
     pub organizations_disabled: bool,
+    /// Answer an unknown organization's memberships with 404 `resource_not_found` (what some
+    /// Clerk endpoints do) instead of the spec's empty page.
+    pub missing_organization_404: bool,
 }
 
 /// API versions Clerk knows (docs "Versioning overview"); any other is an invalid request.
@@ -532,7 +535,13 @@ async fn org_memberships(
     RawQuery(raw): RawQuery,
 ) -> Response {
     let q = Query::parse(raw);
+    // The spec lists 200, 401 and 422 here: an unknown organization is an empty page, unless a
+    // test asks for the 404 other endpoints answer.
+    let not_found_404 = emu.0.lock().unwrap().faults.missing_organization_404;
     respond_org(&emu, &headers, |d| {
+        if !not_found_404 && !d.organizations.iter().any(|o| o.id == org) {
+            return Ok(json!({"data": [], "total_count": 0}));
+        }
         if !d.organizations.iter().any(|o| o.id == org) {
             return Err(clerk_error(
                 StatusCode::NOT_FOUND,

@@ -474,3 +474,25 @@ fn a_403_is_not_a_bad_key_and_the_api_version_is_pinned() {
     assert_eq!(emu.api_version().as_deref(), Some("2025-11-10"));
     w.assert_no_crash();
 }
+
+/// A join against a local list holding a deleted organization: its memberships are none,
+/// whether Clerk answers the spec's empty page or a 404; the others' come back whole.
+#[test]
+fn an_unknown_organization_has_no_memberships_instead_of_failing_the_query() {
+    let (emu, port) = emulator(spec(50), None);
+    let w = setup(port, "");
+    let real: String = emu.with_data(|d| d.organizations[0].id.clone());
+    let expected = w.sql(&format!(
+        "SELECT count(*) FROM clerk_organization_memberships WHERE organization_id = '{real}';"
+    ));
+    let q = format!(
+        "SELECT count(*) FROM clerk_organization_memberships WHERE organization_id IN ('{real}', 'org_deleted_long_ago');"
+    );
+    assert_eq!(w.sql(&q), expected, "an empty page");
+    emu.set_faults(Faults {
+        missing_organization_404: true,
+        ..Faults::default()
+    });
+    assert_eq!(w.sql(&q), expected, "a 404");
+    w.assert_no_crash();
+}

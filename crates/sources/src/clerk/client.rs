@@ -142,6 +142,21 @@ impl Client {
 
     /// GET `path?query` and parse the JSON, with rate limiting and retries.
     pub fn get(&mut self, path: &str, query: &[(String, String)]) -> Result<Value, FdwError> {
+        self.get_if_found(path, query)?.ok_or_else(|| {
+            FdwError::new(
+                ErrorKind::Remote,
+                format!("Clerk answered HTTP 404 to GET {path}"),
+            )
+        })
+    }
+
+    /// `get`, with a 404 as None: a listing under an object that does not exist (an
+    /// organization deleted, or never there) is empty, not a failure.
+    pub fn get_if_found(
+        &mut self,
+        path: &str,
+        query: &[(String, String)],
+    ) -> Result<Option<Value>, FdwError> {
         let url = format!("{}{path}", self.base);
         let mut backoff = Duration::from_millis(500);
         loop {
@@ -162,12 +177,13 @@ impl Client {
                     let mut body = String::new();
                     match std::io::Read::read_to_string(&mut resp.into_reader(), &mut body) {
                         Ok(_) => match serde_json::from_str::<Value>(&body) {
-                            Ok(v) => return Ok(v),
+                            Ok(v) => return Ok(Some(v)),
                             Err(e) => format!("Clerk sent a reply that is not valid JSON ({e})"),
                         },
                         Err(e) => format!("the reply from Clerk was cut off ({e})"),
                     }
                 }
+                Err(ureq::Error::Status(404, _)) => return Ok(None),
                 Err(ureq::Error::Status(429, resp)) => {
                     self.wait(
                         retry_after(resp.header("retry-after")),

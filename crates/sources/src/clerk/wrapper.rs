@@ -103,6 +103,8 @@ struct Crawl {
     path: String,
     filters: Vec<(String, String)>,
     limit: Option<u64>,
+    /// One organization's memberships: a missing organization has none.
+    per_organization: bool,
 }
 
 fn col_is(req_cols: &[pgdw_wrapper::Column], q: &Qual, name: &str) -> bool {
@@ -213,12 +215,14 @@ fn crawls(object: Object, req: &ScanRequest) -> Vec<Crawl> {
                 path: format!("/organizations/{}/memberships", path_segment(&o)),
                 filters: filters.clone(),
                 limit: req.limit,
+                per_organization: true,
             })
             .collect(),
         None => vec![Crawl {
             path: object.path().to_string(),
             filters,
             limit: req.limit,
+            per_organization: false,
         }],
     }
 }
@@ -347,7 +351,20 @@ impl Source for Crawler {
                 ("order_by".to_string(), "+created_at".to_string()),
             ];
             query.extend(cur.crawl.filters.iter().cloned());
-            let reply = self.client.get(&cur.crawl.path, &query)?;
+            // The memberships of an organization that does not exist (deleted, or a stale id in
+            // a join) are none: zero rows, whether Clerk answers 404 or an empty page. Anywhere
+            // else a 404 is an error (a wrong api_url must not read as an empty instance).
+            let reply = if cur.crawl.per_organization {
+                match self.client.get_if_found(&cur.crawl.path, &query)? {
+                    Some(reply) => reply,
+                    None => {
+                        cur.done = true;
+                        continue;
+                    }
+                }
+            } else {
+                self.client.get(&cur.crawl.path, &query)?
+            };
             let items = if self.object.bare_array() {
                 reply.as_array()
             } else {

@@ -544,12 +544,11 @@ COMMENT ON TABLE pgdw.alert_events IS 'Every alert state change, and its deliver
 
 CREATE TABLE IF NOT EXISTS pgdw.subscriptions (
     name         text PRIMARY KEY,
-    conninfo_md5 text NOT NULL,
     max_lag      interval NOT NULL DEFAULT '30 seconds',
     created_at   timestamptz NOT NULL DEFAULT now()
 );
 COMMENT ON TABLE pgdw.subscriptions IS
-    'Each [replicate.NAME] section pgdw set up: subscription pgdw_NAME, its allowed lag, a digest of its connection';
+    'Each [replicate.NAME] section pgdw set up: subscription pgdw_NAME and its allowed lag';
 
 CREATE TABLE IF NOT EXISTS pgdw.replicas (
     table_schema text NOT NULL,
@@ -610,27 +609,22 @@ COMMENT ON FUNCTION pgdw.record_source_sample(text, bigint, bigint, bigint, text
 CREATE OR REPLACE FUNCTION pgdw.create_subscription(name text, conninfo text, max_lag interval)
 RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
-    sub    text := 'pgdw_' || name;
-    digest text := md5(conninfo);
-    known  text;
+    sub text := 'pgdw_' || name;
 BEGIN
-    -- The connection string holds the source's password: it arrives as a parameter and the
-    -- statements built here are neither tracked nor logged (see pgdw.set_option).
-    SELECT conninfo_md5 INTO known FROM pgdw.subscriptions s WHERE s.name = create_subscription.name;
+    -- The connection string holds the source's password: it arrives as a parameter, the
+    -- statements built here are neither tracked nor logged (see pgdw.set_option), and it is
+    -- kept only where PostgreSQL keeps it (pg_subscription.subconninfo, superusers only).
+    INSERT INTO pgdw.subscriptions (name, max_lag) VALUES (name, max_lag)
+    ON CONFLICT ON CONSTRAINT subscriptions_pkey DO UPDATE SET max_lag = EXCLUDED.max_lag;
     IF NOT EXISTS (SELECT 1 FROM pg_subscription WHERE subname = sub) THEN
         -- The slot exists already (pgdw creates it on the source): then this may run in a
         -- transaction, and the subscription starts with a copy of every published table.
         EXECUTE format('CREATE SUBSCRIPTION %I CONNECTION %L PUBLICATION %I WITH (create_slot = false, slot_name = %L, copy_data = true)',
                        sub, conninfo, sub, sub);
-        INSERT INTO pgdw.subscriptions (name, conninfo_md5, max_lag) VALUES (name, digest, max_lag)
-        ON CONFLICT ON CONSTRAINT subscriptions_pkey DO UPDATE SET conninfo_md5 = EXCLUDED.conninfo_md5, max_lag = EXCLUDED.max_lag;
         RETURN 'created';
     END IF;
-    UPDATE pgdw.subscriptions s SET max_lag = create_subscription.max_lag WHERE s.name = create_subscription.name;
-    IF known IS DISTINCT FROM digest THEN
+    IF (SELECT subconninfo FROM pg_subscription WHERE subname = sub) IS DISTINCT FROM conninfo THEN
         EXECUTE format('ALTER SUBSCRIPTION %I CONNECTION %L', sub, conninfo);
-        INSERT INTO pgdw.subscriptions (name, conninfo_md5, max_lag) VALUES (name, digest, max_lag)
-        ON CONFLICT ON CONSTRAINT subscriptions_pkey DO UPDATE SET conninfo_md5 = EXCLUDED.conninfo_md5;
         RETURN 'reconnected';
     END IF;
     RETURN 'unchanged';

@@ -136,6 +136,24 @@ fn the_initial_copy_then_inserts_updates_and_deletes_arrive() {
         ),
         oid
     );
+    // A new source URL (here the same server, another option) moves the subscription to it.
+    let moved = f.migrate_with(&format!("{}?connect_timeout=10", f.url));
+    assert!(
+        String::from_utf8_lossy(&moved.stdout)
+            .contains("subscription pgdw_cp uses the new source URL"),
+        "{}",
+        transcript(&moved)
+    );
+    assert_eq!(
+        query(&f.wh, "SELECT count(*) FROM information_schema.columns WHERE table_schema = 'pgdw' AND column_name LIKE '%conninfo%'"),
+        "0",
+        "no digest of the password where the reader role can read it"
+    );
+    query(
+        &f.source,
+        "INSERT INTO organizations VALUES (102, 'after the move', NULL)",
+    );
+    f.converges(ALL_ORGS);
     // Status: the subscription, its table ready, the slot reserved.
     let mut status = serde_json::Value::Null;
     assert!(

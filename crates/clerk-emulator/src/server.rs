@@ -539,18 +539,18 @@ async fn org_memberships(
     // test asks for the 404 other endpoints answer.
     let not_found_404 = emu.0.lock().unwrap().faults.missing_organization_404;
     respond_org(&emu, &headers, |d| {
-        if !not_found_404 && !d.organizations.iter().any(|o| o.id == org) {
-            return Ok(json!({"data": [], "total_count": 0}));
-        }
-        if !d.organizations.iter().any(|o| o.id == org) {
-            return Err(clerk_error(
+        if d.organizations.iter().any(|o| o.id == org) {
+            memberships_of(d, &q, Some(&org))
+        } else if not_found_404 {
+            Err(clerk_error(
                 StatusCode::NOT_FOUND,
                 "resource_not_found",
                 "not found",
                 &format!("No organization was found with id {org}"),
-            ));
+            ))
+        } else {
+            Ok(json!({"data": [], "total_count": 0}))
         }
-        memberships_of(d, &q, Some(&org))
     })
     .await
 }

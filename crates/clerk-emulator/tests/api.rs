@@ -157,27 +157,18 @@ async fn faults_apply_to_the_next_requests_only() {
 #[tokio::test]
 async fn an_unknown_api_version_is_an_invalid_request() {
     let e = emu();
-    let resp = app(e.clone())
-        .oneshot(
+    let with_version = |version: &'static str| {
+        app(e.clone()).oneshot(
             Request::get("/v1/users?limit=1")
                 .header("authorization", format!("Bearer {KEY}"))
-                .header("clerk-api-version", "1999-01-01")
+                .header("clerk-api-version", version)
                 .body(Body::empty())
                 .unwrap(),
         )
-        .await
-        .unwrap();
+    };
+    let resp = with_version("1999-01-01").await.unwrap();
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
-    let resp = app(e.clone())
-        .oneshot(
-            Request::get("/v1/users?limit=1")
-                .header("authorization", format!("Bearer {KEY}"))
-                .header("clerk-api-version", "2025-11-10")
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
+    let resp = with_version("2025-11-10").await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(e.api_version().as_deref(), Some("2025-11-10"));
 }

@@ -33,21 +33,43 @@ pub async fn set(
     option: &str,
     value: &str,
 ) -> anyhow::Result<()> {
+    call_hidden(
+        conn,
+        "SELECT pgdw.set_option($1, $2, $3, $4)",
+        &[kind.as_sql(), object, option, value],
+        &[value],
+    )
+    .await
+    .map(|_| ())
+}
+
+/// Call a pgdw function (`sql`, with text parameters `args`, some of them secret) in a
+/// transaction where neither the call nor its parameters are logged or tracked; its result as
+/// text, when it returns one. Errors never carry a secret.
+pub async fn call_hidden(
+    conn: &mut PgConnection,
+    sql: &str,
+    args: &[&str],
+    secrets: &[&str],
+) -> anyhow::Result<Option<String>> {
     let result = async {
         let mut tx = conn.begin().await?;
-        // For this transaction only: neither the call nor its parameters are logged.
         sqlx::query("SELECT pgdw.hide_statements()")
             .execute(&mut *tx)
             .await?;
-        sqlx::query("SELECT pgdw.set_option($1, $2, $3, $4)")
-            .bind(kind.as_sql())
-            .bind(object)
-            .bind(option)
-            .bind(value)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await
+        let mut query = sqlx::query(sql);
+        for a in args {
+            query = query.bind(*a);
+        }
+        let row = query.fetch_one(&mut *tx).await?;
+        tx.commit().await?;
+        Ok::<_, sqlx::Error>(sqlx::Row::try_get::<String, _>(&row, 0).ok())
     }
     .await;
-    result.map_err(|e| anyhow::anyhow!("{}", mask(&e.to_string(), value)))
+    result.map_err(|e| {
+        let message = secrets
+            .iter()
+            .fold(e.to_string(), |m, secret| mask(&m, secret));
+        anyhow::anyhow!("{message}")
+    })
 }

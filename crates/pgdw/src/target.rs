@@ -157,14 +157,14 @@ pub fn split_password(url: &str) -> (String, Option<String>) {
     (u.to_string(), password)
 }
 
-fn redact(message: &str, url: &str) -> String {
-    match url::Url::parse(url)
+/// `message` without the password of `url` (as written, percent-encoded, or decoded).
+pub(crate) fn redact(message: &str, url: &str) -> String {
+    let raw = url::Url::parse(url)
         .ok()
         .and_then(|u| u.password().map(str::to_string))
-    {
-        Some(pw) => mask(message, &pw),
-        None => message.to_string(),
-    }
+        .unwrap_or_default();
+    let decoded = split_password(url).1.unwrap_or_default();
+    mask(&mask(message, &raw), &decoded)
 }
 
 /// `message` with `secret` replaced by `********` (an empty secret masks nothing).

@@ -52,6 +52,17 @@ pub struct Replica {
 }
 
 impl Replica {
+    /// A section pgdw set up earlier, reached through its subscription's own connection
+    /// (for watching and teardown, which need no table list).
+    pub fn subscribed(name: &str, conninfo: String) -> Replica {
+        Replica {
+            name: name.to_string(),
+            source: conninfo,
+            tables: Vec::new(),
+            max_lag: Duration::from_secs(30),
+        }
+    }
+
     /// The publication, the slot and the subscription all carry this name.
     pub fn object_name(&self) -> String {
         format!("pgdw_{}", self.name)

@@ -164,19 +164,17 @@ async fn set_up(
     if source::slot_status(src, &name).await?.is_none() {
         source::create_slot(src, &name).await?;
     }
-    let mut tx = wh.begin().await?;
-    sqlx::query("SELECT pgdw.hide_statements()")
-        .execute(&mut *tx)
-        .await?;
-    let result: String =
-        sqlx::query_scalar("SELECT pgdw.create_subscription($1, $2, make_interval(secs => $3))")
-            .bind(&r.name)
-            .bind(&r.source)
-            .bind(r.max_lag.as_secs_f64())
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(|e| anyhow::anyhow!("{}", crate::target::mask(&e.to_string(), &r.source)))?;
-    tx.commit().await?;
+    let password = crate::target::split_password(&r.source)
+        .1
+        .unwrap_or_default();
+    let result = crate::options::call_hidden(
+        wh,
+        "SELECT pgdw.create_subscription($1, $2, make_interval(secs => $3::float8))",
+        &[&r.name, &r.source, &r.max_lag.as_secs_f64().to_string()],
+        &[&r.source, &password],
+    )
+    .await?
+    .unwrap_or_default();
     match result.as_str() {
         "created" => out.done.push(format!(
             "[replicate.{}] subscription {name} created: copying {} tables, then streaming",
@@ -409,12 +407,7 @@ async fn remove_others(
                 )
             })?;
         if let Some(conninfo) = conninfo {
-            let r = Replica {
-                name: name.clone(),
-                source: conninfo,
-                tables: Vec::new(),
-                max_lag: std::time::Duration::from_secs(30),
-            };
+            let r = Replica::subscribed(&name, conninfo);
             if let Ok(mut src) = source::connect(&r).await {
                 source::drop_slot(&mut src, &sub).await?;
                 source::unpublish(&mut src, &sub).await?;
@@ -436,21 +429,25 @@ async fn remove_others(
     Ok(())
 }
 
+/// Whether the warehouse replicates anything (false before the runtime is installed).
+pub async fn configured(wh: &mut PgConnection) -> anyhow::Result<bool> {
+    let installed: bool =
+        sqlx::query_scalar("SELECT to_regclass('pgdw.subscriptions') IS NOT NULL")
+            .fetch_one(&mut *wh)
+            .await?;
+    Ok(installed
+        && sqlx::query_scalar::<_, bool>("SELECT EXISTS (SELECT 1 FROM pgdw.subscriptions)")
+            .fetch_one(&mut *wh)
+            .await?)
+}
+
 /// The running `pgdw serve` (and `pgdw status`): sample each source's side into the
 /// warehouse, and add columns a source gained before the apply worker needs them (or, if it
 /// stopped on one, so that it resumes by itself). Works from the warehouse alone: the source's
 /// address is the subscription's own. Returns what it changed.
 pub async fn watch(wh: &mut PgConnection) -> anyhow::Result<Vec<String>> {
     // Nothing to watch, and nothing read that needs a superuser (pg_subscription's connection).
-    let installed: bool =
-        sqlx::query_scalar("SELECT to_regclass('pgdw.subscriptions') IS NOT NULL")
-            .fetch_one(&mut *wh)
-            .await?;
-    if !installed
-        || !sqlx::query_scalar::<_, bool>("SELECT EXISTS (SELECT 1 FROM pgdw.subscriptions)")
-            .fetch_one(&mut *wh)
-            .await?
-    {
+    if !configured(wh).await? {
         return Ok(Vec::new());
     }
     let subs: Vec<(String, Option<String>)> = sqlx::query_as(
@@ -482,12 +479,7 @@ async fn watch_one(
     let Some(conninfo) = conninfo else {
         bail!("the subscription pgdw_{name} is missing from the warehouse: run `pgdw migrate`");
     };
-    let r = Replica {
-        name: name.to_string(),
-        source: conninfo,
-        tables: Vec::new(),
-        max_lag: std::time::Duration::from_secs(30),
-    };
+    let r = Replica::subscribed(name, conninfo);
     let mut src = source::connect(&r).await?;
     let sample = source::sample(&mut src, &r.object_name()).await?;
     let problem = sample.is_none().then(|| {

@@ -61,12 +61,7 @@ pub async fn connect(r: &Replica) -> anyhow::Result<PgConnection> {
             "[replicate.{}] connecting to the source {}: {}",
             r.name,
             crate::target::redact_url(&r.source),
-            crate::target::mask(
-                &e.to_string(),
-                &crate::target::split_password(&r.source)
-                    .1
-                    .unwrap_or_default()
-            )
+            crate::target::redact(&e.to_string(), &r.source)
         )
     })
 }

@@ -327,12 +327,7 @@ pub async fn start(o: Options) -> anyhow::Result<Running> {
         .map_err(|e| anyhow::anyhow!("listening on {}: {e}", o.listen))?;
     let url = format!("http://{}/", listener.local_addr()?);
     // With replication, pgdw watches it, and its built-in rule joins the project's.
-    let replicating: bool = sqlx::query_scalar(
-        "SELECT to_regclass('pgdw.subscriptions') IS NOT NULL AND EXISTS (SELECT 1 FROM pgdw.subscriptions)",
-    )
-    .fetch_one(&owner)
-    .await
-    .unwrap_or(false);
+    let replicating = crate::replicate::configured(&mut *owner.acquire().await?).await?;
     let mut rules = o.alerts.clone();
     if replicating && !rules.iter().any(|r| r.name == "replication") {
         rules.push(crate::replicate::alert_rule());

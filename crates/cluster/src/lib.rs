@@ -340,6 +340,12 @@ impl Cluster {
              cron.max_running_jobs = 16\n\
              max_worker_processes = 32\n\
              wal_level = logical\n\
+             # A slot (this cluster as a replication source) keeps at most this much WAL: a\n\
+             # consumer gone for good cannot fill the disk; its slot is then lost, and pgdw\n\
+             # copies afresh.\n\
+             max_slot_wal_keep_size = 4GB\n\
+             # Logical replication starts table copies and retries after 1 s, not 5.\n\
+             wal_retrieve_retry_interval = 1s\n\
              wal_compression = lz4\n\
              password_encryption = 'scram-sha-256'\n\
              log_line_prefix = '%m [%p] %q%u@%d '\n\

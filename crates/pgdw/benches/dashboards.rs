@@ -29,9 +29,9 @@ fn main() {
     let w = TempWarehouse::new();
     let up = w.pgdw(env!("CARGO_BIN_EXE_pgdw").as_ref(), &["up"]);
     assert!(up.status.success(), "{}", pgdw_testkit::transcript(&up));
-    let project =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/customer-warehouse");
-    // The sources are not reached: migrations only declare them.
+    // The polling variant: the sources are not reached, migrations only declare them.
+    let copy = tempfile::tempdir().unwrap();
+    let project = pgdw_testkit::example::polling_copy(copy.path());
     let out = Command::new(env!("CARGO_BIN_EXE_pgdw"))
         .env_remove("DATABASE_URL")
         .env("PGDW_DATA_DIR", w.data_dir())
@@ -61,10 +61,12 @@ fn main() {
     sql(&format!(
         "INSERT INTO organizations SELECT 'org_' || o, 'Customer ' || o, 'c' || o, 'pro', now() - interval '200 days', now(), NULL
            FROM generate_series(1, 40) o;
-         INSERT INTO ingested_clusters SELECT 'inst_' || i, 'org_' || (i % 40 + 1), 'db-' || i, 'Standard',
-                now() - (i || ' days')::interval, '{{}}', (ARRAY['Up','Up','Up','Stopped','Error'])[i % 5 + 1], 'prod', now()
+         INSERT INTO instances SELECT 'inst_' || i, 'org_' || (i % 40 + 1), 'db-' || i, 'Standard', 'prod',
+                1, 4, 50, '{{}}', now() - (i || ' days')::interval, now(), NULL
            FROM generate_series(1, {INSTANCES}) i;
-         INSERT INTO saas_queue_archive SELECT e, 1, now() - (e || ' minutes')::interval, now(), now(),
+         INSERT INTO instance_state SELECT i, 'inst_' || i, (ARRAY['Up','Up','Up','Stopped','Error'])[i % 5 + 1], 'Created', now()
+           FROM generate_series(1, {INSTANCES}) i;
+         INSERT INTO pgmq.a_saas_queue SELECT e, 1, now() - (e || ' minutes')::interval, now(), now(),
                 jsonb_build_object('org_id', 'org_' || (e % 40 + 1), 'event_type', 'Create'), NULL
            FROM generate_series(1, 20000) e;
          INSERT INTO clerk_users SELECT 'user_' || u, 'A', 'B', u || '@example.com',

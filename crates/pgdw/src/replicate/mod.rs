@@ -429,6 +429,16 @@ async fn remove_others(
     Ok(())
 }
 
+/// Every section's subscription and slot dropped, as if pgdw.toml had none (`pgdw demo`, before
+/// it generates its control plane afresh); the copies stay and start again from a fresh copy.
+pub async fn remove_all(wh: &mut PgConnection) -> anyhow::Result<Outcome> {
+    let mut out = Outcome::default();
+    if configured(wh).await? {
+        remove_others(wh, &[], &mut out).await?;
+    }
+    Ok(out)
+}
+
 /// Whether the warehouse replicates anything (false before the runtime is installed).
 pub async fn configured(wh: &mut PgConnection) -> anyhow::Result<bool> {
     let installed: bool =

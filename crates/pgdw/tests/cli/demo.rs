@@ -12,6 +12,7 @@ fn the_demo_answers_match_the_ground_truth() {
     assert!(out.status.success(), "{}", transcript(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     for expected in [
+        "control plane replicated: 4 tables copied",
         "[7/8] answers",
         "How many Postgres instances have we deployed?",
         "Who are our most active customers?",
@@ -19,6 +20,7 @@ fn the_demo_answers_match_the_ground_truth() {
         "[8/8] serving the dashboards",
         "/d/customers",
         "live changes: 3 new instances",
+        "in the warehouse after",
         "check: every answer matches the generator's ground truth, before and after live changes",
     ] {
         assert!(

@@ -1,6 +1,8 @@
-//! examples/customer-warehouse end to end: a generated control plane, the Clerk emulator with
-//! the same organizations, a real Prometheus with per-instance metrics; `pgdw migrate`, every
-//! job once, and the seeds' questions answered as the generator's ground truth says.
+//! examples/customer-warehouse end to end on its polling path (the project without its
+//! `[replicate.control_plane]` section, for sources that cannot grant REPLICATION; `pgdw demo
+//! --check` runs it replicated): a generated control plane, the Clerk emulator with the same
+//! organizations, a real Prometheus with per-instance metrics; `pgdw migrate`, every job
+//! once, and the seeds' questions answered as the generator's ground truth says.
 
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
@@ -43,8 +45,8 @@ fn the_example_warehouse_answers_the_seeds_questions() {
     let om = pgdw::instance_metrics::backfill(&generated.instances, now_ms / 1000 - 60, 2, 300);
     let prom = Prometheus::start(&om);
 
-    let project =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/customer-warehouse");
+    let copy = tempfile::tempdir().unwrap();
+    let project = pgdw_testkit::example::polling_copy(copy.path());
     let out = Command::new(PGDW)
         .env_remove("DATABASE_URL")
         .env("PGDW_DATA_DIR", w.data_dir())
@@ -60,6 +62,11 @@ fn the_example_warehouse_answers_the_seeds_questions() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", transcript(&out));
+    assert_eq!(
+        query(&w, "SELECT count(*) FROM pg_subscription"),
+        "0",
+        "nothing replicated"
+    );
 
     // Every scheduled job once, as pg_cron would run it.
     let jobs = query(&w, "SELECT string_agg(command, E'\\n' ORDER BY jobname) FROM cron.job WHERE jobname <> 'pgdw-partman-maintenance'");
@@ -70,6 +77,16 @@ fn the_example_warehouse_answers_the_seeds_questions() {
         query(&w, "SELECT string_agg(job || ': ' || coalesce(error, ''), '; ') FROM pgdw.runs WHERE status <> 'succeeded'"),
         "",
         "every job succeeded"
+    );
+
+    // The control plane's tables, polled under their own names.
+    assert_eq!(
+        query(&w, "SELECT string_agg(jobname, ',' ORDER BY jobname) FROM cron.job WHERE jobname IN ('organizations', 'instances', 'instance-state', 'saas-queue-archive')"),
+        "instance-state,instances,organizations,saas-queue-archive"
+    );
+    assert_eq!(
+        query(&w, "SELECT count(*) FROM organizations"),
+        data.organizations.len().to_string()
     );
 
     // How many instances are deployed, by state.

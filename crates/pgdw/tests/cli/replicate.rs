@@ -300,6 +300,13 @@ fn bad_sources_are_refused_with_nothing_created() {
          CREATE ROLE plain LOGIN PASSWORD 'plain-pw-123'; GRANT SELECT ON organizations TO plain;"
     ));
     query(&f.wh, "CREATE TABLE public.instances (mine int)");
+    // pgdw's own clusters bound slots; a source that does not is warned about.
+    query(&f.source, "ALTER SYSTEM SET max_slot_wal_keep_size = -1");
+    query(&f.source, "SELECT pg_reload_conf()");
+    assert!(wait_for(Duration::from_secs(10), || query(
+        &f.source,
+        "SHOW max_slot_wal_keep_size"
+    ) == "-1"));
     f.config("[replicate.cp]\nsource = \"env:CP_URL\"\ntables = [\"no_key\", \"nope\", \"a_view\", \"instances\"]\n");
     let out = f.migrate_with(&f.url);
     assert!(!out.status.success(), "{}", transcript(&out));

@@ -1,15 +1,5 @@
--- Local copies, refreshed by the jobs below.
+-- Local copies of Clerk and the metrics, refreshed by the jobs of the next migration.
 
--- fillfactor 90: room on each page for HOT updates, so a refresh that changes a state does not
--- touch the index (see the refresh benchmark).
-CREATE TABLE ingested_clusters (
-    instance_id text PRIMARY KEY, organization_id text NOT NULL, instance_name text, entity_type text,
-    created_at timestamptz, desired_spec jsonb, state text, environment text, updated_at timestamptz)
-  WITH (fillfactor = 90);
-CREATE TABLE organizations (organization_id text PRIMARY KEY, name text, slug text, plan text,
-    created_at timestamptz, updated_at timestamptz, deleted_at timestamptz);
-CREATE TABLE saas_queue_archive (msg_id bigint PRIMARY KEY, read_ct int, enqueued_at timestamptz,
-    archived_at timestamptz, vt timestamptz, message jsonb, headers jsonb);
 CREATE TABLE clerk_users (user_id text PRIMARY KEY, first_name text, last_name text, email text,
     created_at bigint, updated_at bigint, last_sign_in_at bigint, attrs jsonb);
 CREATE TABLE clerk_organizations (organization_id text PRIMARY KEY, name text, slug text,

@@ -25,12 +25,6 @@ BEGIN
   INSERT INTO metric_sync VALUES (p_name, hi) ON CONFLICT (name) DO UPDATE SET synced_to = excluded.synced_to;
 END $$;
 
-SELECT pgdw.schedule('ingested-clusters', '5 minutes',
-  $$CALL pgdw.run('ingested-clusters', 'SELECT * FROM pgdw.sync(''ingested_clusters'', ''f.instance_vw'', ''{instance_id}'', ''updated_at'')')$$);
-SELECT pgdw.schedule('organizations', '5 minutes',
-  $$CALL pgdw.run('organizations', 'SELECT * FROM pgdw.sync(''organizations'', ''f.organizations'', ''{organization_id}'')')$$);
-SELECT pgdw.schedule('saas-queue-archive', '5 minutes',
-  $$CALL pgdw.run('saas-queue-archive', 'SELECT * FROM pgdw.sync(''saas_queue_archive'', ''f.a_saas_queue'', ''{msg_id}'', ''msg_id'', deletes => false)')$$);
 SELECT pgdw.schedule('clerk-users', '1 hour',
   $$CALL pgdw.run('clerk-users', 'SELECT * FROM pgdw.sync(''clerk_users'', ''f.clerk_users'', ''{user_id}'')')$$);
 SELECT pgdw.schedule('clerk-organizations', '1 hour',

@@ -186,8 +186,13 @@ BEGIN
     END IF;
     INSERT INTO pgdw.runs (job, waited) VALUES (job, clock_timestamp() - asked) RETURNING id INTO run_id;
     BEGIN
-        -- A command may return (inserted, updated, deleted) counts, as pgdw.sync does.
-        EXECUTE command INTO counts;
+        -- A query may return (inserted, updated, deleted) counts, as pgdw.sync does; any
+        -- other statement (INSERT, REFRESH, CALL, DDL) returns no row to read them from.
+        IF command ~* '^\s*(\(\s*)*(select|with|values|table)\M' THEN
+            EXECUTE command INTO counts;
+        ELSE
+            EXECUTE command;
+        END IF;
         UPDATE pgdw.runs SET finished_at = clock_timestamp(), status = 'succeeded',
                rows_inserted = CASE WHEN counts IS NULL THEN NULL ELSE (to_jsonb(counts)->>'inserted')::bigint END,
                rows_updated  = CASE WHEN counts IS NULL THEN NULL ELSE (to_jsonb(counts)->>'updated')::bigint END,
@@ -230,10 +235,18 @@ DECLARE
     key_join text;
     set_list text;
 BEGIN
-    SELECT array_agg(attname::text ORDER BY attnum) INTO cols
-      FROM pg_attribute WHERE attrelid = target AND attnum > 0 AND NOT attisdropped;
+    -- The columns both have: a column only the target has (a materialized column, its
+    -- materialized_at) is the warehouse's own and left alone.
+    SELECT array_agg(t.attname::text ORDER BY t.attnum) INTO cols
+      FROM pg_attribute t
+     WHERE t.attrelid = target AND t.attnum > 0 AND NOT t.attisdropped
+       AND EXISTS (SELECT 1 FROM pg_attribute s WHERE s.attrelid = source AND s.attname = t.attname
+                      AND s.attnum > 0 AND NOT s.attisdropped);
     IF EXISTS (SELECT 1 FROM unnest(key) k WHERE k <> ALL (cols)) THEN
-        RAISE EXCEPTION 'pgdw.sync: % has no column % (the key argument)', target,
+        RAISE EXCEPTION 'pgdw.sync: % has no column % (the key argument)',
+            CASE WHEN EXISTS (SELECT 1 FROM unnest(key) k WHERE NOT EXISTS (
+                     SELECT 1 FROM pg_attribute a WHERE a.attrelid = target AND a.attname = k AND NOT a.attisdropped))
+                 THEN target ELSE source END,
             (SELECT string_agg(quote_ident(k), ', ') FROM unnest(key) k WHERE k <> ALL (cols));
     END IF;
     non_key := ARRAY(SELECT c FROM unnest(cols) WITH ORDINALITY u(c, i) WHERE c <> ALL (key) ORDER BY i);

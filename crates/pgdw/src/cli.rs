@@ -61,6 +61,9 @@ pub enum Command {
         #[arg(long, default_value = ".")]
         project: PathBuf,
     },
+    /// Run tasks from the warehouse's queue (`pgdw.enqueue`) and compute materialized
+    /// columns, until SIGINT or SIGTERM (which let running tasks finish).
+    Worker(WorkerArgs),
     /// Replication of the project's `[replicate.NAME]` sections (`pgdw migrate` sets it up).
     #[command(subcommand)]
     Replicate(ReplicateCommand),
@@ -137,6 +140,24 @@ pub struct DemoArgs {
     /// Memory budget for the embedded warehouse.
     #[arg(long, env = "PGDW_MEMORY", value_parser = parse_size)]
     pub memory: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Tasks run at once.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// How long a claimed task stays this worker's without a renewal; a worker that dies
+    /// loses its tasks to another one after this.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub lease: std::time::Duration,
+    /// The longest idle wait between looks at the queue (notifications wake it sooner).
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub poll: std::time::Duration,
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    pgdw_wrapper::duration::parse(s)
 }
 
 #[derive(Debug, Args)]

@@ -20,6 +20,7 @@ pub mod replicate;
 pub mod requirements;
 pub mod serve;
 pub mod target;
+pub mod worker;
 
 use std::process::ExitCode;
 

@@ -140,6 +140,14 @@ pub async fn install(conn: &mut PgConnection) -> anyhow::Result<Report> {
             .execute(&mut *conn)
             .await
             .context("installing pgdw's refresh runtime (schema pgdw)")?;
+        sqlx::raw_sql(QUEUE_SQL)
+            .execute(&mut *conn)
+            .await
+            .context("installing pgdw's work queue (schema pgdw)")?;
+        sqlx::raw_sql(MATERIALIZE_SQL)
+            .execute(&mut *conn)
+            .await
+            .context("installing pgdw's materialized columns (schema pgdw)")?;
     }
     Ok(report)
 }
@@ -147,6 +155,12 @@ pub async fn install(conn: &mut PgConnection) -> anyhow::Result<Report> {
 /// The refresh runtime (schedules, run log, incremental sync, partitions), written to be run
 /// again at every `pgdw up`.
 pub const RUNTIME_SQL: &str = include_str!("../sql/runtime.sql");
+
+/// The work queue `pgdw worker` runs (enqueue, dispatch, claim, complete, the views).
+pub const QUEUE_SQL: &str = include_str!("../sql/queue.sql");
+
+/// Materialized columns: `pgdw.materialize` and the worker's batches.
+pub const MATERIALIZE_SQL: &str = include_str!("../sql/materialize.sql");
 
 /// Create the warehouse database when it does not exist (connected to another database).
 pub async fn ensure_database(conn: &mut PgConnection, name: &str) -> anyhow::Result<bool> {

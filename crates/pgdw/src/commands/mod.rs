@@ -9,6 +9,7 @@ mod psql;
 mod serve;
 mod status;
 mod up;
+mod worker;
 
 use std::process::ExitCode;
 
@@ -34,6 +35,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         ),
         Command::Serve(args) => serve::run(&target, &args).await,
         Command::Migrate { project } => migrate::run(&target, &project).await,
+        Command::Worker(args) => worker::run(&target, &args).await,
         Command::Replicate(crate::cli::ReplicateCommand::Resync { name, project }) => {
             migrate::resync(&target, &project, &name).await
         }

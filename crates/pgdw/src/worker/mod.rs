@@ -1,0 +1,326 @@
+//! `pgdw worker`: claims tasks from the warehouse's queue (`sql/queue.sql`) and runs them.
+//!
+//! One process runs up to `concurrency` tasks at once. A single claimer takes as many ready
+//! tasks as there are free slots in one statement, and moves the next batch of the backlog
+//! into the ready table when a claim comes up short (`pgdw.dispatch`); a single completer
+//! finishes whatever tasks ended since its last statement in one more. So a busy worker makes
+//! two short statements per batch of tasks, not two per task. Idle, it waits on
+//! LISTEN pgdw_tasks (woken by every enqueuing statement), polling as a fallback (for delayed
+//! tasks and expired leases). Claims are leases, renewed while tasks run: a worker killed
+//! mid-task loses nothing, another one claims the task once its lease expires.
+
+pub mod tasks;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
+use sqlx::PgPool;
+use tokio::sync::{mpsc, watch, Notify, Semaphore};
+
+use tasks::{Outcome, Task};
+
+/// How a worker runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Tasks run at once.
+    pub concurrency: usize,
+    /// How long a claimed task stays this worker's without a renewal.
+    pub lease: Duration,
+    /// The longest idle wait between looks at the queue, notifications aside.
+    pub poll: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            concurrency: 8,
+            lease: Duration::from_secs(60),
+            poll: Duration::from_secs(1),
+        }
+    }
+}
+
+/// What a worker did, for its caller (and the queue benchmark).
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub succeeded: AtomicU64,
+    pub failed: AtomicU64,
+    /// Each claim statement's duration (kept only when `keep_claims` is set).
+    pub claims: Mutex<Vec<Duration>>,
+    pub keep_claims: bool,
+}
+
+/// This process's name in `pgdw.workers` and in each task's `worker`.
+pub fn worker_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into());
+    format!(
+        "{host}:{}:{:04x}",
+        std::process::id(),
+        rand::random::<u16>()
+    )
+}
+
+/// Run until `stop` turns true: then claim nothing more, finish the running tasks, record
+/// them, and return.
+pub async fn run(
+    connect: PgConnectOptions,
+    options: Options,
+    mut stop: watch::Receiver<bool>,
+    stats: Arc<Stats>,
+) -> anyhow::Result<()> {
+    let concurrency = options.concurrency.max(1);
+    let id = worker_id();
+    let pool = PgPoolOptions::new()
+        // Tasks that need a connection, plus the claimer, the completer and the heartbeat.
+        .max_connections(concurrency as u32 + 3)
+        .connect_with(connect.application_name("pgdw worker"))
+        .await
+        .context("connecting the worker to the warehouse")?;
+    let installed: bool = sqlx::query_scalar("SELECT to_regproc('pgdw.claim_tasks') IS NOT NULL")
+        .fetch_one(&pool)
+        .await?;
+    anyhow::ensure!(
+        installed,
+        "the warehouse has no work queue (schema pgdw): run `pgdw up` (or `pgdw migrate`) first"
+    );
+    let host = id.split(':').next().unwrap_or_default().to_string();
+    let seen = |stopping: bool| {
+        sqlx::query("SELECT pgdw.worker_seen($1, $2, $3, $4, $5)")
+            .bind(id.clone())
+            .bind(host.clone())
+            .bind(std::process::id() as i32)
+            .bind(concurrency as i32)
+            .bind(stopping)
+    };
+    seen(false).execute(&pool).await?;
+
+    let wake = Arc::new(Notify::new());
+    let mut listener = PgListener::connect_with(&pool).await?;
+    listener
+        .listen_all(["pgdw_tasks", "pgdw_materialize"])
+        .await?;
+    let listening = {
+        let wake = wake.clone();
+        tokio::spawn(async move {
+            // A lost connection ends this; the poll keeps the worker going meanwhile.
+            while listener.recv().await.is_ok() {
+                wake.notify_one();
+            }
+        })
+    };
+
+    let running: Arc<Mutex<HashSet<i64>>> = Arc::default();
+    let (done_tx, done_rx) = mpsc::unbounded_channel::<(i64, Outcome)>();
+    let completer = tokio::spawn(complete(
+        pool.clone(),
+        id.clone(),
+        done_rx,
+        running.clone(),
+        stats.clone(),
+    ));
+    let heartbeat = {
+        let (pool, id, running, lease) =
+            (pool.clone(), id.clone(), running.clone(), options.lease);
+        let host = host.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(lease / 3);
+            loop {
+                every.tick().await;
+                let seqs: Vec<i64> = running.lock().unwrap().iter().copied().collect();
+                let renewed = sqlx::query("SELECT pgdw.renew_leases($1, $2, $3)")
+                    .bind(&id)
+                    .bind(&seqs)
+                    .bind(lease)
+                    .execute(&pool)
+                    .await;
+                let seen = sqlx::query("SELECT pgdw.worker_seen($1, $2, $3, $4, false)")
+                    .bind(&id)
+                    .bind(&host)
+                    .bind(std::process::id() as i32)
+                    .bind(concurrency as i32)
+                    .execute(&pool)
+                    .await;
+                if let Err(e) = renewed.and(seen) {
+                    eprintln!("pgdw worker: renewing leases: {e}");
+                }
+            }
+        })
+    };
+
+    let slots = Arc::new(Semaphore::new(concurrency));
+    let mut after: i64 = 0;
+    let mut scheduled = Instant::now() - options.poll;
+    let result: anyhow::Result<()> = async {
+        loop {
+            let first = tokio::select! {
+                p = slots.clone().acquire_owned() => p?,
+                _ = stop.changed() => break,
+            };
+            if *stop.borrow() {
+                break;
+            }
+            let mut permits = vec![first];
+            while let Ok(p) = slots.clone().try_acquire_owned() {
+                permits.push(p);
+            }
+            let mut claimed = claim(&pool, &id, permits.len(), after, &options, &stats).await?;
+            if claimed.len() < permits.len() && after > 0 {
+                // Short from the cursor: earlier tasks may have come back (an expired lease).
+                after = 0;
+                claimed.extend(
+                    claim(&pool, &id, permits.len() - claimed.len(), 0, &options, &stats).await?,
+                );
+            }
+            if claimed.len() < permits.len() {
+                // Tables with rows to compute get their tasks (at most every 100 ms: writers
+                // wake the workers once per statement).
+                if scheduled.elapsed() >= Duration::from_millis(100) {
+                    sqlx::query("SELECT pgdw.materialize_schedule()")
+                        .execute(&pool)
+                        .await?;
+                    scheduled = Instant::now();
+                }
+                let moved: i32 = sqlx::query_scalar("SELECT pgdw.dispatch($1)")
+                    .bind((concurrency * 32).max(1000) as i32)
+                    .fetch_one(&pool)
+                    .await?;
+                sqlx::query("SELECT pgdw.queue_truncate()")
+                    .execute(&pool)
+                    .await?;
+                if moved > 0 {
+                    claimed.extend(
+                        claim(&pool, &id, permits.len() - claimed.len(), after, &options, &stats)
+                            .await?,
+                    );
+                }
+            }
+            if claimed.is_empty() {
+                after = 0;
+                drop(permits);
+                tokio::select! {
+                    _ = wake.notified() => {}
+                    _ = tokio::time::sleep(options.poll) => {}
+                    _ = stop.changed() => break,
+                }
+                continue;
+            }
+            after = claimed.iter().map(|t| t.seq).max().unwrap_or(after);
+            running.lock().unwrap().extend(claimed.iter().map(|t| t.seq));
+            for (task, permit) in claimed.into_iter().zip(permits) {
+                let (pool, done) = (pool.clone(), done_tx.clone());
+                tokio::spawn(async move {
+                    let outcome = tasks::execute(&pool, &task).await;
+                    let _ = done.send((task.seq, outcome));
+                    drop(permit);
+                });
+            }
+        }
+        Ok(())
+    }
+    .await;
+
+    // Finish what runs: every slot back means every task ended and sent its outcome.
+    let _all = slots.acquire_many(concurrency as u32).await;
+    drop(done_tx);
+    let completed = completer.await;
+    heartbeat.abort();
+    listening.abort();
+    seen(true).execute(&pool).await.ok();
+    pool.close().await;
+    result?;
+    completed??;
+    Ok(())
+}
+
+async fn claim(
+    pool: &PgPool,
+    id: &str,
+    want: usize,
+    after: i64,
+    options: &Options,
+    stats: &Stats,
+) -> anyhow::Result<Vec<Task>> {
+    if want == 0 {
+        return Ok(Vec::new());
+    }
+    let start = Instant::now();
+    let rows = sqlx::query(
+        "SELECT seq, id, kind, payload::text AS payload, attempts, max_attempts FROM pgdw.claim_tasks($1, $2, $3, $4)",
+    )
+    .bind(id)
+    .bind(want as i32)
+    .bind(after)
+    .bind(options.lease)
+    .fetch_all(pool)
+    .await
+    .context("claiming tasks")?;
+    if stats.keep_claims {
+        stats.claims.lock().unwrap().push(start.elapsed());
+    }
+    Ok(rows.iter().map(Task::from_row).collect())
+}
+
+/// Record outcomes as they come, all that arrived since the last statement in one.
+async fn complete(
+    pool: PgPool,
+    id: String,
+    mut done: mpsc::UnboundedReceiver<(i64, Outcome)>,
+    running: Arc<Mutex<HashSet<i64>>>,
+    stats: Arc<Stats>,
+) -> anyhow::Result<()> {
+    while let Some(first) = done.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < 1000 {
+            match done.try_recv() {
+                Ok(more) => batch.push(more),
+                Err(_) => break,
+            }
+        }
+        let mut ok = Vec::new();
+        let (mut failed, mut errors, mut permanent) = (Vec::new(), Vec::new(), Vec::new());
+        for (seq, outcome) in &batch {
+            match outcome {
+                Outcome::Done => ok.push(*seq),
+                Outcome::Retry(e) | Outcome::Fail(e) => {
+                    failed.push(*seq);
+                    errors.push(e.clone());
+                    permanent.push(matches!(outcome, Outcome::Fail(_)));
+                }
+            }
+        }
+        // A lost connection must not lose outcomes: try again until the warehouse answers
+        // (the leases are renewed meanwhile, so nobody else takes these tasks).
+        let mut wait = Duration::from_millis(100);
+        loop {
+            let r = sqlx::query("SELECT pgdw.complete_tasks($1, $2, $3, $4, $5)")
+                .bind(&id)
+                .bind(&ok)
+                .bind(&failed)
+                .bind(&errors)
+                .bind(&permanent)
+                .execute(&pool)
+                .await;
+            match r {
+                Ok(_) => break,
+                Err(e) => {
+                    eprintln!("pgdw worker: recording {} finished tasks: {e}; retrying", batch.len());
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        let mut r = running.lock().unwrap();
+        for (seq, _) in &batch {
+            r.remove(seq);
+        }
+        stats.succeeded.fetch_add(ok.len() as u64, Ordering::Relaxed);
+        stats.failed.fetch_add(failed.len() as u64, Ordering::Relaxed);
+    }
+    Ok(())
+}

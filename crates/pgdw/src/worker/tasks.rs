@@ -1,0 +1,103 @@
+//! The task kinds a worker knows, and what each does with its payload.
+
+use sqlx::PgPool;
+
+/// A claimed task.
+#[derive(Debug)]
+pub struct Task {
+    pub seq: i64,
+    pub id: i64,
+    pub kind: String,
+    pub payload: serde_json::Value,
+    pub attempts: i32,
+    pub max_attempts: i32,
+}
+
+/// How a task ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    /// Failed; another attempt may succeed (after its backoff, while attempts remain).
+    Retry(String),
+    /// Failed in a way no retry can fix (an unknown kind, a malformed payload).
+    Fail(String),
+}
+
+impl Task {
+    /// From a row of `pgdw.claim_tasks` (payload as text: sqlx here has no JSON types).
+    pub fn from_row(row: &sqlx::postgres::PgRow) -> Task {
+        use sqlx::Row;
+        Task {
+            seq: row.get("seq"),
+            id: row.get("id"),
+            kind: row.get("kind"),
+            payload: serde_json::from_str(row.get::<&str, _>("payload")).unwrap_or_default(),
+            attempts: row.get("attempts"),
+            max_attempts: row.get("max_attempts"),
+        }
+    }
+}
+
+pub const KINDS: &[&str] = &["noop", "sql", "materialize"];
+
+pub async fn execute(pool: &PgPool, task: &Task) -> Outcome {
+    match task.kind.as_str() {
+        "noop" => Outcome::Done,
+        "sql" => sql(pool, task).await,
+        "materialize" => materialize(pool, task).await,
+        other => Outcome::Fail(format!(
+            "no worker task kind {other:?} (pgdw worker runs: {})",
+            KINDS.join(", ")
+        )),
+    }
+}
+
+/// `{"sql": "<statement>", "job": "<name>"}`: run through `pgdw.run`, so it is recorded in
+/// pgdw.runs like a scheduled job (under `job`, or `task:<id>`); its failure is the task's.
+async fn sql(pool: &PgPool, task: &Task) -> Outcome {
+    let Some(statement) = task.payload.get("sql").and_then(|v| v.as_str()) else {
+        return Outcome::Fail(r#"a sql task's payload needs {"sql": "<statement>"}"#.into());
+    };
+    let job = task
+        .payload
+        .get("job")
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("task:{}", task.id));
+    let ran = async {
+        let mut conn = pool.acquire().await?;
+        sqlx::query("CALL pgdw.run($1, $2)")
+            .bind(&job)
+            .bind(statement)
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query_as::<_, (String, Option<String>)>(
+            "SELECT status, error FROM pgdw.runs WHERE job = $1 ORDER BY id DESC LIMIT 1",
+        )
+        .bind(&job)
+        .fetch_one(&mut *conn)
+        .await
+    }
+    .await;
+    match ran {
+        Ok((status, _)) if status == "succeeded" => Outcome::Done,
+        Ok((_, error)) => Outcome::Retry(error.unwrap_or_else(|| "failed".into())),
+        Err(e) => Outcome::Retry(e.to_string()),
+    }
+}
+
+/// `{"table": "<regclass>"}`: compute pending rows of a materialized table in batches for up
+/// to a second, then hand the rest to another task (so one table never holds a slot long).
+async fn materialize(pool: &PgPool, task: &Task) -> Outcome {
+    let Some(table) = task.payload.get("table").and_then(|v| v.as_str()) else {
+        return Outcome::Fail(r#"a materialize task's payload needs {"table": "<name>"}"#.into());
+    };
+    let ran: Result<i64, sqlx::Error> = sqlx::query_scalar("SELECT pgdw.materialize_run($1::regclass)")
+        .bind(table)
+        .fetch_one(pool)
+        .await;
+    match ran {
+        Ok(_) => Outcome::Done,
+        Err(e) => Outcome::Retry(e.to_string()),
+    }
+}

@@ -21,6 +21,7 @@ struct Status {
     report: Option<Report>,
     freshness: Option<crate::freshness::Freshness>,
     replication: Option<Vec<crate::replicate::Status>>,
+    queue: Option<crate::worker::status::QueueStatus>,
 }
 
 /// The replication section: each source sampled now, then read from `pgdw.replication`.
@@ -41,6 +42,7 @@ pub async fn run(target: &Target, args: &StatusArgs) -> anyhow::Result<ExitCode>
             let report = requirements::inspect(&mut conn).await?;
             let freshness = Some(crate::freshness::read(&mut conn).await?);
             Status {
+                queue: crate::worker::status::read(&mut conn).await?,
                 replication: Some(replication(&mut conn).await?),
                 freshness,
                 running: true,
@@ -56,7 +58,7 @@ pub async fn run(target: &Target, args: &StatusArgs) -> anyhow::Result<ExitCode>
         Target::Embedded { data_dir } => {
             let cluster = super::existing_cluster(data_dir)?;
             let pid = cluster.running_pid();
-            let (report, freshness, replicated) = match pid {
+            let (report, freshness, replicated, queue) = match pid {
                 Some(_) => {
                     let mut conn =
                         target::connect_embedded(&cluster, &cluster.state().database).await?;
@@ -64,11 +66,13 @@ pub async fn run(target: &Target, args: &StatusArgs) -> anyhow::Result<ExitCode>
                         Some(requirements::inspect(&mut conn).await?),
                         Some(crate::freshness::read(&mut conn).await?),
                         Some(replication(&mut conn).await?),
+                        crate::worker::status::read(&mut conn).await?,
                     )
                 }
-                None => (None, None, None),
+                None => (None, None, None, None),
             };
             Status {
+                queue,
                 replication: replicated,
                 freshness,
                 running: pid.is_some(),
@@ -133,6 +137,9 @@ fn print_text(s: &Status) {
     }
     if let Some(r) = &s.replication {
         crate::replicate::print(r);
+    }
+    if let Some(q) = &s.queue {
+        crate::worker::status::print(q);
     }
 }
 

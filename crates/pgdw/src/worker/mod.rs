@@ -9,6 +9,7 @@
 //! tasks and expired leases). Claims are leases, renewed while tasks run: a worker killed
 //! mid-task loses nothing, another one claims the task once its lease expires.
 
+pub mod status;
 pub mod tasks;
 
 use std::collections::HashSet;
@@ -125,8 +126,7 @@ pub async fn run(
         stats.clone(),
     ));
     let heartbeat = {
-        let (pool, id, running, lease) =
-            (pool.clone(), id.clone(), running.clone(), options.lease);
+        let (pool, id, running, lease) = (pool.clone(), id.clone(), running.clone(), options.lease);
         let host = host.clone();
         tokio::spawn(async move {
             let mut every = tokio::time::interval(lease / 3);
@@ -174,7 +174,15 @@ pub async fn run(
                 // Short from the cursor: earlier tasks may have come back (an expired lease).
                 after = 0;
                 claimed.extend(
-                    claim(&pool, &id, permits.len() - claimed.len(), 0, &options, &stats).await?,
+                    claim(
+                        &pool,
+                        &id,
+                        permits.len() - claimed.len(),
+                        0,
+                        &options,
+                        &stats,
+                    )
+                    .await?,
                 );
             }
             if claimed.len() < permits.len() {
@@ -195,8 +203,15 @@ pub async fn run(
                     .await?;
                 if moved > 0 {
                     claimed.extend(
-                        claim(&pool, &id, permits.len() - claimed.len(), after, &options, &stats)
-                            .await?,
+                        claim(
+                            &pool,
+                            &id,
+                            permits.len() - claimed.len(),
+                            after,
+                            &options,
+                            &stats,
+                        )
+                        .await?,
                     );
                 }
             }
@@ -211,7 +226,10 @@ pub async fn run(
                 continue;
             }
             after = claimed.iter().map(|t| t.seq).max().unwrap_or(after);
-            running.lock().unwrap().extend(claimed.iter().map(|t| t.seq));
+            running
+                .lock()
+                .unwrap()
+                .extend(claimed.iter().map(|t| t.seq));
             for (task, permit) in claimed.into_iter().zip(permits) {
                 let (pool, done) = (pool.clone(), done_tx.clone());
                 tokio::spawn(async move {
@@ -309,7 +327,10 @@ async fn complete(
             match r {
                 Ok(_) => break,
                 Err(e) => {
-                    eprintln!("pgdw worker: recording {} finished tasks: {e}; retrying", batch.len());
+                    eprintln!(
+                        "pgdw worker: recording {} finished tasks: {e}; retrying",
+                        batch.len()
+                    );
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(Duration::from_secs(5));
                 }
@@ -319,8 +340,12 @@ async fn complete(
         for (seq, _) in &batch {
             r.remove(seq);
         }
-        stats.succeeded.fetch_add(ok.len() as u64, Ordering::Relaxed);
-        stats.failed.fetch_add(failed.len() as u64, Ordering::Relaxed);
+        stats
+            .succeeded
+            .fetch_add(ok.len() as u64, Ordering::Relaxed);
+        stats
+            .failed
+            .fetch_add(failed.len() as u64, Ordering::Relaxed);
     }
     Ok(())
 }

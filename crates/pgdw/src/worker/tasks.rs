@@ -92,10 +92,11 @@ async fn materialize(pool: &PgPool, task: &Task) -> Outcome {
     let Some(table) = task.payload.get("table").and_then(|v| v.as_str()) else {
         return Outcome::Fail(r#"a materialize task's payload needs {"table": "<name>"}"#.into());
     };
-    let ran: Result<i64, sqlx::Error> = sqlx::query_scalar("SELECT pgdw.materialize_run($1::regclass)")
-        .bind(table)
-        .fetch_one(pool)
-        .await;
+    let ran: Result<i64, sqlx::Error> =
+        sqlx::query_scalar("SELECT pgdw.materialize_run($1::regclass)")
+            .bind(table)
+            .fetch_one(pool)
+            .await;
     match ran {
         Ok(_) => Outcome::Done,
         Err(e) => Outcome::Retry(e.to_string()),

@@ -10,8 +10,10 @@ mod embedded;
 #[cfg(feature = "demo")]
 mod example;
 mod external;
+mod materialize;
 mod migrate;
 mod output;
+mod queue;
 mod replicate;
 mod runtime;
 mod serve;

@@ -519,3 +519,31 @@ fn serve_watches_replication_with_its_panel_and_alert() {
     );
     running.stop();
 }
+
+/// Materialized columns on a replica: rows applied by the subscription are computed too.
+#[test]
+fn materialized_columns_on_a_replica() {
+    let f = Fixture::streaming();
+    query(
+        &f.wh,
+        "ALTER TABLE organizations ADD COLUMN name_upper text;
+         CREATE FUNCTION organizations_upper(o organizations) RETURNS TABLE (name_upper text)
+           LANGUAGE sql AS $$ SELECT upper(o.name) $$;
+         SELECT pgdw.materialize('organizations', 'organizations_upper', depends_on => '{name}')",
+    );
+    let _worker = super::materialize::Worker::start(&f.wh);
+    super::materialize::converges(
+        &f.wh,
+        "SELECT count(*) FROM organizations WHERE name_upper IS NULL",
+        "0",
+    );
+    query(
+        &f.source,
+        "INSERT INTO organizations VALUES (500, 'streamed in', NULL); UPDATE organizations SET name = 'renamed' WHERE id = 3",
+    );
+    super::materialize::converges(
+        &f.wh,
+        "SELECT string_agg(name_upper, ',' ORDER BY id) FROM organizations WHERE id IN (3, 500)",
+        "RENAMED,STREAMED IN",
+    );
+}

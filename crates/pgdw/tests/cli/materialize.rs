@@ -1,0 +1,293 @@
+//! Materialized columns (`pgdw.materialize`), computed by real `pgdw worker` processes.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use pgdw_testkit::{wait_for, TempWarehouse};
+
+use super::{fails, ok, query, PGDW};
+
+/// A running `pgdw worker`, stopped on drop.
+pub struct Worker(Child);
+
+impl Worker {
+    pub fn start(w: &TempWarehouse) -> Worker {
+        Worker(
+            Command::new(PGDW)
+                .env_remove("DATABASE_URL")
+                .env("PGDW_DATA_DIR", w.data_dir())
+                .args(["worker", "--concurrency", "4", "--poll", "200ms"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.0.kill().ok();
+        self.0.wait().ok();
+    }
+}
+
+pub fn converges(w: &TempWarehouse, sql: &str, want: &str) {
+    let mut got = String::new();
+    let same = wait_for(Duration::from_secs(60), || {
+        got = query(w, sql);
+        got == want
+    });
+    assert!(same, "{sql}: want {want}, got {got}");
+}
+
+fn warehouse() -> TempWarehouse {
+    let w = TempWarehouse::new();
+    ok(&w, &["up"]);
+    w
+}
+
+/// Venues whose country and name key derive from their city and name; `computed` counts the
+/// function's calls, so a recomputation shows.
+const VENUES: &str = "
+    CREATE SEQUENCE derive_calls;
+    CREATE TABLE venue (id int PRIMARY KEY, name text NOT NULL, city_id int NOT NULL, notes text);
+    INSERT INTO venue SELECT g, 'Venue ' || g, g % 10, 'n' FROM generate_series(1, 3000) g;
+    ALTER TABLE venue ADD COLUMN country text, ADD COLUMN name_key text, ADD COLUMN computed bigint;
+    CREATE FUNCTION venue_derive(v venue) RETURNS TABLE (country text, name_key text, computed bigint)
+    LANGUAGE sql AS $$ SELECT 'C' || v.city_id || CASE WHEN v.city_id = 7 THEN (v.id / (v.id - 77))::text ELSE '' END,
+                              lower(v.name), nextval('derive_calls') $$;";
+
+const WRONG: &str = "SELECT count(*) FROM venue WHERE id <> 77
+                        AND (name_key IS DISTINCT FROM lower(name) OR country NOT LIKE 'C' || city_id || '%')";
+
+#[test]
+fn derived_columns_follow_their_dependencies_only() {
+    let w = warehouse();
+    query(&w, VENUES);
+    let said = query(
+        &w,
+        "SELECT pgdw.materialize('venue', 'venue_derive', depends_on => '{name,city_id}')",
+    );
+    assert_eq!(
+        said,
+        "venue_derive(venue) computes country, name_key, computed of venue; 3000 rows to compute"
+    );
+    assert_eq!(
+        query(&w, "SELECT pgdw.materialize_pending('venue')"),
+        "3000"
+    );
+    let _worker = Worker::start(&w);
+    converges(&w, "SELECT pgdw.materialize_pending('venue')", "0");
+    // Every row computed but 77, whose function raised: set aside with its error, the rest
+    // not held up.
+    assert_eq!(query(&w, WRONG), "0");
+    assert_eq!(
+        query(&w, "SELECT count(*) FROM venue WHERE materialized_at IS NOT NULL AND materialized_at > '-infinity'"),
+        "2999"
+    );
+    assert_eq!(
+        query(
+            &w,
+            "SELECT table_name || ' ' || key || ': ' || error FROM pgdw.materialize_failed"
+        ),
+        "venue {\"id\": 77}: division by zero"
+    );
+
+    // A change of a column the values do not depend on: nothing recomputed. A change of one
+    // they do: recomputed. Inserted rows: computed.
+    let before = query(&w, "SELECT computed FROM venue WHERE id = 1");
+    query(&w, "UPDATE venue SET notes = 'other' WHERE id = 1");
+    assert_eq!(
+        query(
+            &w,
+            "SELECT materialized_at IS NOT NULL FROM venue WHERE id = 1"
+        ),
+        "t"
+    );
+    query(
+        &w,
+        "UPDATE venue SET city_id = 3 WHERE id = 2; INSERT INTO venue (id, name, city_id) VALUES (5000, 'New Place', 4)",
+    );
+    converges(
+        &w,
+        "SELECT string_agg(coalesce(country, '-') || '/' || coalesce(name_key, '-'), ' ' ORDER BY id) FROM venue WHERE id IN (2, 5000)",
+        "C3/venue 2 C4/new place",
+    );
+    assert_eq!(query(&w, "SELECT computed FROM venue WHERE id = 1"), before);
+
+    // The function fixed and registered again: the row set aside is computed.
+    query(
+        &w,
+        "CREATE OR REPLACE FUNCTION venue_derive(v venue) RETURNS TABLE (country text, name_key text, computed bigint)
+         LANGUAGE sql AS $$ SELECT 'C' || v.city_id, lower(v.name), nextval('derive_calls') $$",
+    );
+    let again = query(
+        &w,
+        "SELECT pgdw.materialize('venue', 'venue_derive', depends_on => '{name,city_id}')",
+    );
+    assert!(
+        again.contains("1 rows that failed before are retried"),
+        "{again}"
+    );
+    converges(
+        &w,
+        "SELECT country || ' ' || (SELECT count(*) FROM pgdw.materialize_failed) FROM venue WHERE id = 77",
+        "C7 0",
+    );
+
+    // A second function for a new column: only that column is computed for existing rows
+    // (the first function is not called again, materialized_at stays).
+    let calls = query(&w, "SELECT sum(computed) FROM venue");
+    let stamps = query(
+        &w,
+        "SELECT md5(string_agg(materialized_at::text, ',' ORDER BY id)) FROM venue",
+    );
+    query(
+        &w,
+        "ALTER TABLE venue ADD COLUMN name_len int;
+         CREATE FUNCTION venue_len(v venue) RETURNS TABLE (name_len int) LANGUAGE sql AS $$ SELECT length(v.name) $$;
+         SELECT pgdw.materialize('venue', 'venue_len', depends_on => '{name}')",
+    );
+    converges(
+        &w,
+        "SELECT count(*) FROM venue WHERE name_len IS DISTINCT FROM length(name)",
+        "0",
+    );
+    converges(&w, "SELECT pgdw.materialize_pending('venue')", "0");
+    assert_eq!(query(&w, "SELECT sum(computed) FROM venue"), calls);
+    assert_eq!(
+        query(
+            &w,
+            "SELECT md5(string_agg(materialized_at::text, ',' ORDER BY id)) FROM venue"
+        ),
+        stamps
+    );
+    // Registered twice: the same triggers, one registration each.
+    query(
+        &w,
+        "SELECT pgdw.materialize('venue', 'venue_len', depends_on => '{name}')",
+    );
+    assert_eq!(
+        query(&w, "SELECT string_agg(tgname, ',' ORDER BY tgname) FROM pg_trigger WHERE tgrelid = 'venue'::regclass"),
+        "pgdw_materialize_insert,pgdw_materialize_update,pgdw_materialize_wake"
+    );
+    assert_eq!(query(&w, "SELECT count(*) FROM pgdw.materializations"), "2");
+}
+
+#[test]
+fn bad_registrations_are_refused_with_nothing_installed() {
+    let w = warehouse();
+    query(
+        &w,
+        "CREATE TABLE nokey (id int, name text, derived text);
+         CREATE FUNCTION nokey_derive(r nokey) RETURNS TABLE (derived text) LANGUAGE sql AS $$ SELECT r.name $$;
+         CREATE TABLE venue (id int PRIMARY KEY, name text, derived text);
+         CREATE FUNCTION venue_wrong(v venue) RETURNS TABLE (missing_col text, derived int) LANGUAGE sql AS $$ SELECT 'x', 1 $$;
+         CREATE FUNCTION venue_ok(v venue) RETURNS TABLE (derived text) LANGUAGE sql AS $$ SELECT v.name $$;
+         CREATE FUNCTION venue_scalar(v venue) RETURNS text LANGUAGE sql AS $$ SELECT v.name $$;",
+    );
+    for (sql, expected) in [
+        (
+            "SELECT pgdw.materialize('nokey', 'nokey_derive')",
+            "nokey has no primary key",
+        ),
+        (
+            "SELECT pgdw.materialize('venue', 'venue_nope')",
+            "there is no function venue_nope(venue)",
+        ),
+        (
+            "SELECT pgdw.materialize('venue', 'venue_wrong')",
+            "returns columns venue has not (with these types): missing_col text, derived integer",
+        ),
+        (
+            "SELECT pgdw.materialize('venue', 'venue_scalar')",
+            "must return TABLE (column type, ...)",
+        ),
+        (
+            "SELECT pgdw.materialize('venue', 'venue_ok', depends_on => '{name,nope}')",
+            "venue has no column nope (depends_on)",
+        ),
+        (
+            "SELECT pgdw.materialize('venue', 'venue_ok', depends_on => '{derived}')",
+            "cannot compute derived",
+        ),
+        (
+            "SELECT pgdw.materialize('no_table', 'venue_ok')",
+            "relation \"no_table\" does not exist",
+        ),
+    ] {
+        let (_, err) = fails(&w, &["psql", "-XAtq", "-v", "ON_ERROR_STOP=1", "-c", sql]);
+        assert!(err.contains(expected), "{sql}: {err}");
+    }
+    assert_eq!(
+        query(
+            &w,
+            "SELECT count(*) FROM pg_attribute WHERE attname = 'materialized_at'"
+        ),
+        "0"
+    );
+    assert_eq!(query(&w, "SELECT count(*) FROM pgdw.materializations"), "0");
+    assert_eq!(
+        query(
+            &w,
+            "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'pgdw%'"
+        ),
+        "0"
+    );
+}
+
+#[test]
+fn partitioned_tables_and_partitions_created_later() {
+    let w = warehouse();
+    query(
+        &w,
+        "CREATE TABLE events (id bigint, day date, kind text, kind_upper text, PRIMARY KEY (id, day)) PARTITION BY RANGE (day);
+         CREATE TABLE events_1 PARTITION OF events FOR VALUES FROM ('2026-01-01') TO ('2026-01-02');
+         CREATE TABLE events_2 PARTITION OF events FOR VALUES FROM ('2026-01-02') TO ('2026-01-03');
+         INSERT INTO events SELECT g, date '2026-01-01' + g % 2, 'kind ' || g FROM generate_series(1, 1000) g;
+         CREATE FUNCTION events_derive(e events) RETURNS TABLE (kind_upper text) LANGUAGE sql AS $$ SELECT upper(e.kind) $$;
+         SELECT pgdw.materialize('events', 'events_derive', depends_on => '{kind}')",
+    );
+    let _worker = Worker::start(&w);
+    converges(
+        &w,
+        "SELECT count(*) FILTER (WHERE kind_upper = upper(kind)) FROM events",
+        "1000",
+    );
+    query(
+        &w,
+        "CREATE TABLE events_3 PARTITION OF events FOR VALUES FROM ('2026-01-03') TO ('2026-01-04');
+         INSERT INTO events_3 (id, day, kind) VALUES (5000, '2026-01-03', 'late partition');
+         UPDATE events SET kind = 'changed' WHERE id = 1",
+    );
+    converges(
+        &w,
+        "SELECT string_agg(kind_upper, ',' ORDER BY id) FROM events WHERE id IN (1, 5000)",
+        "CHANGED,LATE PARTITION",
+    );
+}
+
+#[test]
+fn tables_filled_by_pgdw_sync() {
+    let w = warehouse();
+    query(
+        &w,
+        "CREATE TABLE src_orgs (id int PRIMARY KEY, name text, plan text);
+         INSERT INTO src_orgs SELECT g, 'Org ' || g, 'free' FROM generate_series(1, 200) g;
+         CREATE TABLE orgs (id int PRIMARY KEY, name text, plan text, tier int);
+         CREATE FUNCTION orgs_tier(o orgs) RETURNS TABLE (tier int) LANGUAGE sql
+           AS $$ SELECT CASE o.plan WHEN 'enterprise' THEN 3 WHEN 'pro' THEN 2 ELSE 1 END $$;
+         SELECT pgdw.materialize('orgs', 'orgs_tier', depends_on => '{plan}');
+         SELECT * FROM pgdw.sync('orgs', 'src_orgs', '{id}')",
+    );
+    let _worker = Worker::start(&w);
+    converges(&w, "SELECT sum(tier) FROM orgs", "200");
+    // The sync leaves the derived column alone, and a changed plan is recomputed.
+    query(
+        &w,
+        "UPDATE src_orgs SET plan = 'pro' WHERE id <= 10; SELECT * FROM pgdw.sync('orgs', 'src_orgs', '{id}')",
+    );
+    converges(&w, "SELECT sum(tier) FROM orgs", "210");
+}

@@ -164,20 +164,6 @@ BEGIN
     END IF;
     SELECT * INTO st FROM pgdw.queue_state;
 
-    -- Leases that expired (a worker died): claimable again, or failed when out of attempts.
-    WITH expired AS (
-        DELETE FROM pgdw.task_ready r
-         WHERE r.leased_until < now() AND r.attempts >= r.max_attempts
-        RETURNING r.*)
-    INSERT INTO pgdw.task_history (id, kind, payload, state, attempts, error, worker, enqueued_at)
-    SELECT id, kind, payload, 'failed', attempts,
-           format('worker %s stopped responding while running it (its lease expired)', worker), worker, enqueued_at
-      FROM expired;
-    UPDATE pgdw.task_ready r
-       SET seq = nextval('pgdw.task_ready_seq'), worker = NULL, leased_until = NULL,
-           last_error = format('worker %s stopped responding while running it (its lease expired)', r.worker)
-     WHERE r.leased_until < now();
-
     -- Due delayed tasks: retries after their backoff, tasks enqueued for later.
     WITH due AS (
         DELETE FROM pgdw.task_delayed d
@@ -242,7 +228,34 @@ BEGIN
     RETURN moved;
 END $$;
 COMMENT ON FUNCTION pgdw.dispatch(int, int) IS
-    'Move due tasks (backlog, delayed, expired leases) into the ready table; workers call it';
+    'Move due tasks (backlog, delayed) into the ready table; workers call it';
+
+-- Leases that expired (a worker died): claimable again, or failed when out of attempts.
+-- Workers call it every third of a lease (a scan of the small ready table: not per dispatch).
+CREATE OR REPLACE FUNCTION pgdw.reclaim_expired() RETURNS int
+LANGUAGE plpgsql AS $$
+DECLARE
+    n int;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pgdw.task_ready WHERE leased_until < now()) THEN
+        RETURN 0;
+    END IF;
+    WITH expired AS (
+        DELETE FROM pgdw.task_ready r
+         WHERE r.leased_until < now() AND r.attempts >= r.max_attempts
+        RETURNING r.*)
+    INSERT INTO pgdw.task_history (id, kind, payload, state, attempts, error, worker, enqueued_at)
+    SELECT id, kind, payload, 'failed', attempts,
+           format('worker %s stopped responding while running it (its lease expired)', worker), worker, enqueued_at
+      FROM expired;
+    -- A new sequence number: claimers read from their last one onwards.
+    UPDATE pgdw.task_ready r
+       SET seq = nextval('pgdw.task_ready_seq'), worker = NULL, leased_until = NULL,
+           last_error = format('worker %s stopped responding while running it (its lease expired)', r.worker)
+     WHERE r.leased_until < now();
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END $$;
 
 -- Truncate the ready partitions no longer written and empty: their dead rows go whatever the
 -- xmin horizon. Call outside other work: it waits at most lock_wait for in-flight claims.

@@ -203,6 +203,13 @@ async fn set_up(
             ));
         }
     }
+    if (result == "created" || !added.is_empty()) && same_cluster(wh, src).await? {
+        // A source in the warehouse's own cluster: each table's copy creates a slot there,
+        // which waits for every transaction in the cluster to end, and a migration's
+        // transaction that touches a replica waits for the copy: they would wait for each
+        // other. The copies finish first.
+        copied(wh, &name, &mut *out).await?;
+    }
     for t in &removed {
         sqlx::query("UPDATE pgdw.replicas SET replicating = false WHERE table_schema = $1 AND table_name = $2")
             .bind(&t.schema)
@@ -216,6 +223,39 @@ async fn set_up(
         ));
     }
     Ok(())
+}
+
+/// Whether the source is the warehouse's own cluster (the same system identifier).
+async fn same_cluster(wh: &mut PgConnection, src: &mut PgConnection) -> anyhow::Result<bool> {
+    let id = "SELECT system_identifier::text FROM pg_control_system()";
+    let here: String = sqlx::query_scalar(id).fetch_one(&mut *wh).await?;
+    let there: String = sqlx::query_scalar(id).fetch_one(&mut *src).await?;
+    Ok(here == there)
+}
+
+/// Wait (at most 10 minutes) until every table of subscription `name` is copied.
+async fn copied(wh: &mut PgConnection, name: &str, out: &mut Outcome) -> anyhow::Result<()> {
+    let start = std::time::Instant::now();
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_subscription_rel r JOIN pg_subscription s ON s.oid = r.srsubid
+              WHERE s.subname = $1 AND r.srsubstate NOT IN ('r', 's')",
+        )
+        .bind(name)
+        .fetch_one(&mut *wh)
+        .await?;
+        if waiting == 0 {
+            out.done.push(format!(
+                "subscription {name}: copied in {:.1} s (a source in this same cluster is copied before migrations run)",
+                start.elapsed().as_secs_f64()
+            ));
+            return Ok(());
+        }
+        if start.elapsed() > std::time::Duration::from_secs(600) {
+            bail!("subscription {name}: {waiting} tables still copying after 10 minutes; `pgdw status` shows why");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 /// Create `t` in the warehouse as its source defines it, or add the columns it lacks. A table

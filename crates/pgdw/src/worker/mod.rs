@@ -146,7 +146,10 @@ pub async fn run(
                     .bind(concurrency as i32)
                     .execute(&pool)
                     .await;
-                if let Err(e) = renewed.and(seen) {
+                let reclaimed = sqlx::query("SELECT pgdw.reclaim_expired()")
+                    .execute(&pool)
+                    .await;
+                if let Err(e) = renewed.and(seen).and(reclaimed) {
                     eprintln!("pgdw worker: renewing leases: {e}");
                 }
             }
@@ -186,10 +189,11 @@ pub async fn run(
                 );
             }
             if claimed.len() < permits.len() {
-                // Tables with rows to compute get their tasks (at most every 100 ms: writers
-                // wake the workers once per statement).
+                // Tables with rows to compute get their tasks, as many at once as this worker
+                // runs (at most 8), at most every 100 ms (writers wake workers per statement).
                 if scheduled.elapsed() >= Duration::from_millis(100) {
-                    sqlx::query("SELECT pgdw.materialize_schedule()")
+                    sqlx::query("SELECT pgdw.materialize_schedule($1)")
+                        .bind(concurrency.min(8) as i32)
                         .execute(&pool)
                         .await?;
                     scheduled = Instant::now();

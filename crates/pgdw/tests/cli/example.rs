@@ -89,6 +89,18 @@ fn the_example_warehouse_answers_the_seeds_questions() {
         data.organizations.len().to_string()
     );
 
+    // Each organization's profile: materialized columns (migration 8) a worker computes.
+    let _worker = super::materialize::Worker::start(&w);
+    super::materialize::converges(
+        &w,
+        "SELECT pgdw.materialize_pending('public.organizations')",
+        "0",
+    );
+    assert_eq!(
+        query(&w, "SELECT sum(live_instances) || ' ' || count(*) FILTER (WHERE plan_tier IS NULL) FROM organizations"),
+        format!("{} 0", generated.instances.len())
+    );
+
     // How many instances are deployed, by state.
     let mut truth: BTreeMap<&str, usize> = BTreeMap::new();
     for i in &generated.instances {

@@ -81,6 +81,52 @@ pub async fn answers(
     Ok(problems)
 }
 
+/// The organizations' materialized columns (computed by the demo's worker) agree with the
+/// generator: instances that exist, per organization. Waits for the worker to catch up.
+pub async fn profiles(
+    conn: &mut PgConnection,
+    generated: &Generated,
+) -> anyhow::Result<Vec<String>> {
+    let start = Instant::now();
+    loop {
+        let pending: i64 =
+            sqlx::query_scalar("SELECT pgdw.materialize_pending('public.organizations')")
+                .fetch_one(&mut *conn)
+                .await?;
+        if pending == 0 {
+            break;
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            return Ok(vec![format!(
+                "the worker left {pending} organizations' profile columns uncomputed for a minute"
+            )]);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut truth: BTreeMap<String, i64> = BTreeMap::new();
+    for i in &generated.instances {
+        *truth.entry(i.organization_id.clone()).or_default() += 1;
+    }
+    let got: BTreeMap<String, i64> = sqlx::query_as(
+        "SELECT organization_id, live_instances::bigint FROM organizations WHERE live_instances > 0",
+    )
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .collect();
+    Ok(if got == truth {
+        Vec::new()
+    } else {
+        vec![format!(
+            "live instances per organization (materialized): warehouse {} organizations / {} instances, generator {} / {}",
+            got.len(),
+            got.values().sum::<i64>(),
+            truth.len(),
+            truth.values().sum::<i64>()
+        )]
+    })
+}
+
 /// How long a live change may take from its commit on the control plane to its rows in the
 /// warehouse before `pgdw demo --check` fails.
 pub const LIVE_LIMIT: Duration = Duration::from_secs(5);

@@ -43,6 +43,7 @@ const PROJECT: &[(&str, &str)] = project_files![
     "migrations/20260101000005_answers.sql",
     "migrations/20260101000006_instance_metrics.sql",
     "migrations/20260101000007_dashboards.sql",
+    "migrations/20260101000008_organization_profile.sql",
     "dashboards/customers.toml",
     "dashboards/operations.toml",
 ];
@@ -181,6 +182,19 @@ pub async fn run(target: &Target, args: &DemoArgs) -> anyhow::Result<ExitCode> {
         copied.1.as_secs_f64()
     );
 
+    // Workers for the queue: the organizations' materialized columns.
+    let (stop_workers, workers_stop) = tokio::sync::watch::channel(false);
+    let workers = tokio::spawn(crate::worker::run(
+        target.warehouse_options()?,
+        crate::worker::Options {
+            concurrency: 4,
+            ..Default::default()
+        },
+        workers_stop,
+        Arc::new(crate::worker::Stats::default()),
+    ));
+    outln!("      pgdw worker: 4 tasks at once (the organizations' profile columns)");
+
     step(6, "running every job once");
     run_jobs(&mut wh).await?;
 
@@ -208,6 +222,7 @@ pub async fn run(target: &Target, args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let mut live = Live::new(args.seed, &generated);
     let code = if args.check {
         let mut problems = check::answers(&mut wh, &emulator, &generated).await?;
+        problems.extend(check::profiles(&mut wh, &generated).await?);
         // Live changes, then every job again: each refresh has work, and is still right.
         // Each tick's commit on the control plane to its rows in the warehouse, timed.
         let mut ticks = controlplane::Tick::default();
@@ -247,6 +262,7 @@ pub async fn run(target: &Target, args: &DemoArgs) -> anyhow::Result<ExitCode> {
         );
         run_jobs(&mut wh).await?;
         problems.extend(check::answers(&mut wh, &emulator, &generated).await?);
+        problems.extend(check::profiles(&mut wh, &generated).await?);
         problems.extend(check::dashboards(&web.url).await?);
         if problems.is_empty() {
             outln!("\ncheck: every answer matches the generator's ground truth, before and after live changes");
@@ -286,6 +302,8 @@ pub async fn run(target: &Target, args: &DemoArgs) -> anyhow::Result<ExitCode> {
         ExitCode::SUCCESS
     };
     web.stop();
+    stop_workers.send(true).ok();
+    workers.await??;
     hook.abort();
     clerk.abort();
     exporter.abort();

@@ -138,13 +138,13 @@ async fn run(opts: PgConnectOptions, rows: u64) {
     ));
     // Let the worker settle (connected, listening) before the change.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let start = Instant::now();
     exec(
         &mut c,
         "UPDATE venue SET name = name || ' bis' WHERE id % 100 = 0",
     )
     .await;
-    let incremental = wait_fresh(&mut c, start).await;
+    // From the change's commit (the UPDATE returned) to every row fresh again.
+    let incremental = wait_fresh(&mut c, Instant::now()).await;
     stop_tx.send(true).unwrap();
     running.await.unwrap().unwrap();
     let start = Instant::now();

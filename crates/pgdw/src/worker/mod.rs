@@ -80,7 +80,12 @@ pub async fn run(
     let pool = PgPoolOptions::new()
         // Tasks that need a connection, plus the claimer, the completer and the heartbeat.
         .max_connections(concurrency as u32 + 3)
-        .connect_with(connect.application_name("pgdw worker"))
+        // Short statements: JIT compilation would cost more than it saves.
+        .connect_with(
+            connect
+                .application_name("pgdw worker")
+                .options([("jit", "off")]),
+        )
         .await
         .context("connecting the worker to the warehouse")?;
     let installed: bool = sqlx::query_scalar("SELECT to_regproc('pgdw.claim_tasks') IS NOT NULL")
@@ -159,6 +164,8 @@ pub async fn run(
     let slots = Arc::new(Semaphore::new(concurrency));
     let mut after: i64 = 0;
     let mut scheduled = Instant::now() - options.poll;
+    // Woken by a notification (a write to a materialized table, a task enqueued): look now.
+    let mut woken = false;
     let result: anyhow::Result<()> = async {
         loop {
             let first = tokio::select! {
@@ -190,13 +197,15 @@ pub async fn run(
             }
             if claimed.len() < permits.len() {
                 // Tables with rows to compute get their tasks, as many at once as this worker
-                // runs (at most 8), at most every 100 ms (writers wake workers per statement).
-                if scheduled.elapsed() >= Duration::from_millis(100) {
+                // runs (at most 8): at once when a notification woke the worker, else at most
+                // every 100 ms (a busy worker comes here after every short claim).
+                if woken || scheduled.elapsed() >= Duration::from_millis(100) {
                     sqlx::query("SELECT pgdw.materialize_schedule($1)")
                         .bind(concurrency.min(8) as i32)
                         .execute(&pool)
                         .await?;
                     scheduled = Instant::now();
+                    woken = false;
                 }
                 let moved: i32 = sqlx::query_scalar("SELECT pgdw.dispatch($1)")
                     .bind((concurrency * 32).max(1000) as i32)
@@ -223,7 +232,7 @@ pub async fn run(
                 after = 0;
                 drop(permits);
                 tokio::select! {
-                    _ = wake.notified() => {}
+                    _ = wake.notified() => woken = true,
                     _ = tokio::time::sleep(options.poll) => {}
                     _ = stop.changed() => break,
                 }

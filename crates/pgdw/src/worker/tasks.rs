@@ -86,15 +86,21 @@ async fn sql(pool: &PgPool, task: &Task) -> Outcome {
     }
 }
 
-/// `{"table": "<regclass>"}`: compute pending rows of a materialized table in batches for up
-/// to a second, then hand the rest to another task (so one table never holds a slot long).
+/// `{"table": "<regclass>", "slot": n}`: one batch of a materialized table's pending rows;
+/// while there is more, the task hands on to a new one in its slot (`pgdw.materialize_run`).
 async fn materialize(pool: &PgPool, task: &Task) -> Outcome {
     let Some(table) = task.payload.get("table").and_then(|v| v.as_str()) else {
         return Outcome::Fail(r#"a materialize task's payload needs {"table": "<name>"}"#.into());
     };
+    let slot = task
+        .payload
+        .get("slot")
+        .and_then(|v| v.as_i64())
+        .unwrap_or(1) as i32;
     let ran: Result<i64, sqlx::Error> =
-        sqlx::query_scalar("SELECT pgdw.materialize_run($1::regclass)")
+        sqlx::query_scalar("SELECT pgdw.materialize_run($1::regclass, $2)")
             .bind(table)
+            .bind(slot)
             .fetch_one(pool)
             .await;
     match ran {

@@ -10,15 +10,11 @@ use std::time::Instant;
 
 use pgdw::dashboards::query::{self, Bindings};
 use pgdw::serve::{self, reader::Reader};
+use pgdw_testkit::bench::percentile;
 use pgdw_testkit::TempWarehouse;
 
 const INSTANCES: i64 = 100; // × cpu and memory = 200 series
 const DAYS: i64 = 30;
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let k = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[k]
-}
 
 fn main() {
     let runs: usize = std::env::args()

@@ -9,20 +9,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pgdw::worker::{self, Options, Stats};
+use pgdw_testkit::bench::arg;
 use pgdw_testkit::TempWarehouse;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
 
 const PGDW: &str = env!("CARGO_BIN_EXE_pgdw");
-
-fn arg(n: usize, default: u64) -> u64 {
-    std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .nth(n)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(default)
-}
 
 async fn exec(c: &mut PgConnection, sql: &str) {
     sqlx::raw_sql(sql)

@@ -12,28 +12,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pgdw::worker::{self, Options, Stats};
+use pgdw_testkit::bench::{arg, percentile as pct};
 use pgdw_testkit::TempWarehouse;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
 
 const PGDW: &str = env!("CARGO_BIN_EXE_pgdw");
 const CONCURRENCY: usize = 32;
-
-fn arg(n: usize, default: u64) -> u64 {
-    std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .nth(n)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(default)
-}
-
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
 
 struct Run {
     name: String,
@@ -78,17 +63,18 @@ async fn dead_tuples(c: &mut PgConnection, tables: &[&str]) -> i64 {
     dead
 }
 
-async fn pgdw_queue(opts: &PgConnectOptions, tasks: u64, max: Duration, held: bool) -> Run {
+/// A connection after `setup` filled a backlog in `table` (vacuumed and analyzed), and, when
+/// `held`, another session holding a snapshot.
+async fn backlog(
+    opts: &PgConnectOptions,
+    setup: &str,
+    table: &str,
+    held: bool,
+) -> (PgConnection, Option<PgConnection>) {
     let mut c = PgConnection::connect_with(opts).await.unwrap();
-    sqlx::raw_sql(&format!(
-        "TRUNCATE pgdw.task_log, pgdw.task_ready, pgdw.task_history;
-         INSERT INTO pgdw.task_log (kind) SELECT 'noop' FROM generate_series(1, {tasks})"
-    ))
-    .execute(&mut c)
-    .await
-    .unwrap();
+    sqlx::raw_sql(setup).execute(&mut c).await.unwrap();
     // Separately: a multi-statement string is one transaction, and VACUUM runs outside one.
-    sqlx::raw_sql("VACUUM ANALYZE pgdw.task_log")
+    sqlx::raw_sql(&format!("VACUUM ANALYZE {table}"))
         .execute(&mut c)
         .await
         .unwrap();
@@ -97,6 +83,20 @@ async fn pgdw_queue(opts: &PgConnectOptions, tasks: u64, max: Duration, held: bo
     } else {
         None
     };
+    (c, holder)
+}
+
+async fn pgdw_queue(opts: &PgConnectOptions, tasks: u64, max: Duration, held: bool) -> Run {
+    let (mut c, holder) = backlog(
+        opts,
+        &format!(
+            "TRUNCATE pgdw.task_log, pgdw.task_ready, pgdw.task_history;
+             INSERT INTO pgdw.task_log (kind) SELECT 'noop' FROM generate_series(1, {tasks})"
+        ),
+        "pgdw.task_log",
+        held,
+    )
+    .await;
     let stats = Arc::new(Stats {
         keep_claims: true,
         ..Stats::default()
@@ -152,27 +152,20 @@ async fn pgdw_queue(opts: &PgConnectOptions, tasks: u64, max: Duration, held: bo
 /// The naive design: one task table, claimed with SKIP LOCKED in place, finished by DELETE;
 /// one claimer taking up to the free slots, one completer batching, as pgdw's worker does.
 async fn naive_queue(opts: &PgConnectOptions, tasks: u64, max: Duration, held: bool) -> Run {
-    let mut c = PgConnection::connect_with(opts).await.unwrap();
-    sqlx::raw_sql(&format!(
+    let (mut c, holder) = backlog(
+        opts,
+        &format!(
         "DROP TABLE IF EXISTS naive_jobs;
          CREATE TABLE naive_jobs (id bigserial PRIMARY KEY, kind text NOT NULL, payload jsonb NOT NULL DEFAULT '{{}}',
              state text NOT NULL DEFAULT 'ready', run_at timestamptz NOT NULL DEFAULT now(),
              attempts int NOT NULL DEFAULT 0, locked_by text, locked_until timestamptz);
          CREATE INDEX naive_jobs_ready_idx ON naive_jobs (run_at, id) WHERE state = 'ready';
          INSERT INTO naive_jobs (kind) SELECT 'noop' FROM generate_series(1, {tasks})"
-    ))
-    .execute(&mut c)
-    .await
-    .unwrap();
-    sqlx::raw_sql("VACUUM ANALYZE naive_jobs")
-        .execute(&mut c)
-        .await
-        .unwrap();
-    let holder = if held {
-        Some(hold_snapshot(opts).await)
-    } else {
-        None
-    };
+        ),
+        "naive_jobs",
+        held,
+    )
+    .await;
     let slots = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
     let (done_tx, mut done_rx) =
         tokio::sync::mpsc::unbounded_channel::<(i64, tokio::sync::OwnedSemaphorePermit)>();

@@ -10,19 +10,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use pgdw_testkit::bench::{arg, percentile as pct};
 use pgdw_testkit::TempWarehouse;
 
 const PGDW: &str = env!("CARGO_BIN_EXE_pgdw");
 const COPY_ROWS: i64 = 500_000;
-
-fn arg(n: usize, default: u64) -> u64 {
-    std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .nth(n)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(default)
-}
 
 fn up() -> TempWarehouse {
     let w = TempWarehouse::new();
@@ -34,13 +26,6 @@ fn up() -> TempWarehouse {
 fn sql(w: &TempWarehouse, q: &str) -> String {
     w.psql_db("warehouse", q)
         .unwrap_or_else(|e| panic!("{q}: {e}"))
-}
-
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
 fn main() {

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use pgdw_cluster::{Cluster, Options};
 
+pub mod bench;
 pub mod example;
 pub mod http;
 pub mod prometheus;

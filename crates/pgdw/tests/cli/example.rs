@@ -90,8 +90,8 @@ fn the_example_warehouse_answers_the_seeds_questions() {
     );
 
     // Each organization's profile: materialized columns (migration 8) a worker computes.
-    let _worker = super::materialize::Worker::start(&w);
-    super::materialize::converges(
+    let _worker = super::materialize::worker(&w);
+    super::queue::converges(
         &w,
         "SELECT pgdw.materialize_pending('public.organizations')",
         "0",

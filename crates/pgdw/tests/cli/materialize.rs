@@ -1,45 +1,13 @@
 //! Materialized columns (`pgdw.materialize`), computed by real `pgdw worker` processes.
 
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use pgdw_testkit::TempWarehouse;
 
-use pgdw_testkit::{wait_for, TempWarehouse};
+use super::queue::{converges, Worker};
+use super::{fails, ok, query};
 
-use super::{fails, ok, query, PGDW};
-
-/// A running `pgdw worker`, stopped on drop.
-pub struct Worker(Child);
-
-impl Worker {
-    pub fn start(w: &TempWarehouse) -> Worker {
-        Worker(
-            Command::new(PGDW)
-                .env_remove("DATABASE_URL")
-                .env("PGDW_DATA_DIR", w.data_dir())
-                .args(["worker", "--concurrency", "4", "--poll", "200ms"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        )
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        self.0.kill().ok();
-        self.0.wait().ok();
-    }
-}
-
-pub fn converges(w: &TempWarehouse, sql: &str, want: &str) {
-    let mut got = String::new();
-    let same = wait_for(Duration::from_secs(60), || {
-        got = query(w, sql);
-        got == want
-    });
-    assert!(same, "{sql}: want {want}, got {got}");
+/// A worker that picks up changes quickly.
+pub fn worker(w: &TempWarehouse) -> Worker {
+    Worker::start(w, &["--concurrency", "4", "--poll", "200ms"])
 }
 
 fn warehouse() -> TempWarehouse {
@@ -78,7 +46,7 @@ fn derived_columns_follow_their_dependencies_only() {
         query(&w, "SELECT pgdw.materialize_pending('venue')"),
         "3000"
     );
-    let _worker = Worker::start(&w);
+    let _worker = worker(&w);
     converges(&w, "SELECT pgdw.materialize_pending('venue')", "0");
     // Every row computed but 77, whose function raised: set aside with its error, the rest
     // not held up.
@@ -250,7 +218,7 @@ fn partitioned_tables_and_partitions_created_later() {
          CREATE FUNCTION events_derive(e events) RETURNS TABLE (kind_upper text) LANGUAGE sql AS $$ SELECT upper(e.kind) $$;
          SELECT pgdw.materialize('events', 'events_derive', depends_on => '{kind}')",
     );
-    let _worker = Worker::start(&w);
+    let _worker = worker(&w);
     converges(
         &w,
         "SELECT count(*) FILTER (WHERE kind_upper = upper(kind)) FROM events",
@@ -282,7 +250,7 @@ fn tables_filled_by_pgdw_sync() {
          SELECT pgdw.materialize('orgs', 'orgs_tier', depends_on => '{plan}');
          SELECT * FROM pgdw.sync('orgs', 'src_orgs', '{id}')",
     );
-    let _worker = Worker::start(&w);
+    let _worker = worker(&w);
     converges(&w, "SELECT sum(tier) FROM orgs", "200");
     // The sync leaves the derived column alone, and a changed plan is recomputed.
     query(

@@ -8,10 +8,10 @@ use pgdw_testkit::{wait_for, TempWarehouse};
 use super::{ok, query, PGDW};
 
 /// A `pgdw worker` process, killed (SIGKILL) on drop unless it was stopped.
-struct Worker(Option<Child>);
+pub struct Worker(Option<Child>);
 
 impl Worker {
-    fn start(w: &TempWarehouse, args: &[&str]) -> Worker {
+    pub fn start(w: &TempWarehouse, args: &[&str]) -> Worker {
         let child = Command::new(PGDW)
             .env_remove("DATABASE_URL")
             .env("PGDW_DATA_DIR", w.data_dir())
@@ -54,7 +54,8 @@ fn warehouse() -> TempWarehouse {
     w
 }
 
-fn converges(w: &TempWarehouse, sql: &str, want: &str) {
+/// Wait (bounded) until `sql` answers `want`.
+pub fn converges(w: &TempWarehouse, sql: &str, want: &str) {
     let mut got = String::new();
     let same = wait_for(Duration::from_secs(60), || {
         got = query(w, sql);

@@ -531,8 +531,8 @@ fn materialized_columns_on_a_replica() {
            LANGUAGE sql AS $$ SELECT upper(o.name) $$;
          SELECT pgdw.materialize('organizations', 'organizations_upper', depends_on => '{name}')",
     );
-    let _worker = super::materialize::Worker::start(&f.wh);
-    super::materialize::converges(
+    let _worker = super::materialize::worker(&f.wh);
+    super::queue::converges(
         &f.wh,
         "SELECT count(*) FROM organizations WHERE name_upper IS NULL",
         "0",
@@ -541,7 +541,7 @@ fn materialized_columns_on_a_replica() {
         &f.source,
         "INSERT INTO organizations VALUES (500, 'streamed in', NULL); UPDATE organizations SET name = 'renamed' WHERE id = 3",
     );
-    super::materialize::converges(
+    super::queue::converges(
         &f.wh,
         "SELECT string_agg(name_upper, ',' ORDER BY id) FROM organizations WHERE id IN (3, 500)",
         "RENAMED,STREAMED IN",

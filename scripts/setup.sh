@@ -6,6 +6,8 @@
 #   - `cargo pgrx init` against the system PostgreSQL 15
 #   - prometheus_fdw and clerk_fdw built and installed into the system PostgreSQL 15
 #   - the pgdw binary (target/release/pgdw), with the demo built in
+#   - target/bi-venv: SQLAlchemy 1.4 (the version Superset pins) with psycopg2, for the test
+#     that reflects the warehouse as BI tools do
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,7 +15,7 @@ PGRX_VERSION=0.16.1
 PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
 PACKAGES=(postgresql-15 postgresql-server-dev-15 postgresql-15-cron postgresql-15-partman
           postgresql-contrib prometheus libclang-dev clang pkg-config libssl-dev sudo ca-certificates
-          build-essential curl openssl chromium fonts-liberation)
+          build-essential curl openssl chromium fonts-liberation python3-venv)
 
 step() { printf '\n==> %s\n' "$*"; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -66,4 +68,13 @@ done
 
 step "building pgdw"
 cargo build --release -p pgdw --features demo --quiet
+
+BI_VENV=target/bi-venv
+SQLALCHEMY=1.4.54
+if ! "$BI_VENV/bin/python" -c "import sqlalchemy, psycopg2, sys; sys.exit(sqlalchemy.__version__ != '$SQLALCHEMY')" 2>/dev/null; then
+  step "creating $BI_VENV (SQLAlchemy $SQLALCHEMY, psycopg2-binary) for the BI-tool test"
+  rm -rf "$BI_VENV"
+  python3 -m venv "$BI_VENV"
+  "$BI_VENV/bin/pip" install -q --disable-pip-version-check "sqlalchemy==$SQLALCHEMY" "psycopg2-binary==2.9.10"
+fi
 echo "setup complete: target/release/pgdw"

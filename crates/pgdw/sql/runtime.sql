@@ -475,6 +475,9 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION pgdw.cron_fires(text, timestamptz) IS
     'The two latest times a cron schedule fired at or before `around`, and the next one (UTC, as pg_cron 1.4)';
+-- dw.job_freshness calls it for roles that may read schema dw but not use schema pgdw (BI
+-- tools), and its body names pgdw's helpers: it runs as its owner. It reads no table.
+ALTER FUNCTION pgdw.cron_fires(text, timestamptz) SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 
 ALTER TABLE pgdw.schedules ADD COLUMN IF NOT EXISTS scheduled_at timestamptz NOT NULL DEFAULT now();
 

@@ -496,3 +496,67 @@ fn an_unknown_organization_has_no_memberships_instead_of_failing_the_query() {
     assert_eq!(w.sql(&q), expected, "a 404");
     w.assert_no_crash();
 }
+
+/// GET /v1/users as the spec says: the `starting_after` cursor needs created_at ordering and
+/// no offset (422 otherwise), and a large offset times out. A full scan past that depth pages
+/// by cursor: every user once, ceil(rows / 500) requests.
+#[test]
+fn users_page_by_cursor_past_the_depth_where_offsets_time_out() {
+    let users = clerk_emulator::server::DEEP_OFFSET + 700;
+    let (emu, port) = emulator(
+        Spec {
+            users,
+            organizations: 5,
+            memberships: 10,
+            ..Spec::default()
+        },
+        None,
+    );
+    let get = |q: &str| -> u16 {
+        match ureq::get(&format!("http://127.0.0.1:{port}/v1/users?{q}"))
+            .set("Authorization", &format!("Bearer {KEY}"))
+            .call()
+        {
+            Ok(r) => r.status(),
+            Err(ureq::Error::Status(code, _)) => code,
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let first: String = emu.with_data(|d| d.users[0].id.clone());
+    assert_eq!(
+        get(&format!(
+            "limit=10&offset={}",
+            clerk_emulator::server::DEEP_OFFSET + 1
+        )),
+        504
+    );
+    assert_eq!(
+        get(&format!("limit=10&starting_after={first}&offset=10")),
+        422
+    );
+    assert_eq!(
+        get(&format!(
+            "limit=10&starting_after={first}&order_by=-updated_at"
+        )),
+        422
+    );
+    assert_eq!(
+        get(&format!(
+            "limit=10&starting_after={first}&order_by=%2Bcreated_at"
+        )),
+        200
+    );
+
+    let w = setup(port, ", rate_limit 'off'");
+    let before = emu.requests();
+    assert_eq!(
+        w.sql("SELECT count(*) || ' ' || count(DISTINCT user_id) FROM clerk_users;"),
+        format!("{users} {users}")
+    );
+    let requests = (emu.requests() - before) as usize;
+    assert!(
+        requests == users.div_ceil(500) || requests == users.div_ceil(500) + 1,
+        "{requests} requests for {users} users"
+    );
+    w.assert_no_crash();
+}

@@ -526,11 +526,14 @@ async fn organizations(
 fn memberships_of(d: &Dataset, q: &Query, org: Option<&str>) -> Result<Value, Response> {
     let (limit, offset) = q.page()?;
     let (_, desc) = q.order();
-    let (after, before) = time_filters(q)?;
-    let users = q.all("user_id");
-    let org_filter: Vec<&str> = match org {
-        Some(o) => vec![o],
-        None => q.all("organization_id"),
+    // The instance-wide list takes only order_by, limit and offset (the spec): any other
+    // parameter is ignored, as Clerk ignores it, so a client cannot rely on a filter there.
+    let (after, before, users, org_filter) = match org {
+        Some(o) => {
+            let (after, before) = time_filters(q)?;
+            (after, before, q.all("user_id"), vec![o])
+        }
+        None => (None, None, Vec::new(), Vec::new()),
     };
     let matching: Vec<&crate::data::Membership> = d
         .memberships

@@ -560,3 +560,51 @@ fn users_page_by_cursor_past_the_depth_where_offsets_time_out() {
     );
     w.assert_no_crash();
 }
+
+/// The instance-wide memberships list takes only order_by, limit and offset: a filter the spec
+/// does not define there is ignored (as by Clerk), and clerk_fdw does not send one.
+#[test]
+fn the_instance_wide_memberships_list_ignores_filters_it_does_not_define() {
+    let (emu, port) = emulator(spec(60), None);
+    let (org, user): (String, String) =
+        emu.with_data(|d| (d.organizations[0].id.clone(), d.users[0].id.clone()));
+    let total = |q: &str| -> u64 {
+        let body: serde_json::Value = serde_json::from_str(
+            &ureq::get(&format!(
+                "http://127.0.0.1:{port}/v1/organization_memberships?{q}"
+            ))
+            .set("Authorization", &format!("Bearer {KEY}"))
+            .call()
+            .unwrap()
+            .into_string()
+            .unwrap(),
+        )
+        .unwrap();
+        body["total_count"].as_u64().unwrap()
+    };
+    let all = total("limit=1");
+    assert_eq!(all, 300);
+    for q in [
+        format!("limit=1&organization_id={org}"),
+        format!("limit=1&user_id={user}"),
+        format!("limit=1&user_id[]={user}"),
+        "limit=1&created_at_after=9999999999999".to_string(),
+    ] {
+        assert_eq!(total(&q), all, "{q}");
+    }
+    // One organization's memberships: its own endpoint, as clerk_fdw asks.
+    let w = setup(port, "");
+    let expected = emu.with_data(|d| {
+        d.memberships
+            .iter()
+            .filter(|m| d.organizations[m.organization].id == org)
+            .count()
+    });
+    assert_eq!(
+        w.sql(&format!(
+            "SELECT count(*) FROM clerk_organization_memberships WHERE organization_id = '{org}';"
+        )),
+        expected.to_string()
+    );
+    w.assert_no_crash();
+}

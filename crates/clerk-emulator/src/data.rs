@@ -405,7 +405,19 @@ impl Dataset {
                            "expires_at": i.created_at + 30 * 86_400_000, "created_at": i.created_at, "updated_at": i.created_at})
             }
             Some(o) => {
+                // The organization's creator invited them: the spec's inviter_id and
+                // public_inviter_data.
+                let inviter = self
+                    .users
+                    .iter()
+                    .find(|u| u.id == self.organizations[o].created_by);
+                let inviter_data = inviter.map(|u| {
+                    json!({"id": u.id, "first_name": u.first_name,
+                    "last_name": u.last_name, "image_url": "", "has_image": false,
+                    "identifier": u.emails.first().map(|(_, e)| e.clone())})
+                });
                 json!({"object": "organization_invitation", "id": i.id, "email_address": i.email, "role": "org:member",
+                              "inviter_id": inviter.map(|u| u.id.clone()), "public_inviter_data": inviter_data,
                               "role_name": "Member", "organization_id": self.organizations[o].id, "status": i.status,
                               "public_metadata": {}, "private_metadata": {},
                               "public_organization_data": {"id": self.organizations[o].id, "name": self.organizations[o].name,

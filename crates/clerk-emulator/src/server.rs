@@ -596,7 +596,14 @@ async fn org_memberships(
     .await
 }
 
-fn invitations_of(d: &Dataset, q: &Query, organization: bool) -> Result<Vec<Value>, Response> {
+/// One page of invitations and how many the filter selects. `GET /v1/invitations` lists only
+/// invitations that are not revoked unless `status` asks for them (the spec); `total_count`
+/// counts what the filter selects, not every invitation.
+fn invitations_of(
+    d: &Dataset,
+    q: &Query,
+    organization: bool,
+) -> Result<(Vec<Value>, usize), Response> {
     let (limit, offset) = q.page()?;
     let (_, desc) = q.order();
     let status = q.one("status");
@@ -604,9 +611,14 @@ fn invitations_of(d: &Dataset, q: &Query, organization: bool) -> Result<Vec<Valu
         .invitations
         .iter()
         .filter(|i| {
-            i.organization.is_some() == organization && status.is_none_or(|s| s == i.status)
+            i.organization.is_some() == organization
+                && match status {
+                    Some(s) => s == i.status,
+                    None => organization || i.status != "revoked",
+                }
         })
         .collect();
+    let total = matching.len();
     let page = sort_page(
         matching,
         |i| (i.created_at, i.id.clone()),
@@ -614,7 +626,10 @@ fn invitations_of(d: &Dataset, q: &Query, organization: bool) -> Result<Vec<Valu
         limit,
         offset,
     );
-    Ok(page.into_iter().map(|i| d.invitation_json(i)).collect())
+    Ok((
+        page.into_iter().map(|i| d.invitation_json(i)).collect(),
+        total,
+    ))
 }
 
 async fn invitations(
@@ -624,13 +639,8 @@ async fn invitations(
 ) -> Response {
     let q = Query::parse(raw);
     respond(&emu, &headers, |d| {
-        let page = invitations_of(d, &q, false)?;
+        let (page, total) = invitations_of(d, &q, false)?;
         if q.one("paginated") == Some("true") {
-            let total = d
-                .invitations
-                .iter()
-                .filter(|i| i.organization.is_none())
-                .count();
             Ok(json!({"data": page, "total_count": total}))
         } else {
             Ok(Value::Array(page))
@@ -646,12 +656,8 @@ async fn org_invitations(
 ) -> Response {
     let q = Query::parse(raw);
     respond_org(&emu, &headers, |d| {
-        let total = d
-            .invitations
-            .iter()
-            .filter(|i| i.organization.is_some())
-            .count();
-        Ok(json!({"data": invitations_of(d, &q, true)?, "total_count": total}))
+        let (page, total) = invitations_of(d, &q, true)?;
+        Ok(json!({"data": page, "total_count": total}))
     })
     .await
 }

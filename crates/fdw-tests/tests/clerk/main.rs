@@ -608,3 +608,47 @@ fn the_instance_wide_memberships_list_ignores_filters_it_does_not_define() {
     );
     w.assert_no_crash();
 }
+
+/// Invitations as the spec has them: the instance list hides revoked invitations unless
+/// `status` asks for them, `total_count` counts what the filter selects, and organization
+/// invitations say who invited.
+#[test]
+fn invitations_follow_the_spec() {
+    let (emu, port) = emulator(spec(60), None);
+    let get = |path: &str| -> serde_json::Value {
+        serde_json::from_str(
+            &ureq::get(&format!("http://127.0.0.1:{port}/v1/{path}"))
+                .set("Authorization", &format!("Bearer {KEY}"))
+                .call()
+                .unwrap()
+                .into_string()
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let (live, revoked) = emu.with_data(|d| {
+        let instance: Vec<_> = d
+            .invitations
+            .iter()
+            .filter(|i| i.organization.is_none())
+            .collect();
+        (
+            instance.iter().filter(|i| i.status != "revoked").count() as u64,
+            instance.iter().filter(|i| i.status == "revoked").count() as u64,
+        )
+    });
+    assert!(revoked > 0, "the dataset has revoked invitations");
+    let page = get("invitations?paginated=true&limit=500");
+    assert_eq!(page["total_count"], live);
+    assert!(page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|i| i["status"] != "revoked"));
+    let page = get("invitations?paginated=true&limit=500&status=revoked");
+    assert_eq!(page["total_count"], revoked);
+    let page = get("organization_invitations?limit=500");
+    let first = &page["data"][0];
+    assert!(first["inviter_id"].is_string(), "{first}");
+    assert_eq!(first["public_inviter_data"]["id"], first["inviter_id"]);
+}

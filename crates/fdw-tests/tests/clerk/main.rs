@@ -652,3 +652,67 @@ fn invitations_follow_the_spec() {
     assert!(first["inviter_id"].is_string(), "{first}");
     assert_eq!(first["public_inviter_data"]["id"], first["inviter_id"]);
 }
+
+/// created_at bounds: the spec does not say whether created_at_after/_before are strict, and a
+/// timestamptz bound can fall between two milliseconds. No matching row is ever lost, and a
+/// LIMIT with such a bound still returns as many rows as asked.
+#[test]
+fn created_at_bounds_never_lose_a_row_at_their_edge() {
+    let (emu, port) = emulator(spec(400), None);
+    let w = setup(port, ", rate_limit 'off'");
+    w.sql(
+        "CREATE FOREIGN TABLE users_ts (user_id text, created_at timestamptz)
+           SERVER clerk_server OPTIONS (object 'users');",
+    );
+    let mut created: Vec<i64> = emu.with_data(|d| d.users.iter().map(|u| u.created_at).collect());
+    created.sort();
+    let c = created[200];
+    let exact = |op: &str, v: f64| {
+        created
+            .iter()
+            .filter(|&&x| match op {
+                ">" => x as f64 > v,
+                ">=" => x as f64 >= v,
+                "<" => (x as f64) < v,
+                _ => x as f64 <= v,
+            })
+            .count()
+    };
+    for (op, v) in [
+        (">=", c as f64),
+        (">", c as f64 - 1.0),
+        ("<=", c as f64),
+        ("<", c as f64 + 1.0),
+    ] {
+        assert_eq!(
+            w.sql(&format!(
+                "SELECT count(*) FROM clerk_users WHERE created_at {op} {v}::bigint;"
+            )),
+            exact(op, v).to_string(),
+            "bigint created_at {op} {v}"
+        );
+    }
+    // A timestamptz bound half a millisecond before the row: the row matches.
+    for (op, v) in [
+        (">", c as f64 - 0.5),
+        (">=", c as f64 - 0.5),
+        ("<", c as f64 + 0.5),
+        ("<=", c as f64 + 0.5),
+    ] {
+        assert_eq!(
+            w.sql(&format!(
+                "SELECT count(*) FROM users_ts WHERE created_at {op} to_timestamp({v} / 1000.0);"
+            )),
+            exact(op, v).to_string(),
+            "timestamptz created_at {op} {v} ms"
+        );
+    }
+    // LIMIT with a bound: as many rows as asked, when that many match.
+    assert_eq!(
+        w.sql(&format!(
+            "SELECT count(*) FROM (SELECT user_id FROM clerk_users WHERE created_at >= {c} LIMIT 5) s;"
+        )),
+        "5"
+    );
+    w.assert_no_crash();
+}

@@ -137,12 +137,13 @@ fn strings(v: &Value) -> Option<Vec<String>> {
         .collect()
 }
 
-/// Epoch milliseconds of a created_at bound (bigint columns hold milliseconds already).
-fn millis(v: &Value) -> Option<i64> {
+/// Epoch milliseconds of a created_at bound, exactly (bigint columns hold milliseconds
+/// already; a timestamptz can fall between two milliseconds).
+fn millis(v: &Value) -> Option<f64> {
     match v {
-        Value::Int(i) => Some(*i),
-        Value::Float(f) => Some(f.round() as i64),
-        Value::Timestamp(t) => Some((t * 1000.0).round() as i64),
+        Value::Int(i) => Some(*i as f64),
+        Value::Float(f) => Some(*f),
+        Value::Timestamp(t) => Some(t * 1000.0),
         _ => None,
     }
 }
@@ -157,12 +158,19 @@ fn crawls(object: Object, req: &ScanRequest) -> Vec<Crawl> {
         let name = req.columns[q.column].name.as_str();
         match (object, name) {
             (Object::Users, "created_at") => {
+                // The spec does not say whether created_at_after/_before are strict or
+                // inclusive: ask one millisecond wider on either side of the bound (rounded
+                // outwards) and let Postgres's recheck cut. No matching row is ever excluded.
                 let Some(ms) = millis(&q.value) else { continue };
                 match q.op {
-                    Op::Gt => after = Some(after.map_or(ms, |a| a.max(ms))),
-                    Op::Ge => after = Some(after.map_or(ms - 1, |a| a.max(ms - 1))),
-                    Op::Lt => before = Some(before.map_or(ms, |b| b.min(ms))),
-                    Op::Le => before = Some(before.map_or(ms + 1, |b| b.min(ms + 1))),
+                    Op::Gt | Op::Ge => {
+                        let lo = ms.floor() as i64 - 1;
+                        after = Some(after.map_or(lo, |a| a.max(lo)));
+                    }
+                    Op::Lt | Op::Le => {
+                        let hi = ms.ceil() as i64 + 1;
+                        before = Some(before.map_or(hi, |b| b.min(hi)));
+                    }
                     _ => {}
                 }
             }
@@ -199,6 +207,13 @@ fn crawls(object: Object, req: &ScanRequest) -> Vec<Crawl> {
     if empty {
         return Vec::new();
     }
+    // A widened bound can bring rows the recheck drops: a LIMIT sent with it could then
+    // return fewer rows than asked. The executor applies the LIMIT instead.
+    let limit = if after.is_some() || before.is_some() {
+        None
+    } else {
+        req.limit
+    };
     if let Some(a) = after {
         filters.push(("created_at_after".into(), a.to_string()));
     }
@@ -214,14 +229,14 @@ fn crawls(object: Object, req: &ScanRequest) -> Vec<Crawl> {
             .map(|o| Crawl {
                 path: format!("/organizations/{}/memberships", path_segment(&o)),
                 filters: filters.clone(),
-                limit: req.limit,
+                limit,
                 per_organization: true,
             })
             .collect(),
         None => vec![Crawl {
             path: object.path().to_string(),
             filters,
-            limit: req.limit,
+            limit,
             per_organization: false,
         }],
     }

@@ -38,6 +38,9 @@ pub struct Faults {
     /// Answer an unknown organization's memberships with 404 `resource_not_found` (what some
     /// Clerk endpoints do) instead of the spec's empty page.
     pub missing_organization_404: bool,
+    /// Say this many more memberships in `total_count` than there are: a count no crawl can
+    /// reach.
+    pub membership_total_extra: usize,
 }
 
 /// API versions Clerk knows (docs "Versioning overview"); any other is an invalid request.
@@ -523,7 +526,12 @@ async fn organizations(
     .await
 }
 
-fn memberships_of(d: &Dataset, q: &Query, org: Option<&str>) -> Result<Value, Response> {
+fn memberships_of(
+    d: &Dataset,
+    q: &Query,
+    org: Option<&str>,
+    extra_total: usize,
+) -> Result<Value, Response> {
     let (limit, offset) = q.page()?;
     let (_, desc) = q.order();
     // The instance-wide list takes only order_by, limit and offset (the spec): any other
@@ -548,15 +556,32 @@ fn memberships_of(d: &Dataset, q: &Query, org: Option<&str>) -> Result<Value, Re
         })
         .collect();
     let total = matching.len();
-    let page = sort_page(
-        matching,
-        |m| (m.created_at, m.id.clone()),
-        desc,
-        limit,
-        offset,
+    // The spec's order_by values for memberships are the user's fields: `created_at` is the
+    // user's, so all of one user's memberships tie. A database with no unique sort key breaks
+    // ties differently from one query to the next: so does the emulator, so that offset paging
+    // over ties can skip and repeat rows as it can on Clerk.
+    let mut rng = crate::data::Rng::new(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|t| t.as_nanos() as u64)
+            .unwrap_or(0),
     );
+    let mut keyed: Vec<(i64, u64, &crate::data::Membership)> = matching
+        .into_iter()
+        .map(|m| (d.users[m.user].created_at, rng.next_u64(), m))
+        .collect();
+    keyed.sort_by_key(|&(t, tie, _)| (t, tie));
+    if desc {
+        keyed.reverse();
+    }
+    let page: Vec<_> = keyed
+        .into_iter()
+        .skip(offset)
+        .take(limit)
+        .map(|(_, _, m)| m)
+        .collect();
     Ok(
-        json!({"data": page.into_iter().map(|m| d.membership_json(m)).collect::<Vec<_>>(), "total_count": total}),
+        json!({"data": page.into_iter().map(|m| d.membership_json(m)).collect::<Vec<_>>(), "total_count": total + extra_total}),
     )
 }
 
@@ -566,7 +591,8 @@ async fn memberships(
     RawQuery(raw): RawQuery,
 ) -> Response {
     let q = Query::parse(raw);
-    respond_org(&emu, &headers, |d| memberships_of(d, &q, None)).await
+    let extra = emu.0.lock().unwrap().faults.membership_total_extra;
+    respond_org(&emu, &headers, |d| memberships_of(d, &q, None, extra)).await
 }
 
 async fn org_memberships(
@@ -578,10 +604,16 @@ async fn org_memberships(
     let q = Query::parse(raw);
     // The spec lists 200, 401 and 422 here: an unknown organization is an empty page, unless a
     // test asks for the 404 other endpoints answer.
-    let not_found_404 = emu.0.lock().unwrap().faults.missing_organization_404;
+    let (not_found_404, extra) = {
+        let inner = emu.0.lock().unwrap();
+        (
+            inner.faults.missing_organization_404,
+            inner.faults.membership_total_extra,
+        )
+    };
     respond_org(&emu, &headers, |d| {
         if d.organizations.iter().any(|o| o.id == org) {
-            memberships_of(d, &q, Some(&org))
+            memberships_of(d, &q, Some(&org), extra)
         } else if not_found_404 {
             Err(clerk_error(
                 StatusCode::NOT_FOUND,

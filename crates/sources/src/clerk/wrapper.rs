@@ -329,8 +329,15 @@ struct Cursor {
     /// large offset on /users gets slower and eventually times out.
     starting_after: Option<String>,
     returned: u64,
+    /// New ids this crawl brought, and the full passes over its pages so far.
+    new_ids: u64,
+    passes: u32,
     done: bool,
 }
+
+/// Passes over a list whose `total_count` the first pass did not reach (offset paging over
+/// tied sort keys can skip rows; each pass brings what earlier ones missed).
+const MAX_PASSES: u32 = 4;
 
 struct Crawler {
     client: Client,
@@ -354,6 +361,8 @@ impl Source for Crawler {
                             offset: 0,
                             starting_after: None,
                             returned: 0,
+                            new_ids: 0,
+                            passes: 1,
                             done: false,
                         })
                     }
@@ -409,7 +418,26 @@ impl Source for Crawler {
                     ),
                 )
             })?;
-            cur.offset += items.len();
+            // Membership listings sort by user fields, so one user's memberships tie, and a
+            // tie group at a page boundary can move between two requests (skipping a row in
+            // one, repeating another). Pages overlap by more than such a group, so each group
+            // lies whole within one page; repeats are dropped by id below. A later pass (after
+            // a short count) overlaps more.
+            let overlap =
+                if self.object == Object::OrganizationMemberships && cur.crawl.limit.is_none() {
+                    match cur.passes {
+                        1 => 100,
+                        2 => 250,
+                        _ => 400,
+                    }
+                } else {
+                    0
+                };
+            cur.offset += if items.len() == want {
+                items.len() - overlap
+            } else {
+                items.len()
+            };
             if let Some(last) = items
                 .last()
                 .and_then(|o| o.get("id"))
@@ -424,10 +452,7 @@ impl Source for Crawler {
                 .crawl
                 .limit
                 .is_some_and(|l| cur.returned + items.len() as u64 >= l);
-            if items.len() < want || total.is_some_and(|t| cur.offset as u64 >= t) || limit_reached
-            {
-                cur.done = true;
-            }
+            let end = items.len() < want || total.is_some_and(|t| cur.offset as u64 >= t);
             let mut rows = Vec::with_capacity(items.len());
             for obj in items {
                 let id = obj
@@ -438,6 +463,7 @@ impl Source for Crawler {
                 if !self.seen.insert(id) {
                     continue;
                 }
+                cur.new_ids += 1;
                 let mut row: Row = vec![pgdw_wrapper::Cell::Null; self.columns.len()];
                 for &i in &self.needed {
                     row[i] = cell(self.object, &self.columns[i], &obj);
@@ -445,6 +471,28 @@ impl Source for Crawler {
                 rows.push(row);
             }
             cur.returned += rows.len() as u64;
+            if limit_reached {
+                cur.done = true;
+            } else if end {
+                match total {
+                    // Fewer distinct rows than Clerk counted: pages over tied sort keys moved
+                    // between requests. Page again for what was skipped; never a partial result.
+                    Some(t) if cur.new_ids < t && cur.passes < MAX_PASSES => {
+                        cur.passes += 1;
+                        cur.offset = 0;
+                    }
+                    Some(t) if cur.new_ids < t => {
+                        return Err(FdwError::new(
+                            ErrorKind::BadReply,
+                            format!(
+                                "Clerk counted {t} objects at GET {} but {} distinct ones came back after {} passes over its pages; not returning a partial result",
+                                cur.crawl.path, cur.new_ids, cur.passes
+                            ),
+                        ));
+                    }
+                    _ => cur.done = true,
+                }
+            }
             if !rows.is_empty() {
                 return Ok(Some(rows));
             }

@@ -756,3 +756,35 @@ fn memberships_over_tied_pages_are_all_returned_or_the_query_fails() {
     );
     w.assert_no_crash();
 }
+
+/// Clerk's limit is per instance: two backends scanning at once share one client-side window,
+/// so together they stay under it (the emulator, limited the same way, answers no 429).
+#[test]
+fn concurrent_backends_share_one_rate_limit() {
+    let (emu, port) = emulator(spec(2000), Some((4, Duration::from_secs(1))));
+    let w = setup(port, ", rate_limit '4/1200ms'");
+    let start = Instant::now();
+    let scans: Vec<_> = (0..2)
+        .map(|_| {
+            let mut c = w.client();
+            std::thread::spawn(move || {
+                c.query_one("SELECT count(*) FROM clerk_users", &[])
+                    .unwrap()
+                    .get::<_, i64>(0)
+            })
+        })
+        .collect();
+    for s in scans {
+        assert_eq!(s.join().unwrap(), 2000);
+    }
+    assert_eq!(
+        (emu.requests(), emu.throttled()),
+        (10, 0),
+        "four pages and the empty page that ends a bare list, each, and not one 429"
+    );
+    assert!(
+        start.elapsed() >= Duration::from_millis(2400),
+        "ten requests at four per 1.2 s take three windows"
+    );
+    w.assert_no_crash();
+}

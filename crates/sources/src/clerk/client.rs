@@ -115,6 +115,38 @@ impl Client {
     fn throttle(&mut self) -> Result<(), FdwError> {
         let Some(l) = self.limit else { return Ok(()) };
         loop {
+            // Clerk's limit is per instance: every backend of this server shares one window
+            // (a locked file in the data directory). Outside a data directory (unit tests), the
+            // process's own window.
+            let wait = match shared_file(&self.base, &self.key) {
+                Some(path) => match file_window(&path, l) {
+                    Ok(None) => return Ok(()),
+                    Ok(Some(wait)) => wait,
+                    Err(e) => {
+                        return Err(FdwError::new(
+                            ErrorKind::Remote,
+                            format!("the shared rate-limit window {}: {e}", path.display()),
+                        ))
+                    }
+                },
+                None => match self.local_window(l) {
+                    None => return Ok(()),
+                    Some(wait) => wait,
+                },
+            };
+            self.wait(
+                wait,
+                &format!(
+                    "the client-side rate limit of {} requests per {:?}",
+                    l.requests, l.window
+                ),
+            )?;
+        }
+    }
+
+    /// Take a slot in this process's window, or say how long until one frees.
+    fn local_window(&mut self, l: RateLimit) -> Option<Duration> {
+        {
             let wait = {
                 let mut sent = self.sent.lock().unwrap();
                 let now = Instant::now();
@@ -126,17 +158,11 @@ impl Client {
                 }
                 if sent.len() < l.requests {
                     sent.push_back(now);
-                    return Ok(());
+                    return None;
                 }
                 l.window - now.duration_since(*sent.front().unwrap())
             };
-            self.wait(
-                wait,
-                &format!(
-                    "the client-side rate limit of {} requests per {:?}",
-                    l.requests, l.window
-                ),
-            )?;
+            Some(wait)
         }
     }
 
@@ -236,6 +262,64 @@ impl Client {
             backoff = (backoff.mul_f64(1.5)).min(Duration::from_secs(60));
         }
     }
+}
+
+/// The file holding the send times of every backend of this server against (API, key), when
+/// the process runs in a PostgreSQL data directory (a backend's working directory). Named by
+/// a hash: the key itself is never written anywhere.
+fn shared_file(base: &str, key: &str) -> Option<std::path::PathBuf> {
+    use std::hash::{Hash, Hasher};
+    let dir = std::path::Path::new("pg_stat_tmp");
+    if !std::path::Path::new("PG_VERSION").exists() || !dir.is_dir() {
+        return None;
+    }
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (base, key).hash(&mut h);
+    Some(dir.join(format!("clerk_fdw_{:016x}.window", h.finish())))
+}
+
+/// Take a slot in the shared window (None), or say how long until one frees. The file is
+/// locked for the read-modify-write, so concurrent backends never both take the last slot.
+fn file_window(path: &std::path::Path, l: RateLimit) -> std::io::Result<Option<Duration>> {
+    use std::io::{Read, Seek, Write};
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)?;
+    f.lock()?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
+    let mut text = String::new();
+    f.read_to_string(&mut text)?;
+    let window = l.window.as_secs_f64();
+    let mut sent: Vec<f64> = text
+        .lines()
+        .filter_map(|t| t.parse().ok())
+        // A time in the future (a clock stepped back) counts as now.
+        .map(|t: f64| t.min(now))
+        .filter(|t| now - t < window)
+        .collect();
+    sent.sort_by(f64::total_cmp);
+    let taken = sent.len() < l.requests;
+    if taken {
+        sent.push(now);
+    }
+    f.set_len(0)?;
+    f.rewind()?;
+    let lines: String = sent.iter().map(|t| format!("{t:.6}\n")).collect();
+    f.write_all(lines.as_bytes())?;
+    f.unlock()?;
+    Ok(if taken {
+        None
+    } else {
+        Some(Duration::from_secs_f64(
+            (window - (now - sent[0])).max(0.001),
+        ))
+    })
 }
 
 /// One window per (API, key) in this process: consecutive scans share the limit. (Backends

@@ -272,7 +272,9 @@ impl Wrapper for ClerkFdw {
     fn scan(plan: &Plan, req: &ScanRequest) -> Result<Box<dyn Source>, FdwError> {
         let o = req.options;
         let bad = |e: String| FdwError::new(ErrorKind::InvalidOptionValue, e);
-        let limit = RateLimit::parse(o.get("rate_limit").unwrap_or("100/10s")).map_err(bad)?;
+        // Half of a development instance's 100 per 10 s by default: the budget is the
+        // instance's, shared with the customer's own application.
+        let limit = RateLimit::parse(o.get("rate_limit").unwrap_or("50/10s")).map_err(bad)?;
         let max_wait = parse_duration(o.get("max_wait").unwrap_or("2m")).map_err(bad)?;
         let timeout = parse_duration(o.get("timeout").unwrap_or("30s")).map_err(bad)?;
         let client = Client::new(

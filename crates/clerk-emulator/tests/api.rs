@@ -3,37 +3,11 @@
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use clerk_emulator::{app, Dataset, Emulator, Faults, Spec};
-use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
 
-const KEY: &str = "sk_test_api";
-
-fn emu() -> Emulator {
-    Emulator::new(Dataset::generate(&Spec::default()), KEY, None)
-}
-
-async fn get(emu: &Emulator, uri: &str, key: Option<&str>) -> (StatusCode, Option<String>, Value) {
-    let mut req = Request::get(uri);
-    if let Some(k) = key {
-        req = req.header("authorization", format!("Bearer {k}"));
-    }
-    let resp = app(emu.clone())
-        .oneshot(req.body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    let status = resp.status();
-    let retry = resp
-        .headers()
-        .get("retry-after")
-        .map(|v| v.to_str().unwrap().to_string());
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        retry,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
-}
+mod common;
+use common::{emu, get, KEY};
 
 #[tokio::test]
 async fn users_are_a_bare_array_newest_first_by_default() {

@@ -1,5 +1,7 @@
 //! Crawling a large Clerk instance through clerk_fdw against the emulator: wall time and
-//! request count per object, against the minimum of ceil(rows / 500). Prints figures.
+//! request count per object, against the minimum of ceil(rows / 500), and against a plain HTTP
+//! client (ureq and serde_json, no database) fetching the same pages from the same emulator in
+//! the same run. Prints figures and the ratio.
 //!
 //!     cargo bench -p pgdw-fdw-tests --bench clerk_crawl
 
@@ -43,6 +45,10 @@ fn main() {
         ("orgs", spec.organizations),
         ("members", spec.memberships),
     ] {
+        let t = Instant::now();
+        let (plain_rows, plain_requests) = plain_crawl(port, table);
+        let plain = t.elapsed().as_secs_f64();
+        assert_eq!(plain_rows, expected);
         let before = emu.requests();
         let t = Instant::now();
         let n: usize = w
@@ -55,8 +61,77 @@ fn main() {
         // multiple of 500; `{data, total_count}` replies do not.
         let minimum = expected.div_ceil(500) + usize::from(table == "users" && expected % 500 == 0);
         println!(
-            "  {table:<8} {n:>6} rows in {secs:>6.2} s = {:>7.0} rows/s, {requests} requests (minimum {minimum})",
-            n as f64 / secs
+            "  {table:<8} {n:>6} rows in {secs:>6.2} s = {:>7.0} rows/s, {requests} requests (minimum {minimum}); \
+             plain HTTP client {plain:>5.2} s, {plain_requests} requests: clerk_fdw takes {:.2}x",
+            n as f64 / secs,
+            secs / plain
         );
+    }
+}
+
+/// The pages clerk_fdw asks for, fetched and parsed by a plain client: users by cursor,
+/// organizations by offset, memberships by offset with the same 100-row overlap. Rows (distinct
+/// ids) and requests.
+fn plain_crawl(port: u16, table: &str) -> (usize, usize) {
+    let agent = ureq::AgentBuilder::new().build();
+    let get = |path: &str| -> serde_json::Value {
+        let body = agent
+            .get(&format!("http://127.0.0.1:{port}/v1{path}"))
+            .set("Authorization", &format!("Bearer {KEY}"))
+            .set("Clerk-API-Version", "2025-11-10")
+            .call()
+            .unwrap()
+            .into_string()
+            .unwrap();
+        serde_json::from_str(&body).unwrap()
+    };
+    let mut ids = std::collections::HashSet::new();
+    let mut requests = 0;
+    let mut offset = 0;
+    let mut after: Option<String> = None;
+    loop {
+        let (items, total): (Vec<serde_json::Value>, Option<usize>) = match table {
+            "users" => {
+                let cursor = after
+                    .as_ref()
+                    .map(|a| format!("&starting_after={a}"))
+                    .unwrap_or_default();
+                let v = get(&format!("/users?limit=500&order_by=%2Bcreated_at{cursor}"));
+                (v.as_array().unwrap().clone(), None)
+            }
+            "orgs" => {
+                let v = get(&format!("/organizations?limit=500&order_by=%2Bcreated_at&include_members_count=true&offset={offset}"));
+                (
+                    v["data"].as_array().unwrap().clone(),
+                    v["total_count"].as_u64().map(|t| t as usize),
+                )
+            }
+            _ => {
+                let v = get(&format!(
+                    "/organization_memberships?limit=500&order_by=%2Bcreated_at&offset={offset}"
+                ));
+                (
+                    v["data"].as_array().unwrap().clone(),
+                    v["total_count"].as_u64().map(|t| t as usize),
+                )
+            }
+        };
+        requests += 1;
+        let full = items.len() == 500;
+        after = items
+            .last()
+            .and_then(|u| u["id"].as_str())
+            .map(str::to_string);
+        offset += if full && table == "members" {
+            400
+        } else {
+            items.len()
+        };
+        for i in &items {
+            ids.insert(i["id"].as_str().unwrap().to_string());
+        }
+        if !full || total.is_some_and(|t| offset >= t) {
+            return (ids.len(), requests);
+        }
     }
 }

@@ -563,7 +563,8 @@ mod tests {
         let got = crawls(Object::Users, &scan_req(&c, &quals, &o, Some(5)));
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].path, "/users");
-        assert_eq!(got[0].limit, Some(5));
+        // A created_at bound is widened, so the recheck may drop edge rows: no LIMIT with it.
+        assert_eq!(got[0].limit, None);
         let f: Vec<String> = got[0]
             .filters
             .iter()
@@ -575,7 +576,7 @@ mod tests {
                 "user_id=user_a",
                 "user_id=user_b",
                 "created_at_after=999",
-                "created_at_before=2000"
+                "created_at_before=2001"
             ]
         );
     }

@@ -5,7 +5,6 @@
 //!
 //!     cargo bench -p pgdw --bench dashboards [-- RUNS]      (default 30 runs per panel)
 
-use std::process::Command;
 use std::time::Instant;
 
 use pgdw::dashboards::query::{self, Bindings};
@@ -26,24 +25,7 @@ fn main() {
     let up = w.pgdw(env!("CARGO_BIN_EXE_pgdw").as_ref(), &["up"]);
     assert!(up.status.success(), "{}", pgdw_testkit::transcript(&up));
     // The polling variant: the sources are not reached, migrations only declare them.
-    let copy = tempfile::tempdir().unwrap();
-    let project = pgdw_testkit::example::polling_copy(copy.path());
-    let out = Command::new(env!("CARGO_BIN_EXE_pgdw"))
-        .env_remove("DATABASE_URL")
-        .env("PGDW_DATA_DIR", w.data_dir())
-        .envs([
-            ("CONTROL_PLANE_HOST", "/nonexistent"),
-            ("CONTROL_PLANE_PORT", "5432"),
-            ("CONTROL_PLANE_DB", "control_plane"),
-            ("CLERK_API_URL", "http://127.0.0.1:9/v1"),
-            ("CLERK_SECRET_KEY", "sk_test_bench"),
-            ("PROMETHEUS_URL", "http://127.0.0.1:9"),
-        ])
-        .args(["migrate", "--project"])
-        .arg(&project)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", pgdw_testkit::transcript(&out));
+    pgdw_testkit::example::migrate_unreachable(&w, env!("CARGO_BIN_EXE_pgdw").as_ref());
     let sql = |q: &str| {
         w.psql_db("warehouse", q)
             .unwrap_or_else(|e| panic!("{q}: {e}"))
@@ -111,7 +93,8 @@ fn main() {
         ))
         .unwrap();
     let mut panels: Vec<(String, String)> = Vec::new();
-    for d in pgdw::dashboards::load_dir(&project.join("dashboards")).unwrap() {
+    for d in pgdw::dashboards::load_dir(&pgdw_testkit::example::path().join("dashboards")).unwrap()
+    {
         for p in d.panels.iter().filter(|p| p.sql.is_some()) {
             panels.push((format!("{}: {}", d.name, p.title), p.sql.clone().unwrap()));
         }

@@ -28,24 +28,7 @@ fn sql_blocks(heading: &str) -> Vec<String> {
 fn example_warehouse() -> TempWarehouse {
     let w = TempWarehouse::new();
     ok(&w, &["up"]);
-    let copy = tempfile::tempdir().unwrap();
-    let project = pgdw_testkit::example::polling_copy(copy.path());
-    let out = Command::new(PGDW)
-        .env_remove("DATABASE_URL")
-        .env("PGDW_DATA_DIR", w.data_dir())
-        .envs([
-            ("CONTROL_PLANE_HOST", "/nonexistent"),
-            ("CONTROL_PLANE_PORT", "5432"),
-            ("CONTROL_PLANE_DB", "control_plane"),
-            ("CLERK_API_URL", "http://127.0.0.1:9/v1"),
-            ("CLERK_SECRET_KEY", "sk_test_bi"),
-            ("PROMETHEUS_URL", "http://127.0.0.1:9"),
-        ])
-        .args(["migrate", "--project"])
-        .arg(&project)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", transcript(&out));
+    pgdw_testkit::example::migrate_unreachable(&w, PGDW.as_ref());
     w
 }
 

@@ -74,6 +74,8 @@ pub struct Client {
     limit: Option<RateLimit>,
     /// Send times, shared by every scan of this backend against the same API and key.
     sent: Window,
+    /// The window every backend of this server shares, when running in a data directory.
+    shared: Option<std::path::PathBuf>,
     budget: Budget,
     waited: Duration,
     pub requests: u64,
@@ -93,6 +95,7 @@ impl Client {
             key: key.to_string(),
             limit,
             sent: shared_window(base, key),
+            shared: shared_file(base, key),
             budget,
             waited: Duration::ZERO,
             requests: 0,
@@ -118,8 +121,8 @@ impl Client {
             // Clerk's limit is per instance: every backend of this server shares one window
             // (a locked file in the data directory). Outside a data directory (unit tests), the
             // process's own window.
-            let wait = match shared_file(&self.base, &self.key) {
-                Some(path) => match file_window(&path, l) {
+            let wait = match &self.shared {
+                Some(path) => match file_window(path, l) {
                     Ok(None) => return Ok(()),
                     Ok(Some(wait)) => wait,
                     Err(e) => {
@@ -146,24 +149,19 @@ impl Client {
 
     /// Take a slot in this process's window, or say how long until one frees.
     fn local_window(&mut self, l: RateLimit) -> Option<Duration> {
+        let mut sent = self.sent.lock().unwrap();
+        let now = Instant::now();
+        while sent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= l.window)
         {
-            let wait = {
-                let mut sent = self.sent.lock().unwrap();
-                let now = Instant::now();
-                while sent
-                    .front()
-                    .is_some_and(|t| now.duration_since(*t) >= l.window)
-                {
-                    sent.pop_front();
-                }
-                if sent.len() < l.requests {
-                    sent.push_back(now);
-                    return None;
-                }
-                l.window - now.duration_since(*sent.front().unwrap())
-            };
-            Some(wait)
+            sent.pop_front();
         }
+        if sent.len() < l.requests {
+            sent.push_back(now);
+            return None;
+        }
+        Some(l.window - now.duration_since(*sent.front().unwrap()))
     }
 
     /// GET `path?query` and parse the JSON, with rate limiting and retries.

@@ -55,16 +55,43 @@ pub struct Stats {
     pub keep_claims: bool,
 }
 
-/// This process's name in `pgdw.workers` and in each task's `worker`.
-pub fn worker_id() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into());
-    format!(
-        "{host}:{}:{:04x}",
-        std::process::id(),
-        rand::random::<u16>()
-    )
+/// This process in `pgdw.workers`: `id` is also each claimed task's `worker`.
+#[derive(Debug, Clone)]
+struct Identity {
+    id: String,
+    host: String,
+    concurrency: usize,
+}
+
+impl Identity {
+    fn new(concurrency: usize) -> Identity {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "localhost".into());
+        let id = format!(
+            "{host}:{}:{:04x}",
+            std::process::id(),
+            rand::random::<u16>()
+        );
+        Identity {
+            id,
+            host,
+            concurrency,
+        }
+    }
+
+    /// Record that this worker is alive (or stopping).
+    async fn seen(&self, pool: &PgPool, stopping: bool) -> sqlx::Result<()> {
+        sqlx::query("SELECT pgdw.worker_seen($1, $2, $3, $4, $5)")
+            .bind(&self.id)
+            .bind(&self.host)
+            .bind(std::process::id() as i32)
+            .bind(self.concurrency as i32)
+            .bind(stopping)
+            .execute(pool)
+            .await
+            .map(|_| ())
+    }
 }
 
 /// Run until `stop` turns true: then claim nothing more, finish the running tasks, record
@@ -76,7 +103,8 @@ pub async fn run(
     stats: Arc<Stats>,
 ) -> anyhow::Result<()> {
     let concurrency = options.concurrency.max(1);
-    let id = worker_id();
+    let me = Identity::new(concurrency);
+    let id = me.id.clone();
     let pool = PgPoolOptions::new()
         // Tasks that need a connection, plus the claimer, the completer and the heartbeat.
         .max_connections(concurrency as u32 + 3)
@@ -95,16 +123,7 @@ pub async fn run(
         installed,
         "the warehouse has no work queue (schema pgdw): run `pgdw up` (or `pgdw migrate`) first"
     );
-    let host = id.split(':').next().unwrap_or_default().to_string();
-    let seen = |stopping: bool| {
-        sqlx::query("SELECT pgdw.worker_seen($1, $2, $3, $4, $5)")
-            .bind(id.clone())
-            .bind(host.clone())
-            .bind(std::process::id() as i32)
-            .bind(concurrency as i32)
-            .bind(stopping)
-    };
-    seen(false).execute(&pool).await?;
+    me.seen(&pool, false).await?;
 
     let wake = Arc::new(Notify::new());
     let mut listener = PgListener::connect_with(&pool).await?;
@@ -131,29 +150,24 @@ pub async fn run(
         stats.clone(),
     ));
     let heartbeat = {
-        let (pool, id, running, lease) = (pool.clone(), id.clone(), running.clone(), options.lease);
-        let host = host.clone();
+        let (pool, me, running, lease) = (pool.clone(), me.clone(), running.clone(), options.lease);
         tokio::spawn(async move {
             let mut every = tokio::time::interval(lease / 3);
             loop {
                 every.tick().await;
                 let seqs: Vec<i64> = running.lock().unwrap().iter().copied().collect();
                 let renewed = sqlx::query("SELECT pgdw.renew_leases($1, $2, $3)")
-                    .bind(&id)
+                    .bind(&me.id)
                     .bind(&seqs)
                     .bind(lease)
                     .execute(&pool)
-                    .await;
-                let seen = sqlx::query("SELECT pgdw.worker_seen($1, $2, $3, $4, false)")
-                    .bind(&id)
-                    .bind(&host)
-                    .bind(std::process::id() as i32)
-                    .bind(concurrency as i32)
-                    .execute(&pool)
-                    .await;
+                    .await
+                    .map(|_| ());
+                let seen = me.seen(&pool, false).await;
                 let reclaimed = sqlx::query("SELECT pgdw.reclaim_expired()")
                     .execute(&pool)
-                    .await;
+                    .await
+                    .map(|_| ());
                 if let Err(e) = renewed.and(seen).and(reclaimed) {
                     eprintln!("pgdw worker: renewing leases: {e}");
                 }
@@ -262,7 +276,7 @@ pub async fn run(
     let completed = completer.await;
     heartbeat.abort();
     listening.abort();
-    seen(true).execute(&pool).await.ok();
+    me.seen(&pool, true).await.ok();
     pool.close().await;
     result?;
     completed??;

@@ -79,6 +79,16 @@ LANGUAGE sql STABLE AS $$
            unnest(m.columns) c;
 $$;
 
+-- The primary key, as pieces of SQL: the column list, a jsonb_build_object argument list,
+-- and the joins of alias x to b (the batch) and of t (the target) to x.
+CREATE OR REPLACE FUNCTION pgdw.materialize_keys(tbl regclass,
+    OUT klist text, OUT kobj text, OUT kjoin text, OUT tjoin text)
+LANGUAGE sql STABLE AS $$
+    SELECT string_agg(format('%I', k), ', '), string_agg(format('%L, %I', k, k), ', '),
+           string_agg(format('x.%1$I = b.%1$I', k), ' AND '), string_agg(format('t.%1$I = x.%1$I', k), ' AND ')
+      FROM unnest(pgdw.primary_key(tbl)) k;
+$$;
+
 -- `key` (a jsonb object of the primary key's values) as a condition on alias `a`.
 CREATE OR REPLACE FUNCTION pgdw.materialize_key_cond(tbl regclass, a text) RETURNS text
 LANGUAGE sql STABLE AS $$
@@ -87,24 +97,46 @@ LANGUAGE sql STABLE AS $$
       JOIN pg_attribute t ON t.attrelid = tbl AND t.attname = k;
 $$;
 
--- Compute rows one at a time (after a batch failed): a row whose function raises is set
--- aside with its error; the others are written.
-CREATE OR REPLACE FUNCTION pgdw.materialize_one_by_one(tbl regclass, keys jsonb[], sets text,
+-- Rows whose primary key sorts after `after` (a jsonb object of key values; none: every row).
+CREATE OR REPLACE FUNCTION pgdw.materialize_after(tbl regclass, after jsonb) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT CASE WHEN after IS NULL THEN 'true' ELSE
+           format('(%s) > (%s)', string_agg(format('%I', k), ', '),
+                  string_agg(format('(%L)::%s', after->>k, format_type(a.atttypid, a.atttypmod)), ', ')) END
+      FROM unnest(pgdw.primary_key(tbl)) k JOIN pg_attribute a ON a.attrelid = tbl AND a.attname = k;
+$$;
+
+-- Write the rows `keys` back: `sets` from `laterals` (pgdw.materialize_sql), and
+-- materialized_at when `mark`. One statement; when it fails (a function raised for some row),
+-- row by row, each row whose function raises set aside with its error, the others written.
+CREATE OR REPLACE FUNCTION pgdw.materialize_write(tbl regclass, keys jsonb[], sets text,
     laterals text, mark boolean)
-RETURNS bigint LANGUAGE plpgsql AS $$
+RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
-    k    jsonb;
+    ks   record := pgdw.materialize_keys(tbl);
     cond text := pgdw.materialize_key_cond(tbl, 'x');
-    tjoin text := (SELECT string_agg(format('t.%1$I = x.%1$I', pk), ' AND ') FROM unnest(pgdw.primary_key(tbl)) pk);
-    n    bigint := 0;
+    k    jsonb;
+    stamp text := CASE WHEN mark THEN ', materialized_at = now()' ELSE '' END;
 BEGIN
+    BEGIN
+        EXECUTE format('UPDATE %1$s t SET %2$s%3$s
+                          FROM (SELECT %4$s FROM jsonb_populate_recordset(NULL::%1$s, to_jsonb($1))) b
+                          JOIN %1$s x ON %5$s %6$s
+                         WHERE %7$s',
+                       tbl, sets, stamp, ks.klist, ks.kjoin, laterals, ks.tjoin)
+          USING keys;
+        IF EXISTS (SELECT 1 FROM pgdw.materialize_failures f WHERE f.tbl = materialize_write.tbl) THEN
+            DELETE FROM pgdw.materialize_failures f WHERE f.tbl = materialize_write.tbl AND f.key = ANY (keys);
+        END IF;
+        RETURN;
+    EXCEPTION WHEN others THEN
+        NULL;  -- row by row below
+    END;
     FOREACH k IN ARRAY keys LOOP
         BEGIN
             EXECUTE format('UPDATE %1$s t SET %2$s%3$s FROM %1$s x %4$s WHERE %5$s AND %6$s',
-                           tbl, sets, CASE WHEN mark THEN ', materialized_at = now()' ELSE '' END,
-                           laterals, cond, tjoin)
+                           tbl, sets, stamp, laterals, cond, ks.tjoin)
               USING k;
-            n := n + 1;
         EXCEPTION WHEN others THEN
             EXECUTE format('UPDATE %s x SET materialized_at = ''-infinity'' WHERE %s', tbl, cond) USING k;
             INSERT INTO pgdw.materialize_failures (tbl, key, error) VALUES (tbl, k, SQLERRM)
@@ -112,7 +144,6 @@ BEGIN
             DO UPDATE SET error = EXCLUDED.error, failed_at = now();
         END;
     END LOOP;
-    RETURN n;
 END $$;
 
 -- Compute up to `size` pending rows of tbl (every function's columns); returns how many rows
@@ -120,43 +151,21 @@ END $$;
 CREATE OR REPLACE FUNCTION pgdw.materialize_batch(tbl regclass, size int DEFAULT 1000)
 RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE
-    key   text[] := pgdw.primary_key(tbl);
-    q     record;
-    keys  jsonb[];
-    kobj  text;
-    klist text;
-    kjoin text;
-    tjoin text;
-    n     bigint;
+    q    record := pgdw.materialize_sql(tbl);
+    ks   record := pgdw.materialize_keys(tbl);
+    keys jsonb[];
 BEGIN
-    SELECT * INTO q FROM pgdw.materialize_sql(tbl);
     IF q.sets IS NULL THEN
         RETURN 0;
     END IF;
-    SELECT string_agg(format('%I', k), ', '), string_agg(format('%L, %I', k, k), ', '),
-           string_agg(format('x.%1$I = b.%1$I', k), ' AND '), string_agg(format('t.%1$I = x.%1$I', k), ' AND ')
-      INTO klist, kobj, kjoin, tjoin FROM unnest(key) k;
     -- The batch's rows are locked (SKIP LOCKED: parallel tasks take different rows).
     EXECUTE format('SELECT array_agg(jsonb_build_object(%s)) FROM (SELECT %s FROM %s WHERE materialized_at IS NULL LIMIT %s FOR UPDATE SKIP LOCKED) b',
-                   kobj, klist, tbl, size)
+                   ks.kobj, ks.klist, tbl, size)
       INTO keys;
     IF keys IS NULL THEN
         RETURN 0;
     END IF;
-    BEGIN
-        EXECUTE format('UPDATE %1$s t SET %2$s, materialized_at = now()
-                          FROM (SELECT %3$s FROM jsonb_populate_recordset(NULL::%1$s, to_jsonb($1))) b
-                          JOIN %1$s x ON %4$s %5$s
-                         WHERE %6$s',
-                       tbl, q.sets, klist, kjoin, q.laterals, tjoin)
-          USING keys;
-        GET DIAGNOSTICS n = ROW_COUNT;
-        IF EXISTS (SELECT 1 FROM pgdw.materialize_failures f WHERE f.tbl = materialize_batch.tbl) THEN
-            DELETE FROM pgdw.materialize_failures f WHERE f.tbl = materialize_batch.tbl AND f.key = ANY (keys);
-        END IF;
-    EXCEPTION WHEN others THEN
-        n := pgdw.materialize_one_by_one(tbl, keys, q.sets, q.laterals, true);
-    END;
+    PERFORM pgdw.materialize_write(tbl, keys, q.sets, q.laterals, true);
     RETURN cardinality(keys);
 END $$;
 
@@ -165,15 +174,10 @@ END $$;
 CREATE OR REPLACE FUNCTION pgdw.materialize_backfill(tbl regclass, fn text, size int DEFAULT 1000)
 RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE
-    key   text[] := pgdw.primary_key(tbl);
-    r     pgdw.materializations;
-    q     record;
-    klist text;
-    kobj  text;
-    kjoin text;
-    tjoin text;
-    after text := 'true';
-    keys  jsonb[];
+    r    pgdw.materializations;
+    q    record := pgdw.materialize_sql(tbl, fn);
+    ks   record := pgdw.materialize_keys(tbl);
+    keys jsonb[];
 BEGIN
     SELECT * INTO r FROM pgdw.materializations m
      WHERE m.tbl = materialize_backfill.tbl AND m.fn = materialize_backfill.fn AND NOT m.backfilled
@@ -181,35 +185,16 @@ BEGIN
     IF NOT FOUND THEN
         RETURN 0;
     END IF;
-    SELECT * INTO q FROM pgdw.materialize_sql(tbl, fn);
-    SELECT string_agg(format('%I', k), ', '), string_agg(format('%L, %I', k, k), ', '),
-           string_agg(format('x.%1$I = b.%1$I', k), ' AND '), string_agg(format('t.%1$I = x.%1$I', k), ' AND ')
-      INTO klist, kobj, kjoin, tjoin FROM unnest(key) k;
-    IF r.backfill_after IS NOT NULL THEN
-        SELECT format('(%s) > (%s)', klist,
-                      string_agg(format('(%L)::%s', r.backfill_after->>k, format_type(a.atttypid, a.atttypmod)), ', '))
-          INTO after
-          FROM unnest(key) k JOIN pg_attribute a ON a.attrelid = tbl AND a.attname = k;
-    END IF;
     EXECUTE format('SELECT array_agg(jsonb_build_object(%s) ORDER BY %s) FROM (SELECT %s FROM %s
                      WHERE materialized_at > ''-infinity'' AND %s ORDER BY %s LIMIT %s) b',
-                   kobj, klist, klist, tbl, after, klist, size)
+                   ks.kobj, ks.klist, ks.klist, tbl, pgdw.materialize_after(tbl, r.backfill_after), ks.klist, size)
       INTO keys;
     IF keys IS NULL THEN
         UPDATE pgdw.materializations m SET backfilled = true, backfill_after = NULL
          WHERE m.tbl = r.tbl AND m.fn = r.fn;
         RETURN 0;
     END IF;
-    BEGIN
-        EXECUTE format('UPDATE %1$s t SET %2$s
-                          FROM (SELECT %3$s FROM jsonb_populate_recordset(NULL::%1$s, to_jsonb($1))) b
-                          JOIN %1$s x ON %4$s %5$s
-                         WHERE %6$s',
-                       tbl, q.sets, klist, kjoin, q.laterals, tjoin)
-          USING keys;
-    EXCEPTION WHEN others THEN
-        PERFORM pgdw.materialize_one_by_one(tbl, keys, q.sets, q.laterals, false);
-    END;
+    PERFORM pgdw.materialize_write(tbl, keys, q.sets, q.laterals, false);
     UPDATE pgdw.materializations m SET backfill_after = keys[cardinality(keys)]
      WHERE m.tbl = r.tbl AND m.fn = r.fn;
     RETURN cardinality(keys);
@@ -245,26 +230,18 @@ END $$;
 CREATE OR REPLACE FUNCTION pgdw.materialize_pending(tbl regclass) RETURNS bigint
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
-    n     bigint;
-    more  bigint;
-    r     pgdw.materializations;
-    klist text;
-    after text;
+    n    bigint;
+    more bigint;
+    r    pgdw.materializations;
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pgdw.materializations m WHERE m.tbl = materialize_pending.tbl) THEN
         RAISE EXCEPTION 'pgdw.materialize_pending: % has no materialized columns (pgdw.materialize registers them)', tbl;
     END IF;
     EXECUTE format('SELECT count(*) FROM %s WHERE materialized_at IS NULL', tbl) INTO n;
-    SELECT string_agg(format('%I', k), ', ') INTO klist FROM unnest(pgdw.primary_key(tbl)) k;
     FOR r IN SELECT * FROM pgdw.materializations m WHERE m.tbl = materialize_pending.tbl AND NOT m.backfilled LOOP
-        after := 'true';
-        IF r.backfill_after IS NOT NULL THEN
-            SELECT format('(%s) > (%s)', klist,
-                          string_agg(format('(%L)::%s', r.backfill_after->>k, format_type(a.atttypid, a.atttypmod)), ', '))
-              INTO after
-              FROM unnest(pgdw.primary_key(tbl)) k JOIN pg_attribute a ON a.attrelid = tbl AND a.attname = k;
-        END IF;
-        EXECUTE format('SELECT count(*) FROM %s WHERE materialized_at > ''-infinity'' AND %s', tbl, after) INTO more;
+        EXECUTE format('SELECT count(*) FROM %s WHERE materialized_at > ''-infinity'' AND %s',
+                       tbl, pgdw.materialize_after(tbl, r.backfill_after))
+          INTO more;
         n := n + more;
     END LOOP;
     RETURN n;

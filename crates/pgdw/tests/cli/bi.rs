@@ -145,9 +145,9 @@ except sa.exc.DBAPIError as e:
     assert_eq!(denied.trim(), "permission denied for schema f");
 }
 
-/// Grafana's macros, expanded as its PostgreSQL data source does for the range [from, to].
-fn grafana(sql: &str, from: i64, to: i64) -> String {
-    let iso = chrono_free_iso;
+/// Grafana's macros, expanded as its PostgreSQL data source does for the range [from, to]
+/// (epoch seconds; `iso` the same two as Grafana's UTC text).
+fn grafana(sql: &str, (from, to): (i64, i64), iso: &(String, String)) -> String {
     let mut out = sql.to_string();
     while let Some(at) = out.find("$__") {
         let open = out[at..].find('(').unwrap() + at;
@@ -155,7 +155,7 @@ fn grafana(sql: &str, from: i64, to: i64) -> String {
         let name = &out[at + 3..open];
         let args: Vec<&str> = out[open + 1..close].split(',').map(str::trim).collect();
         let with = match name {
-            "timeFilter" => format!("{} BETWEEN '{}' AND '{}'", args[0], iso(from), iso(to)),
+            "timeFilter" => format!("{} BETWEEN '{}' AND '{}'", args[0], iso.0, iso.1),
             "unixEpochFilter" => format!("{0} >= {from} AND {0} <= {to}", args[0]),
             "unixEpochGroupAlias" => {
                 let secs = match args[1].trim_matches('\'') {
@@ -171,28 +171,6 @@ fn grafana(sql: &str, from: i64, to: i64) -> String {
         out.replace_range(at..=close, &with);
     }
     out
-}
-
-/// An epoch second as Grafana's ISO 8601 UTC text, without a date library.
-fn chrono_free_iso(t: i64) -> String {
-    let days = t.div_euclid(86400);
-    let secs = t.rem_euclid(86400);
-    // Civil from days (Howard Hinnant's algorithm).
-    let z = days + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z - era * 146097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
 }
 
 #[test]
@@ -217,6 +195,13 @@ fn the_grafana_queries_run_as_documented() {
         .parse()
         .unwrap();
     let (from, to) = (now / 3600 * 3600 - 6 * 3600, now / 3600 * 3600 - 1);
+    let utc = |t: i64| {
+        query(
+            &w,
+            &format!("SELECT to_char(to_timestamp({t}) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"),
+        )
+    };
+    let iso = (utc(from), utc(to));
     let blocks = sql_blocks("## 4. Grafana");
     assert_eq!(blocks.len(), 3, "{blocks:?}");
     let run = |sql: &str| {
@@ -224,7 +209,7 @@ fn the_grafana_queries_run_as_documented() {
             "import sys, json, sqlalchemy as sa
 rows = sa.create_engine(sys.argv[1]).connect().execute(sa.text(sys.argv[2])).fetchall()
 print(json.dumps([[str(v) for v in r] for r in rows]))",
-            &[&role_url(&w, "grafana"), &grafana(sql, from, to)],
+            &[&role_url(&w, "grafana"), &grafana(sql, (from, to), &iso)],
         )
     };
     // The hourly series: two instances, six full hours each, within the range.

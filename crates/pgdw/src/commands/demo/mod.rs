@@ -173,14 +173,18 @@ pub async fn run(target: &Target, args: &DemoArgs) -> anyhow::Result<ExitCode> {
     .map(|(k, v)| (k.to_string(), v))
     .collect();
     super::migrate::apply(target, &loaded).await?;
-    let spinner = Progress::spinner("copying the control plane's tables, then streaming");
-    let copied = replicas_ready(&mut wh).await?;
-    spinner.finish();
-    outln!(
-        "      control plane replicated: {} tables copied in {:.1} s, now streaming",
-        copied.0,
-        copied.1.as_secs_f64()
+    // The control plane is in this cluster, so `migrate` let the copy finish before the
+    // migrations (see replicate::copied): every table is copied by now.
+    let (tables, copying): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(*) FILTER (WHERE sync_state NOT IN ('ready', 'synchronized')) FROM pgdw.replication_tables",
+    )
+    .fetch_one(&mut wh)
+    .await?;
+    anyhow::ensure!(
+        tables > 0 && copying == 0,
+        "the control plane's replication is not streaming ({copying} of {tables} tables still copying); `pgdw status` shows why"
     );
+    outln!("      control plane replicated: {tables} tables copied, now streaming");
 
     // Workers for the queue: the organizations' materialized columns.
     let (stop_workers, workers_stop) = tokio::sync::watch::channel(false);
@@ -347,25 +351,6 @@ async fn start_afresh(cluster: &pgdw_cluster::Cluster) -> anyhow::Result<bool> {
     .await
     .with_context(|| format!("dropping the previous demo's database {database}"))?;
     Ok(true)
-}
-
-/// Wait until every replicated table has its copy and streams; how many and how long.
-async fn replicas_ready(wh: &mut PgConnection) -> anyhow::Result<(i64, Duration)> {
-    let start = Instant::now();
-    loop {
-        let (tables, waiting): (i64, i64) = sqlx::query_as(
-            "SELECT count(*), count(*) FILTER (WHERE sync_state <> 'ready') FROM pgdw.replication_tables",
-        )
-        .fetch_one(&mut *wh)
-        .await?;
-        if tables > 0 && waiting == 0 {
-            return Ok((tables, start.elapsed()));
-        }
-        if start.elapsed() > Duration::from_secs(120) {
-            bail!("the control plane's tables were not copied within 2 minutes ({waiting} of {tables} still copying); `pgdw status` shows why");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Serve `app` on a free port of 127.0.0.1.

@@ -230,30 +230,34 @@ END $$;
 COMMENT ON FUNCTION pgdw.dispatch(int, int) IS
     'Move due tasks (backlog, delayed) into the ready table; workers call it';
 
--- Leases that expired (a worker died): claimable again, or failed when out of attempts.
--- Workers call it every third of a lease (a scan of the small ready table: not per dispatch).
-CREATE OR REPLACE FUNCTION pgdw.reclaim_expired() RETURNS int
+-- The queue's upkeep, which workers run every third of a lease (scans of small tables: not
+-- per dispatch). Leases that expired (a worker died): claimable again, or failed when out of
+-- attempts. History kept a day for successes, 30 days for failures; stopped workers a day.
+-- Returns how many tasks became claimable again.
+CREATE OR REPLACE FUNCTION pgdw.queue_upkeep() RETURNS int
 LANGUAGE plpgsql AS $$
 DECLARE
-    n int;
+    n   int := 0;
+    why text := 'worker %s stopped responding while running it (its lease expired)';
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pgdw.task_ready WHERE leased_until < now()) THEN
-        RETURN 0;
+    IF EXISTS (SELECT 1 FROM pgdw.task_ready WHERE leased_until < now()) THEN
+        WITH expired AS (
+            DELETE FROM pgdw.task_ready r
+             WHERE r.leased_until < now() AND r.attempts >= r.max_attempts
+            RETURNING r.*)
+        INSERT INTO pgdw.task_history (id, kind, payload, state, attempts, error, worker, enqueued_at)
+        SELECT id, kind, payload, 'failed', attempts, format(why, worker), worker, enqueued_at
+          FROM expired;
+        -- A new sequence number: claimers read from their last one onwards.
+        UPDATE pgdw.task_ready r
+           SET seq = nextval('pgdw.task_ready_seq'), worker = NULL, leased_until = NULL,
+               last_error = format(why, r.worker)
+         WHERE r.leased_until < now();
+        GET DIAGNOSTICS n = ROW_COUNT;
     END IF;
-    WITH expired AS (
-        DELETE FROM pgdw.task_ready r
-         WHERE r.leased_until < now() AND r.attempts >= r.max_attempts
-        RETURNING r.*)
-    INSERT INTO pgdw.task_history (id, kind, payload, state, attempts, error, worker, enqueued_at)
-    SELECT id, kind, payload, 'failed', attempts,
-           format('worker %s stopped responding while running it (its lease expired)', worker), worker, enqueued_at
-      FROM expired;
-    -- A new sequence number: claimers read from their last one onwards.
-    UPDATE pgdw.task_ready r
-       SET seq = nextval('pgdw.task_ready_seq'), worker = NULL, leased_until = NULL,
-           last_error = format('worker %s stopped responding while running it (its lease expired)', r.worker)
-     WHERE r.leased_until < now();
-    GET DIAGNOSTICS n = ROW_COUNT;
+    DELETE FROM pgdw.task_history
+     WHERE finished_at < now() - interval '1 day' AND (state = 'succeeded' OR finished_at < now() - interval '30 days');
+    DELETE FROM pgdw.workers WHERE last_seen < now() - interval '1 day';
     RETURN n;
 END $$;
 
@@ -358,11 +362,6 @@ RETURNS void LANGUAGE sql AS $$
     VALUES (id, host, pid, concurrency, CASE WHEN stopping THEN now() END)
     ON CONFLICT ON CONSTRAINT workers_pkey DO UPDATE
        SET last_seen = now(), stopped_at = EXCLUDED.stopped_at;
-    -- Keep a day of workers that stopped.
-    DELETE FROM pgdw.workers WHERE last_seen < now() - interval '1 day';
-    -- And the history: a day of successes, 30 days of failures.
-    DELETE FROM pgdw.task_history
-     WHERE finished_at < now() - interval '1 day' AND (state = 'succeeded' OR finished_at < now() - interval '30 days');
 $$;
 
 -- Views -------------------------------------------------------------------------------------

@@ -164,12 +164,12 @@ pub async fn run(
                     .await
                     .map(|_| ());
                 let seen = me.seen(&pool, false).await;
-                let reclaimed = sqlx::query("SELECT pgdw.reclaim_expired()")
+                let upkeep = sqlx::query("SELECT pgdw.queue_upkeep()")
                     .execute(&pool)
                     .await
                     .map(|_| ());
-                if let Err(e) = renewed.and(seen).and(reclaimed) {
-                    eprintln!("pgdw worker: renewing leases: {e}");
+                if let Err(e) = renewed.and(seen).and(upkeep) {
+                    eprintln!("pgdw worker: heartbeat (leases, upkeep): {e}");
                 }
             }
         })

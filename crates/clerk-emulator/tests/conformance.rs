@@ -144,9 +144,22 @@ async fn membership_ties_have_no_fixed_order() {
 #[tokio::test]
 async fn invitations_hide_revoked_ones_unless_asked() {
     let e = emu();
+    let (live, revoked) = e.with_data(|d| {
+        let instance: Vec<_> = d
+            .invitations
+            .iter()
+            .filter(|i| i.organization.is_none())
+            .collect();
+        (
+            instance.iter().filter(|i| i.status != "revoked").count() as u64,
+            instance.iter().filter(|i| i.status == "revoked").count() as u64,
+        )
+    });
+    assert!(revoked > 0, "the dataset has revoked invitations");
     let (_, _, v) = get(&e, "/v1/invitations?paginated=true&limit=500", Some(KEY)).await;
     let data = v["data"].as_array().unwrap();
     assert!(data.iter().all(|i| i["status"] != "revoked"));
+    assert_eq!(v["total_count"], live);
     assert_eq!(v["total_count"].as_u64().unwrap() as usize, data.len());
     let (_, _, v) = get(
         &e,
@@ -159,10 +172,14 @@ async fn invitations_hide_revoked_ones_unless_asked() {
         .unwrap()
         .iter()
         .all(|i| i["status"] == "revoked"));
-    let (_, _, v) = get(&e, "/v1/organization_invitations?limit=1", Some(KEY)).await;
+    assert_eq!(v["total_count"], revoked);
+    let (_, _, v) = get(&e, "/v1/organization_invitations?limit=500", Some(KEY)).await;
+    let first = &v["data"][0];
     assert!(
-        v["data"][0]["inviter_id"].is_string() && v["data"][0]["public_inviter_data"].is_object()
+        first["inviter_id"].is_string() && first["public_inviter_data"].is_object(),
+        "{first}"
     );
+    assert_eq!(first["public_inviter_data"]["id"], first["inviter_id"]);
 }
 
 /// The instance-wide `GET /v1/organization_memberships` takes only order_by, limit, offset.
@@ -170,6 +187,7 @@ async fn invitations_hide_revoked_ones_unless_asked() {
 async fn the_instance_wide_memberships_list_ignores_undefined_filters() {
     let e = emu();
     let (_, _, all) = get(&e, "/v1/organization_memberships?limit=1", Some(KEY)).await;
+    assert_eq!(all["total_count"], e.with_data(|d| d.memberships.len()));
     let (org, user) = e.with_data(|d| (d.organizations[0].id.clone(), d.users[0].id.clone()));
     for q in [
         format!("organization_id={org}"),

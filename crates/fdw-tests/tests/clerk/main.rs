@@ -487,6 +487,14 @@ fn an_unknown_organization_has_no_memberships_instead_of_failing_the_query() {
     let expected = w.sql(&format!(
         "SELECT count(*) FROM clerk_organization_memberships WHERE organization_id = '{real}';"
     ));
+    // One organization's memberships, from its own endpoint, all of them.
+    let truth = emu.with_data(|d| {
+        d.memberships
+            .iter()
+            .filter(|m| d.organizations[m.organization].id == real)
+            .count()
+    });
+    assert_eq!(expected, truth.to_string());
     let q = format!(
         "SELECT count(*) FROM clerk_organization_memberships WHERE organization_id IN ('{real}', 'org_deleted_long_ago');"
     );
@@ -499,9 +507,8 @@ fn an_unknown_organization_has_no_memberships_instead_of_failing_the_query() {
     w.assert_no_crash();
 }
 
-/// GET /v1/users as the spec says: the `starting_after` cursor needs created_at ordering and
-/// no offset (422 otherwise), and a large offset times out. A full scan past that depth pages
-/// by cursor: every user once, ceil(rows / 500) requests.
+/// A large offset on GET /v1/users times out (the emulator's conformance tests state how): a
+/// full scan past that depth pages by cursor, every user once, ceil(rows / 500) requests.
 #[test]
 fn users_page_by_cursor_past_the_depth_where_offsets_time_out() {
     let users = clerk_emulator::server::DEEP_OFFSET + 700;
@@ -514,41 +521,6 @@ fn users_page_by_cursor_past_the_depth_where_offsets_time_out() {
         },
         None,
     );
-    let get = |q: &str| -> u16 {
-        match ureq::get(&format!("http://127.0.0.1:{port}/v1/users?{q}"))
-            .set("Authorization", &format!("Bearer {KEY}"))
-            .call()
-        {
-            Ok(r) => r.status(),
-            Err(ureq::Error::Status(code, _)) => code,
-            Err(e) => panic!("{e}"),
-        }
-    };
-    let first: String = emu.with_data(|d| d.users[0].id.clone());
-    assert_eq!(
-        get(&format!(
-            "limit=10&offset={}",
-            clerk_emulator::server::DEEP_OFFSET + 1
-        )),
-        504
-    );
-    assert_eq!(
-        get(&format!("limit=10&starting_after={first}&offset=10")),
-        422
-    );
-    assert_eq!(
-        get(&format!(
-            "limit=10&starting_after={first}&order_by=-updated_at"
-        )),
-        422
-    );
-    assert_eq!(
-        get(&format!(
-            "limit=10&starting_after={first}&order_by=%2Bcreated_at"
-        )),
-        200
-    );
-
     let w = setup(port, ", rate_limit 'off'");
     let before = emu.requests();
     assert_eq!(
@@ -561,98 +533,6 @@ fn users_page_by_cursor_past_the_depth_where_offsets_time_out() {
         "{requests} requests for {users} users"
     );
     w.assert_no_crash();
-}
-
-/// The instance-wide memberships list takes only order_by, limit and offset: a filter the spec
-/// does not define there is ignored (as by Clerk), and clerk_fdw does not send one.
-#[test]
-fn the_instance_wide_memberships_list_ignores_filters_it_does_not_define() {
-    let (emu, port) = emulator(spec(60), None);
-    let (org, user): (String, String) =
-        emu.with_data(|d| (d.organizations[0].id.clone(), d.users[0].id.clone()));
-    let total = |q: &str| -> u64 {
-        let body: serde_json::Value = serde_json::from_str(
-            &ureq::get(&format!(
-                "http://127.0.0.1:{port}/v1/organization_memberships?{q}"
-            ))
-            .set("Authorization", &format!("Bearer {KEY}"))
-            .call()
-            .unwrap()
-            .into_string()
-            .unwrap(),
-        )
-        .unwrap();
-        body["total_count"].as_u64().unwrap()
-    };
-    let all = total("limit=1");
-    assert_eq!(all, 300);
-    for q in [
-        format!("limit=1&organization_id={org}"),
-        format!("limit=1&user_id={user}"),
-        format!("limit=1&user_id[]={user}"),
-        "limit=1&created_at_after=9999999999999".to_string(),
-    ] {
-        assert_eq!(total(&q), all, "{q}");
-    }
-    // One organization's memberships: its own endpoint, as clerk_fdw asks.
-    let w = setup(port, "");
-    let expected = emu.with_data(|d| {
-        d.memberships
-            .iter()
-            .filter(|m| d.organizations[m.organization].id == org)
-            .count()
-    });
-    assert_eq!(
-        w.sql(&format!(
-            "SELECT count(*) FROM clerk_organization_memberships WHERE organization_id = '{org}';"
-        )),
-        expected.to_string()
-    );
-    w.assert_no_crash();
-}
-
-/// Invitations as the spec has them: the instance list hides revoked invitations unless
-/// `status` asks for them, `total_count` counts what the filter selects, and organization
-/// invitations say who invited.
-#[test]
-fn invitations_follow_the_spec() {
-    let (emu, port) = emulator(spec(60), None);
-    let get = |path: &str| -> serde_json::Value {
-        serde_json::from_str(
-            &ureq::get(&format!("http://127.0.0.1:{port}/v1/{path}"))
-                .set("Authorization", &format!("Bearer {KEY}"))
-                .call()
-                .unwrap()
-                .into_string()
-                .unwrap(),
-        )
-        .unwrap()
-    };
-    let (live, revoked) = emu.with_data(|d| {
-        let instance: Vec<_> = d
-            .invitations
-            .iter()
-            .filter(|i| i.organization.is_none())
-            .collect();
-        (
-            instance.iter().filter(|i| i.status != "revoked").count() as u64,
-            instance.iter().filter(|i| i.status == "revoked").count() as u64,
-        )
-    });
-    assert!(revoked > 0, "the dataset has revoked invitations");
-    let page = get("invitations?paginated=true&limit=500");
-    assert_eq!(page["total_count"], live);
-    assert!(page["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|i| i["status"] != "revoked"));
-    let page = get("invitations?paginated=true&limit=500&status=revoked");
-    assert_eq!(page["total_count"], revoked);
-    let page = get("organization_invitations?limit=500");
-    let first = &page["data"][0];
-    assert!(first["inviter_id"].is_string(), "{first}");
-    assert_eq!(first["public_inviter_data"]["id"], first["inviter_id"]);
 }
 
 /// created_at bounds: the spec does not say whether created_at_after/_before are strict, and a

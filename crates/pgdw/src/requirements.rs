@@ -148,6 +148,10 @@ pub async fn install(conn: &mut PgConnection) -> anyhow::Result<Report> {
             .execute(&mut *conn)
             .await
             .context("installing pgdw's materialized columns (schema pgdw)")?;
+        sqlx::raw_sql(ROLLUP_SQL)
+            .execute(&mut *conn)
+            .await
+            .context("installing pgdw's incremental rollups (schema pgdw)")?;
     }
     Ok(report)
 }
@@ -161,6 +165,9 @@ pub const QUEUE_SQL: &str = include_str!("../sql/queue.sql");
 
 /// Materialized columns: `pgdw.materialize` and the worker's batches.
 pub const MATERIALIZE_SQL: &str = include_str!("../sql/materialize.sql");
+
+/// Incremental rollups: `pgdw.rollup`, change capture, the worker's runs, `pgdw.rollup_lag`.
+pub const ROLLUP_SQL: &str = include_str!("../sql/rollup.sql");
 
 /// Create the warehouse database when it does not exist (connected to another database).
 pub async fn ensure_database(conn: &mut PgConnection, name: &str) -> anyhow::Result<bool> {

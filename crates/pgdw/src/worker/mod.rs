@@ -218,6 +218,9 @@ pub async fn run(
                         .bind(concurrency.min(8) as i32)
                         .execute(&pool)
                         .await?;
+                    sqlx::query("SELECT pgdw.rollup_schedule()")
+                        .execute(&pool)
+                        .await?;
                     scheduled = Instant::now();
                     woken = false;
                 }

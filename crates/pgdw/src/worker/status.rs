@@ -18,6 +18,20 @@ pub struct QueueStatus {
     pub workers: i64,
     /// The last day's failures, newest first (at most 5).
     pub recent_failures: Vec<String>,
+    /// Each rollup (`pgdw.rollup`) with how far it is behind its source.
+    pub rollups: Vec<RollupLag>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RollupLag {
+    pub name: String,
+    pub source: String,
+    /// Groups changed and not yet recomputed.
+    pub dirty_groups: i64,
+    /// Age of the oldest change not yet applied, in seconds (0: caught up).
+    pub lag_seconds: f64,
+    /// Every group is to be recomputed (a TRUNCATE, a partition dropped while attached).
+    pub recompute_all: bool,
 }
 
 /// None when the warehouse has no queue (pgdw not installed there).
@@ -41,7 +55,24 @@ pub async fn read(conn: &mut PgConnection) -> anyhow::Result<Option<QueueStatus>
     )
     .fetch_all(&mut *conn)
     .await?;
+    let rollups = sqlx::query(
+        "SELECT rollup, source, dirty_groups,
+                coalesce(extract(epoch FROM oldest_change_age), 0)::float8 AS lag, recompute_all
+           FROM pgdw.rollup_status ORDER BY rollup",
+    )
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(|r| RollupLag {
+        name: r.get("rollup"),
+        source: r.get("source"),
+        dirty_groups: r.get("dirty_groups"),
+        lag_seconds: r.get("lag"),
+        recompute_all: r.get("recompute_all"),
+    })
+    .collect();
     Ok(Some(QueueStatus {
+        rollups,
         due: r.get("due"),
         scheduled: r.get("scheduled"),
         running: r.get("running"),
@@ -72,5 +103,18 @@ pub fn print(q: &QueueStatus) {
     }
     for f in &q.recent_failures {
         outln!("    failed: {f}");
+    }
+    for r in &q.rollups {
+        let behind = if r.recompute_all {
+            format!("every group to recompute, {:.1} s behind", r.lag_seconds)
+        } else if r.dirty_groups == 0 {
+            "caught up".to_string()
+        } else {
+            format!(
+                "{} groups to recompute, {:.1} s behind",
+                r.dirty_groups, r.lag_seconds
+            )
+        };
+        outln!("  rollup {} (from {}): {behind}", r.name, r.source);
     }
 }

@@ -38,13 +38,14 @@ impl Task {
     }
 }
 
-pub const KINDS: &[&str] = &["noop", "sql", "materialize"];
+pub const KINDS: &[&str] = &["noop", "sql", "materialize", "rollup"];
 
 pub async fn execute(pool: &PgPool, task: &Task) -> Outcome {
     match task.kind.as_str() {
         "noop" => Outcome::Done,
         "sql" => sql(pool, task).await,
         "materialize" => materialize(pool, task).await,
+        "rollup" => rollup(pool, task).await,
         other => Outcome::Fail(format!(
             "no worker task kind {other:?} (pgdw worker runs: {})",
             KINDS.join(", ")
@@ -103,6 +104,31 @@ async fn materialize(pool: &PgPool, task: &Task) -> Outcome {
             .bind(slot)
             .fetch_one(pool)
             .await;
+    match ran {
+        Ok(_) => Outcome::Done,
+        Err(e) => Outcome::Retry(e.to_string()),
+    }
+}
+
+/// `{"rollup": "<regclass>"}`: one run of a rollup (`pgdw.rollup_run`: switch the changes
+/// table, then recompute its groups, two transactions), then hand on to a new task while
+/// changes wait (`pgdw.rollup_handoff`).
+async fn rollup(pool: &PgPool, task: &Task) -> Outcome {
+    let Some(name) = task.payload.get("rollup").and_then(|v| v.as_str()) else {
+        return Outcome::Fail(r#"a rollup task's payload needs {"rollup": "<table>"}"#.into());
+    };
+    let ran = async {
+        let mut conn = pool.acquire().await?;
+        sqlx::query("CALL pgdw.rollup_run($1::regclass)")
+            .bind(name)
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query("SELECT pgdw.rollup_handoff($1::regclass)")
+            .bind(name)
+            .execute(&mut *conn)
+            .await
+    }
+    .await;
     match ran {
         Ok(_) => Outcome::Done,
         Err(e) => Outcome::Retry(e.to_string()),

@@ -1,0 +1,656 @@
+-- Incremental rollups (run again at every `pgdw up`, after queue.sql).
+--
+-- pgdw.rollup(name, query, source, keys) keeps the table `name` equal to `query` (a GROUP BY
+-- whose first N output columns are the group keys) by recomputing only the groups a change
+-- touched. Changes are captured by key, never by time range, so a late row costs its group.
+--
+-- Capture, on the source (and each of its partitions):
+-- * statement-level AFTER triggers with transition tables write the DISTINCT keys of the rows a
+--   statement inserted, updated (old and new) or deleted: a million-row load is one trigger
+--   call and one INSERT ... SELECT DISTINCT, not a million;
+-- * a row-level trigger enabled only for replicas catches rows applied by logical replication
+--   (its apply worker fires row triggers only); partitions created later get a clone of it;
+-- * TRUNCATE, and a partition dropped while attached, mark the whole rollup for recomputing;
+--   a partition detached (pg_partman's retention detaches, then drops) or attached has its
+--   keys captured while its rows still exist (an event trigger on the ALTER TABLE, or the
+--   worker's next check where event triggers cannot be created).
+--
+-- The changed keys go to an append-only table of two partitions (pgdw.rollup_changes_<id>):
+-- writers insert into the one `gen` names and never update or delete, so concurrent writers
+-- never wait for each other or for a unique index, and the table holds no dead tuples. A run
+-- switches writers to the other partition, waits for the writers still inside the old one
+-- (LOCK ... EXCLUSIVE), recomputes its distinct keys' groups from the query restricted to
+-- them (so every aggregate, distinct counts included, stays exact), deletes the groups that
+-- became empty, and TRUNCATEs the partition (PgQ's rotation).
+
+CREATE TABLE IF NOT EXISTS pgdw.rollups (
+    id            serial PRIMARY KEY,
+    name          regclass NOT NULL UNIQUE,   -- the rollup table
+    query         text NOT NULL,
+    source        regclass NOT NULL,
+    keys          text[] NOT NULL,            -- the group keys over one source row
+    key_columns   text[] NOT NULL,            -- the query's first N columns
+    value_columns text[] NOT NULL,            -- the others
+    gen           smallint NOT NULL DEFAULT 0 CHECK (gen IN (0, 1)),  -- the changes partition written
+    partitions    oid[] NOT NULL DEFAULT '{}',  -- the source's partitions when last checked
+    full_since    timestamptz,                -- every group is to be recomputed (a TRUNCATE, a dropped partition)
+    full_reason   text,
+    applied_at    timestamptz,
+    last_run      jsonb,                      -- what the last run did: groups, updated, deleted, ms, full
+    created_at    timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE pgdw.rollups IS 'Each rollup pgdw.rollup keeps, with its capture state';
+
+-- While a row here exists, a 'rollup' task for it is queued or running (one at a time).
+CREATE TABLE IF NOT EXISTS pgdw.rollup_slots (
+    rollup int PRIMARY KEY,
+    task   bigint
+);
+
+-- Names of a rollup's objects -----------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION pgdw.rollup_changes(id int, gen int DEFAULT NULL) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT format('pgdw.%I', 'rollup_changes_' || id || coalesce('_' || gen, ''));
+$$;
+
+-- `a.k1 = b.k2 AND ...` over two lists of columns, with `op` between each pair.
+CREATE OR REPLACE FUNCTION pgdw.rollup_pairs(a text, acols text[], b text, bcols text[], op text, sep text DEFAULT ' AND ')
+RETURNS text LANGUAGE sql IMMUTABLE AS $$
+    SELECT string_agg(format('%s.%I %s %s.%I', a, x, op, b, y), sep ORDER BY i)
+      FROM unnest(acols, bcols) WITH ORDINALITY u (x, y, i);
+$$;
+
+CREATE OR REPLACE FUNCTION pgdw.rollup_change_columns(n int) RETURNS text[]
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT array_agg('pgdw_k' || i ORDER BY i) FROM generate_series(1, n) i;
+$$;
+
+-- Capture ---------------------------------------------------------------------------------------
+
+-- The trigger functions of rollup r, generated with its key expressions in them (static SQL,
+-- planned once per trigger), and the changes table.
+CREATE OR REPLACE FUNCTION pgdw.rollup_install_capture(r pgdw.rollups) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    kc    text[] := pgdw.rollup_change_columns(cardinality(r.keys));
+    klist text := array_to_string(r.keys, ', ');
+    cols  text := (SELECT string_agg(format('%I', c), ', ') FROM unnest(kc) c);
+    gen   text := format('(SELECT gen FROM pgdw.rollups WHERE id = %s)', r.id);
+BEGIN
+    EXECUTE format('CREATE TABLE IF NOT EXISTS %s (gen smallint NOT NULL, %s, changed_at timestamptz NOT NULL) PARTITION BY LIST (gen)',
+                   pgdw.rollup_changes(r.id),
+                   (SELECT string_agg(format('%I %s', c, format_type(a.atttypid, a.atttypmod)), ', ' ORDER BY a.attnum)
+                      FROM unnest(kc, r.key_columns) u (c, k) JOIN pg_attribute a ON a.attrelid = r.name AND a.attname = k));
+    EXECUTE format('CREATE TABLE IF NOT EXISTS %s PARTITION OF %s FOR VALUES IN (0)', pgdw.rollup_changes(r.id, 0), pgdw.rollup_changes(r.id));
+    EXECUTE format('CREATE TABLE IF NOT EXISTS %s PARTITION OF %s FOR VALUES IN (1)', pgdw.rollup_changes(r.id, 1), pgdw.rollup_changes(r.id));
+    -- Nothing but inserts reach it: autovacuum has nothing to do there.
+    EXECUTE format('ALTER TABLE %s SET (autovacuum_enabled = false)', pgdw.rollup_changes(r.id, 0));
+    EXECUTE format('ALTER TABLE %s SET (autovacuum_enabled = false)', pgdw.rollup_changes(r.id, 1));
+
+    EXECUTE format($f$
+CREATE OR REPLACE FUNCTION pgdw.%I() RETURNS trigger LANGUAGE plpgsql AS $body$
+#variable_conflict use_column
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO %s (gen, %s, changed_at)
+        SELECT %s, s.*, statement_timestamp() FROM (SELECT DISTINCT %s FROM pgdw_new) s;
+    ELSIF TG_OP = 'UPDATE' THEN
+        INSERT INTO %2$s (gen, %3$s, changed_at)
+        SELECT %4$s, s.*, statement_timestamp() FROM (SELECT %5$s FROM pgdw_old UNION SELECT %5$s FROM pgdw_new) s;
+    ELSE
+        INSERT INTO %2$s (gen, %3$s, changed_at)
+        SELECT %4$s, s.*, statement_timestamp() FROM (SELECT DISTINCT %5$s FROM pgdw_old) s;
+    END IF;
+    RETURN NULL;
+END $body$
+$f$, 'rollup_capture_' || r.id, pgdw.rollup_changes(r.id), cols, gen, klist);
+
+    EXECUTE format($f$
+CREATE OR REPLACE FUNCTION pgdw.%I() RETURNS trigger LANGUAGE plpgsql AS $body$
+#variable_conflict use_column
+BEGIN
+    IF TG_OP IN ('UPDATE', 'DELETE') THEN
+        INSERT INTO %s (gen, %s, changed_at) SELECT %s, %s, statement_timestamp() FROM (SELECT OLD.*) s;
+    END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') THEN
+        INSERT INTO %2$s (gen, %3$s, changed_at) SELECT %4$s, %5$s, statement_timestamp() FROM (SELECT NEW.*) s;
+    END IF;
+    RETURN NULL;
+END $body$
+$f$, 'rollup_capture_row_' || r.id, pgdw.rollup_changes(r.id), cols, gen, klist);
+END $$;
+
+CREATE OR REPLACE FUNCTION pgdw.rollup_truncated() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE pgdw.rollups SET full_since = coalesce(full_since, statement_timestamp()),
+                            full_reason = format('%s was truncated', TG_RELID::regclass)
+     WHERE id = TG_ARGV[0]::int;
+    RETURN NULL;
+END $$;
+
+-- The statement-level triggers of rollup r on one table (the source, or one of its partitions:
+-- a statement naming a partition fires that partition's statement triggers, not the parent's).
+CREATE OR REPLACE FUNCTION pgdw.rollup_statement_triggers(r pgdw.rollups, tbl regclass) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    p text := 'pgdw_rollup_' || r.id;
+    f text := format('pgdw.%I()', 'rollup_capture_' || r.id);
+BEGIN
+    EXECUTE format('CREATE TRIGGER %I AFTER INSERT ON %s REFERENCING NEW TABLE AS pgdw_new FOR EACH STATEMENT EXECUTE FUNCTION %s', p || '_insert', tbl, f);
+    EXECUTE format('CREATE TRIGGER %I AFTER UPDATE ON %s REFERENCING OLD TABLE AS pgdw_old NEW TABLE AS pgdw_new FOR EACH STATEMENT EXECUTE FUNCTION %s', p || '_update', tbl, f);
+    EXECUTE format('CREATE TRIGGER %I AFTER DELETE ON %s REFERENCING OLD TABLE AS pgdw_old FOR EACH STATEMENT EXECUTE FUNCTION %s', p || '_delete', tbl, f);
+    EXECUTE format('CREATE TRIGGER %I BEFORE TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION pgdw.rollup_truncated(%L)', p || '_truncate', tbl, r.id);
+    -- A TRUNCATE replicated from a source reaches the apply worker as one.
+    EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER %I', tbl, p || '_truncate');
+END $$;
+
+CREATE OR REPLACE FUNCTION pgdw.rollup_drop_triggers(r pgdw.rollups, tbl regclass) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    t text;
+BEGIN
+    FOR t IN SELECT tgname FROM pg_trigger WHERE tgrelid = tbl AND NOT tgisinternal AND tgparentid = 0
+                AND tgname LIKE 'pgdw\_rollup\_' || r.id || '\_%' LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', t, tbl);
+    END LOOP;
+END $$;
+
+-- The source's partitions, every level.
+CREATE OR REPLACE FUNCTION pgdw.rollup_source_partitions(source regclass) RETURNS oid[]
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce(array_agg(relid::oid ORDER BY relid::oid), '{}') FROM pg_partition_tree(source) WHERE relid <> source;
+$$;
+
+-- Bring rollup r's view of its source's partitions up to date: a new or attached partition
+-- gets the statement triggers and its rows' keys are captured; a detached one has its keys
+-- captured (its rows left the source) and loses the triggers; one gone while attached (rows
+-- unknown) marks every group for recomputing. Cheap when nothing changed.
+CREATE OR REPLACE FUNCTION pgdw.rollup_check_partitions(rid int) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    r    pgdw.rollups;
+    now_ oid[];
+    p    oid;
+    kc   text;
+BEGIN
+    SELECT * INTO r FROM pgdw.rollups WHERE id = rid;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    now_ := pgdw.rollup_source_partitions(r.source);
+    IF now_ = r.partitions THEN
+        RETURN;
+    END IF;
+    SELECT * INTO r FROM pgdw.rollups WHERE id = rid FOR UPDATE;
+    now_ := pgdw.rollup_source_partitions(r.source);
+    kc := (SELECT string_agg(format('%I', c), ', ') FROM unnest(pgdw.rollup_change_columns(cardinality(r.keys))) c);
+    FOR p IN SELECT x FROM unnest(r.partitions) x EXCEPT SELECT y FROM unnest(now_) y LOOP
+        IF EXISTS (SELECT 1 FROM pg_class WHERE oid = p) THEN
+            EXECUTE format('INSERT INTO %s (gen, %s, changed_at) SELECT %s, s.*, statement_timestamp() FROM (SELECT DISTINCT %s FROM ONLY %s) s',
+                           pgdw.rollup_changes(r.id), kc, r.gen, array_to_string(r.keys, ', '), p::regclass);
+            PERFORM pgdw.rollup_drop_triggers(r, p::regclass);
+        ELSE
+            UPDATE pgdw.rollups SET full_since = coalesce(full_since, statement_timestamp()),
+                                    full_reason = 'a partition of ' || r.source::text || ' was dropped while attached'
+             WHERE id = r.id;
+        END IF;
+    END LOOP;
+    FOR p IN SELECT y FROM unnest(now_) y EXCEPT SELECT x FROM unnest(r.partitions) x LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = p AND tgname = 'pgdw_rollup_' || r.id || '_insert') THEN
+            PERFORM pgdw.rollup_statement_triggers(r, p::regclass);
+        END IF;
+        IF (SELECT relkind FROM pg_class WHERE oid = p) = 'r' THEN
+            EXECUTE format('INSERT INTO %s (gen, %s, changed_at) SELECT %s, s.*, statement_timestamp() FROM (SELECT DISTINCT %s FROM ONLY %s) s',
+                           pgdw.rollup_changes(r.id), kc, r.gen, array_to_string(r.keys, ', '), p::regclass);
+        END IF;
+    END LOOP;
+    UPDATE pgdw.rollups SET partitions = now_ WHERE id = r.id;
+END $$;
+
+-- Unregister rollup r: its triggers, functions and changes table go; the rollup table stays.
+CREATE OR REPLACE FUNCTION pgdw.rollup_uninstall(r pgdw.rollups) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    p oid;
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_class WHERE oid = r.source) THEN
+        PERFORM pgdw.rollup_drop_triggers(r, r.source);
+        FOREACH p IN ARRAY pgdw.rollup_source_partitions(r.source) LOOP
+            PERFORM pgdw.rollup_drop_triggers(r, p::regclass);
+        END LOOP;
+    END IF;
+    EXECUTE format('DROP FUNCTION IF EXISTS pgdw.%I() CASCADE', 'rollup_capture_' || r.id);
+    EXECUTE format('DROP FUNCTION IF EXISTS pgdw.%I() CASCADE', 'rollup_capture_row_' || r.id);
+    EXECUTE format('DROP TABLE IF EXISTS %s', pgdw.rollup_changes(r.id));
+    DELETE FROM pgdw.rollup_slots WHERE rollup = r.id;
+    DELETE FROM pgdw.rollups WHERE id = r.id;
+END $$;
+
+-- DDL on sources: partitions created, attached, detached (ddl_command_end), and tables dropped
+-- (sql_drop). Installed where the role may create event triggers (a superuser); elsewhere
+-- the worker's schedule runs the same partition check.
+CREATE OR REPLACE FUNCTION pgdw.rollup_ddl() RETURNS event_trigger LANGUAGE plpgsql AS $$
+DECLARE
+    rid int;
+BEGIN
+    IF current_setting('pgdw.rollup_ddl', true) = 'on' OR NOT EXISTS (SELECT 1 FROM pgdw.rollups) THEN
+        RETURN;
+    END IF;
+    PERFORM set_config('pgdw.rollup_ddl', 'on', true);
+    FOR rid IN SELECT id FROM pgdw.rollups LOOP
+        PERFORM pgdw.rollup_check_partitions(rid);
+    END LOOP;
+    PERFORM set_config('pgdw.rollup_ddl', 'off', true);
+END $$;
+
+CREATE OR REPLACE FUNCTION pgdw.rollup_dropped() RETURNS event_trigger LANGUAGE plpgsql AS $$
+DECLARE
+    r pgdw.rollups;
+    gone oid[];
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pgdw.rollups) THEN
+        RETURN;
+    END IF;
+    SELECT array_agg(objid) INTO gone FROM pg_event_trigger_dropped_objects() WHERE object_type = 'table';
+    IF gone IS NULL THEN
+        RETURN;
+    END IF;
+    FOR r IN SELECT * FROM pgdw.rollups WHERE name = ANY (gone) OR source = ANY (gone) OR partitions && gone LOOP
+        IF r.name = ANY (gone) OR r.source = ANY (gone) THEN
+            RAISE NOTICE 'pgdw: rollup % is no longer kept (its % was dropped)', r.name::oid,
+                CASE WHEN r.name = ANY (gone) THEN 'table' ELSE 'source' END;
+            PERFORM pgdw.rollup_uninstall(r);
+        ELSE
+            UPDATE pgdw.rollups SET full_since = coalesce(full_since, statement_timestamp()),
+                                    full_reason = 'a partition of ' || r.source::text || ' was dropped while attached',
+                                    partitions = (SELECT coalesce(array_agg(p), '{}') FROM unnest(partitions) p WHERE p <> ALL (gone))
+             WHERE id = r.id;
+        END IF;
+    END LOOP;
+END $$;
+
+DO $$
+BEGIN
+    IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+        DROP EVENT TRIGGER IF EXISTS pgdw_rollup_ddl;
+        DROP EVENT TRIGGER IF EXISTS pgdw_rollup_dropped;
+        CREATE EVENT TRIGGER pgdw_rollup_ddl ON ddl_command_end
+            WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE') EXECUTE FUNCTION pgdw.rollup_ddl();
+        CREATE EVENT TRIGGER pgdw_rollup_dropped ON sql_drop
+            WHEN TAG IN ('DROP TABLE', 'DROP SCHEMA', 'DROP OWNED') EXECUTE FUNCTION pgdw.rollup_dropped();
+    END IF;
+END $$;
+
+-- Apply -----------------------------------------------------------------------------------------
+
+-- Recompute groups of rollup r: those whose keys are in the changes partition `gen`, or every
+-- group (`whole`). Returns what it did.
+CREATE OR REPLACE FUNCTION pgdw.rollup_recompute(r pgdw.rollups, gen int, whole boolean)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    kc      text[] := pgdw.rollup_change_columns(cardinality(r.keys));
+    klist   text := (SELECT string_agg(format('%I', c), ', ') FROM unnest(r.key_columns) c);
+    kclist  text := (SELECT string_agg(format('%I', c), ', ') FROM unnest(kc) c);
+    all_cols text := (SELECT string_agg(format('%I', c), ', ') FROM unnest(r.key_columns || r.value_columns) c);
+    upsert  text;
+    anynull text := (SELECT string_agg(format('%I IS NULL', c), ' OR ') FROM unnest(kc) c);
+    tnull   text := (SELECT string_agg(format('t.%I IS NULL', c), ' OR ') FROM unnest(r.key_columns) c);
+    groups  bigint;
+    ups     bigint;
+    dels    bigint;
+BEGIN
+    upsert := CASE WHEN cardinality(r.value_columns) = 0 THEN 'DO NOTHING' ELSE
+        format('DO UPDATE SET %s WHERE (%s) IS DISTINCT FROM (%s)',
+               (SELECT string_agg(format('%1$I = EXCLUDED.%1$I', c), ', ') FROM unnest(r.value_columns) c),
+               (SELECT string_agg(format('t.%I', c), ', ') FROM unnest(r.value_columns) c) || CASE WHEN cardinality(r.value_columns) = 1 THEN ', NULL' ELSE '' END,
+               (SELECT string_agg(format('EXCLUDED.%I', c), ', ') FROM unnest(r.value_columns) c) || CASE WHEN cardinality(r.value_columns) = 1 THEN ', NULL' ELSE '' END) END;
+    IF whole THEN
+        EXECUTE format($s$
+            WITH fresh AS MATERIALIZED (SELECT %2$s FROM (%3$s) q),
+            del AS (DELETE FROM %1$s t
+                     WHERE NOT EXISTS (SELECT 1 FROM fresh f WHERE %4$s)
+                       AND NOT ((%5$s) AND EXISTS (SELECT 1 FROM fresh f WHERE %6$s))
+                    RETURNING 1),
+            up AS (INSERT INTO %1$s AS t (%2$s) SELECT %2$s FROM fresh ON CONFLICT (%7$s) %8$s RETURNING 1)
+            SELECT (SELECT count(*) FROM fresh), (SELECT count(*) FROM up), (SELECT count(*) FROM del)$s$,
+            r.name, all_cols, r.query,
+            pgdw.rollup_pairs('f', r.key_columns, 't', r.key_columns, '='),
+            tnull,
+            pgdw.rollup_pairs('f', r.key_columns, 't', r.key_columns, 'IS NOT DISTINCT FROM'),
+            klist, upsert)
+          INTO groups, ups, dels;
+    ELSE
+        -- Each dirty group from the query restricted to its keys: the conditions are pushed
+        -- into the query's WHERE (OFFSET 0 keeps the subquery from being flattened into a join
+        -- that would aggregate every group), so a group costs an index lookup of its rows.
+        EXECUTE format($s$
+            WITH d AS (SELECT DISTINCT %2$s FROM ONLY %3$s),
+            c AS MATERIALIZED (
+                SELECT d.*, f.* FROM d LEFT JOIN LATERAL (
+                    SELECT true AS pgdw_found, q.* FROM (%4$s) q WHERE %5$s OFFSET 0) f ON true
+                 WHERE NOT (%6$s)
+                UNION ALL
+                SELECT d.*, f.* FROM d LEFT JOIN LATERAL (
+                    SELECT true AS pgdw_found, q.* FROM (%4$s) q WHERE %7$s OFFSET 0) f ON true
+                 WHERE %6$s),
+            del AS (DELETE FROM %1$s t USING c
+                     WHERE c.pgdw_found IS NULL
+                       AND (%8$s OR ((%6$s) AND %9$s))
+                    RETURNING 1),
+            up AS (INSERT INTO %1$s AS t (%10$s) SELECT %10$s FROM c WHERE c.pgdw_found
+                   ON CONFLICT (%11$s) %12$s RETURNING 1)
+            SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM up), (SELECT count(*) FROM del)$s$,
+            r.name, kclist, pgdw.rollup_changes(r.id, gen), r.query,
+            pgdw.rollup_pairs('q', r.key_columns, 'd', kc, '='),
+            anynull,
+            pgdw.rollup_pairs('q', r.key_columns, 'd', kc, 'IS NOT DISTINCT FROM'),
+            '(' || pgdw.rollup_pairs('t', r.key_columns, 'c', kc, '=') || ')',
+            '(' || pgdw.rollup_pairs('t', r.key_columns, 'c', kc, 'IS NOT DISTINCT FROM') || ')',
+            all_cols, klist, upsert)
+          INTO groups, ups, dels;
+    END IF;
+    RETURN jsonb_build_object('groups', groups, 'updated', ups, 'deleted', dels, 'full', whole);
+END $$;
+
+-- Which changes partition a run consumes: the one writers left, if a run stopped before
+-- emptying it; else the current one, after switching writers to the other. NULL: nothing to do.
+CREATE OR REPLACE FUNCTION pgdw.rollup_rotate(rid int) RETURNS int
+LANGUAGE plpgsql AS $$
+DECLARE
+    r   pgdw.rollups;
+    any_ boolean;
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtextextended('pgdw.rollup', rid));
+    SELECT * INTO r FROM pgdw.rollups WHERE id = rid FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s)', pgdw.rollup_changes(rid, 1 - r.gen)) INTO any_;
+    IF any_ THEN
+        RETURN 1 - r.gen;
+    END IF;
+    EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s)', pgdw.rollup_changes(rid, r.gen)) INTO any_;
+    IF any_ THEN
+        UPDATE pgdw.rollups SET gen = 1 - r.gen WHERE id = rid;
+        RETURN r.gen;
+    END IF;
+    RETURN CASE WHEN r.full_since IS NOT NULL THEN 1 - r.gen END;
+END $$;
+
+-- Apply the changes partition `gen` of rollup rid (after pgdw.rollup_rotate, in a later
+-- transaction: writers must see the switch first). Returns what it did.
+CREATE OR REPLACE FUNCTION pgdw.rollup_apply(rid int, gen int) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    r       pgdw.rollups;
+    started timestamptz := clock_timestamp();
+    dirty   bigint;
+    whole   boolean;
+    did     jsonb;
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtextextended('pgdw.rollup', rid));
+    -- Writers that read the old `gen` may still be inserting: wait for them, and keep any
+    -- later one (a snapshot older than the switch) out until the TRUNCATE commits.
+    EXECUTE format('LOCK TABLE %s IN EXCLUSIVE MODE', pgdw.rollup_changes(rid, gen));
+    SELECT * INTO r FROM pgdw.rollups WHERE id = rid FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    SET LOCAL jit = off;
+    EXECUTE format('SELECT count(*) FROM %s', pgdw.rollup_changes(rid, gen)) INTO dirty;
+    -- Many changed rows at once (a bulk load): one pass over the query beats a lookup per group.
+    whole := r.full_since IS NOT NULL
+          OR dirty > greatest(10000, (SELECT reltuples FROM pg_class WHERE oid = r.name) / 5);
+    did := pgdw.rollup_recompute(r, gen, whole);
+    EXECUTE format('TRUNCATE %s', pgdw.rollup_changes(rid, gen));
+    UPDATE pgdw.rollups SET full_since = CASE WHEN whole THEN NULL ELSE full_since END,
+                            full_reason = CASE WHEN whole THEN NULL ELSE full_reason END,
+                            applied_at = now(),
+                            last_run = did || jsonb_build_object('ms', round(extract(epoch FROM clock_timestamp() - started) * 1000, 1))
+     WHERE id = rid;
+    RETURN did;
+END $$;
+
+-- One run of rollup `name`, as the worker's 'rollup' task does it: switch, then apply, in two
+-- transactions. Runs without a worker too: CALL pgdw.rollup_run('orders_daily').
+CREATE OR REPLACE PROCEDURE pgdw.rollup_run(name regclass)
+LANGUAGE plpgsql AS $$
+DECLARE
+    rid int := (SELECT id FROM pgdw.rollups r WHERE r.name = rollup_run.name);
+    gen int;
+BEGIN
+    IF rid IS NULL THEN
+        RAISE EXCEPTION 'pgdw.rollup_run: % is not a rollup (pgdw.rollup creates one)', name;
+    END IF;
+    PERFORM pgdw.rollup_check_partitions(rid);
+    gen := pgdw.rollup_rotate(rid);
+    COMMIT;
+    IF gen IS NOT NULL THEN
+        PERFORM pgdw.rollup_apply(rid, gen);
+    END IF;
+END $$;
+
+-- Queue a 'rollup' task for each rollup with changes and none queued. Workers call it when
+-- they look for work; a run hands on to the next while changes keep arriving.
+CREATE OR REPLACE FUNCTION pgdw.rollup_schedule() RETURNS int
+LANGUAGE plpgsql AS $$
+DECLARE
+    r      pgdw.rollups;
+    queued int := 0;
+    any_   boolean;
+BEGIN
+    -- A slot whose task failed for good is free again.
+    DELETE FROM pgdw.rollup_slots s
+     WHERE EXISTS (SELECT 1 FROM pgdw.task_history h WHERE h.id = s.task AND h.state = 'failed');
+    FOR r IN SELECT * FROM pgdw.rollups LOOP
+        PERFORM pgdw.rollup_check_partitions(r.id);
+        CONTINUE WHEN EXISTS (SELECT 1 FROM pgdw.rollup_slots s WHERE s.rollup = r.id);
+        EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s)', pgdw.rollup_changes(r.id)) INTO any_;
+        CONTINUE WHEN NOT any_ AND NOT EXISTS (SELECT 1 FROM pgdw.rollups x WHERE x.id = r.id AND x.full_since IS NOT NULL);
+        INSERT INTO pgdw.rollup_slots (rollup, task)
+        VALUES (r.id, pgdw.enqueue('rollup', jsonb_build_object('rollup', r.name::text)))
+        ON CONFLICT (rollup) DO NOTHING;
+        queued := queued + 1;
+    END LOOP;
+    RETURN queued;
+END $$;
+
+-- After a 'rollup' task's run: hand on to a new task while changes wait, else free the slot.
+CREATE OR REPLACE FUNCTION pgdw.rollup_handoff(name regclass) RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+    r    pgdw.rollups;
+    any_ boolean;
+BEGIN
+    SELECT * INTO r FROM pgdw.rollups x WHERE x.name = rollup_handoff.name;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s)', pgdw.rollup_changes(r.id)) INTO any_;
+    IF any_ OR r.full_since IS NOT NULL THEN
+        INSERT INTO pgdw.rollup_slots AS s (rollup, task)
+        VALUES (r.id, pgdw.enqueue('rollup', jsonb_build_object('rollup', r.name::text)))
+        ON CONFLICT (rollup) DO UPDATE SET task = EXCLUDED.task;
+        RETURN true;
+    END IF;
+    DELETE FROM pgdw.rollup_slots WHERE rollup = r.id;
+    RETURN false;
+END $$;
+
+-- Lag ---------------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION pgdw.rollup_lag(name regclass,
+    OUT dirty_groups bigint, OUT oldest_change_age interval, OUT recompute_all boolean)
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    r pgdw.rollups;
+BEGIN
+    SELECT * INTO r FROM pgdw.rollups x WHERE x.name = rollup_lag.name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'pgdw.rollup_lag: % is not a rollup (pgdw.rollup creates one)', name;
+    END IF;
+    EXECUTE format('SELECT count(*) FROM (SELECT DISTINCT %s FROM %s) d',
+                   (SELECT string_agg(format('%I', c), ', ') FROM unnest(pgdw.rollup_change_columns(cardinality(r.keys))) c),
+                   pgdw.rollup_changes(r.id))
+      INTO dirty_groups;
+    EXECUTE format('SELECT now() - min(changed_at) FROM %s', pgdw.rollup_changes(r.id)) INTO oldest_change_age;
+    recompute_all := r.full_since IS NOT NULL;
+    IF recompute_all THEN
+        oldest_change_age := greatest(oldest_change_age, now() - r.full_since);
+    END IF;
+    oldest_change_age := greatest(oldest_change_age, interval '0');
+END $$;
+COMMENT ON FUNCTION pgdw.rollup_lag(regclass) IS
+    'How far a rollup is behind its source: groups to recompute and the age of the oldest change not applied';
+
+CREATE OR REPLACE VIEW pgdw.rollup_status AS
+SELECT r.name::text AS rollup, r.source::text AS source, l.dirty_groups, l.oldest_change_age,
+       l.recompute_all, r.full_reason, r.applied_at, r.last_run
+  FROM pgdw.rollups r, LATERAL pgdw.rollup_lag(r.name) l;
+COMMENT ON VIEW pgdw.rollup_status IS 'Each rollup with its lag (pgdw status lists it)';
+
+-- Register ------------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION pgdw.rollup(name text, query text, source regclass, keys text[])
+RETURNS text LANGUAGE plpgsql AS $$
+#variable_conflict use_variable
+DECLARE
+    old      pgdw.rollups;
+    r        pgdw.rollups;
+    target   regclass := to_regclass(name);
+    probe    text := 'pgdw_rollup_probe_' || pg_backend_pid();
+    ncols    int;
+    kcols    text[];
+    vcols    text[];
+    bad      text;
+    same_shape boolean := false;
+    groups   bigint;
+    kind     "char" := (SELECT relkind FROM pg_class WHERE oid = source);
+    part     oid;
+BEGIN
+    -- The tables made here are not a source's partitions: the DDL event trigger stays out.
+    PERFORM set_config('pgdw.rollup_ddl', 'on', true);
+    IF query IS NULL OR keys IS NULL OR cardinality(keys) = 0 THEN
+        RAISE EXCEPTION 'pgdw.rollup: % needs a query and at least one key', name;
+    END IF;
+    IF kind NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION 'pgdw.rollup: % is not a table (a %), so its changes cannot be captured', source,
+            CASE kind WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view' WHEN 'f' THEN 'foreign table' ELSE 'relation of kind ' || kind END
+            USING HINT = 'Roll up a local table: copy a foreign table with pgdw.sync or replication first';
+    END IF;
+    IF target IS NOT NULL THEN
+        SELECT * INTO old FROM pgdw.rollups x WHERE x.name = target;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'pgdw.rollup: % exists and is not a rollup', target
+                USING HINT = 'pgdw.rollup creates its table; choose another name or drop it';
+        END IF;
+        IF old.query = rollup.query AND old.source = rollup.source AND old.keys = rollup.keys THEN
+            PERFORM set_config('pgdw.rollup_ddl', 'off', true);
+            RETURN format('%s is kept from %s already', target, source);
+        END IF;
+    END IF;
+
+    -- The query's columns and types, and the keys' over a source row, from tables made
+    -- WITH NO DATA (dropped at the end of this function).
+    BEGIN
+        EXECUTE format('CREATE TEMP TABLE %I AS SELECT * FROM (%s) q WITH NO DATA', probe, query);
+    EXCEPTION WHEN others THEN
+        RAISE EXCEPTION 'pgdw.rollup: the query of % does not run: %', name, SQLERRM;
+    END;
+    SELECT array_agg(attname::text ORDER BY attnum) INTO kcols
+      FROM pg_attribute WHERE attrelid = probe::regclass AND attnum > 0 AND attnum <= cardinality(keys);
+    SELECT array_agg(attname::text ORDER BY attnum) INTO vcols
+      FROM pg_attribute WHERE attrelid = probe::regclass AND attnum > cardinality(keys) AND NOT attisdropped;
+    ncols := (SELECT count(*) FROM pg_attribute WHERE attrelid = probe::regclass AND attnum > 0 AND NOT attisdropped);
+    IF ncols < cardinality(keys) THEN
+        EXECUTE format('DROP TABLE %I', probe);
+        RAISE EXCEPTION 'pgdw.rollup: % has % keys but its query only % columns', name, cardinality(keys), ncols;
+    END IF;
+    SELECT string_agg(c, ', ') INTO bad FROM unnest(kcols || coalesce(vcols, '{}')) c
+     WHERE c LIKE 'pgdw\_%' OR c = '?column?';
+    IF bad IS NOT NULL THEN
+        EXECUTE format('DROP TABLE %I', probe);
+        RAISE EXCEPTION 'pgdw.rollup: name the query''s columns of % (AS ...); these cannot be columns: %', name, bad;
+    END IF;
+    BEGIN
+        EXECUTE format('CREATE TEMP TABLE %I AS SELECT %s FROM %s WITH NO DATA', probe || '_k',
+                       (SELECT string_agg(format('%s AS %I', k, 'k' || i), ', ') FROM unnest(keys) WITH ORDINALITY u (k, i)),
+                       source);
+    EXCEPTION WHEN others THEN
+        EXECUTE format('DROP TABLE %I', probe);
+        RAISE EXCEPTION 'pgdw.rollup: the keys of % are not expressions over a row of %: %', name, source, SQLERRM;
+    END;
+    SELECT string_agg(format('%s is %s over %s but the query''s %s is %s', keys[q.attnum], format_type(k.atttypid, k.atttypmod),
+                             source, q.attname, format_type(q.atttypid, q.atttypmod)), '; ') INTO bad
+      FROM pg_attribute q JOIN pg_attribute k ON k.attrelid = (probe || '_k')::regclass AND k.attnum = q.attnum
+     WHERE q.attrelid = probe::regclass AND q.attnum > 0 AND q.attnum <= cardinality(keys) AND k.atttypid <> q.atttypid;
+    IF bad IS NOT NULL THEN
+        EXECUTE format('DROP TABLE %I, %I', probe, probe || '_k');
+        RAISE EXCEPTION 'pgdw.rollup: the keys of % do not match its query''s first columns: %', name, bad
+            USING HINT = 'keys are the query''s first columns, in order, written over one row of the source';
+    END IF;
+
+    -- Checked: (re)install. Everything below is one transaction with the caller's.
+    IF old.id IS NOT NULL THEN
+        same_shape := old.key_columns = kcols AND old.value_columns = coalesce(vcols, '{}')
+            AND NOT EXISTS (SELECT 1 FROM pg_attribute q JOIN pg_attribute t ON t.attrelid = old.name AND t.attname = q.attname
+                             WHERE q.attrelid = probe::regclass AND q.attnum > 0 AND NOT q.attisdropped AND t.atttypid <> q.atttypid);
+        PERFORM pgdw.rollup_uninstall(old);
+        IF NOT same_shape THEN
+            BEGIN
+                EXECUTE format('DROP TABLE %s', old.name);
+            EXCEPTION WHEN dependent_objects_still_exist THEN
+                EXECUTE format('DROP TABLE %I, %I', probe, probe || '_k');
+                RAISE EXCEPTION 'pgdw.rollup: the new query of % has other columns, and objects depend on the table: %', old.name, SQLERRM
+                    USING HINT = 'Drop them first (and create them again after), or keep the columns';
+            END;
+            target := NULL;
+        END IF;
+    END IF;
+    EXECUTE format('DROP TABLE %I, %I', probe, probe || '_k');
+    IF target IS NULL THEN
+        EXECUTE format('CREATE TABLE %s AS SELECT * FROM (%s) q WITH NO DATA', name, query);
+        target := to_regclass(name);
+        EXECUTE format('CREATE UNIQUE INDEX %I ON %s (%s) NULLS NOT DISTINCT',
+                       left((SELECT relname FROM pg_class WHERE oid = target), 50) || '_keys', target,
+                       (SELECT string_agg(format('%I', c), ', ') FROM unnest(kcols) c));
+    END IF;
+    INSERT INTO pgdw.rollups (name, query, source, keys, key_columns, value_columns, partitions)
+    VALUES (target, query, source, keys, kcols, coalesce(vcols, '{}'), '{}')
+    RETURNING * INTO r;
+
+    -- Capture first: the triggers lock the source against writers until this transaction
+    -- commits, so every change is either in the fill below or captured.
+    PERFORM pgdw.rollup_install_capture(r);
+    PERFORM pgdw.rollup_statement_triggers(r, source);
+    EXECUTE format('CREATE TRIGGER %I AFTER INSERT OR UPDATE OR DELETE ON %s FOR EACH ROW EXECUTE FUNCTION pgdw.%I()',
+                   'pgdw_rollup_' || r.id || '_row', source, 'rollup_capture_row_' || r.id);
+    EXECUTE format('ALTER TABLE %s ENABLE REPLICA TRIGGER %I', source, 'pgdw_rollup_' || r.id || '_row');
+    FOREACH part IN ARRAY pgdw.rollup_source_partitions(source) LOOP
+        PERFORM pgdw.rollup_statement_triggers(r, part::regclass);
+    END LOOP;
+    UPDATE pgdw.rollups x SET partitions = pgdw.rollup_source_partitions(source) WHERE x.id = r.id;
+
+    SET LOCAL jit = off;
+    PERFORM pgdw.rollup_recompute(r, 0, true);
+    EXECUTE format('SELECT count(*) FROM %s', target) INTO groups;
+
+    -- Keys that are not the query's first columns would recompute the wrong rows: every group
+    -- the query made must be a value of the keys over some source row.
+    EXECUTE format('SELECT row(%s)::text FROM (SELECT %s FROM %s EXCEPT SELECT %s FROM %s) x LIMIT 1',
+                   (SELECT string_agg(format('%I', c), ', ') FROM unnest(kcols) c),
+                   (SELECT string_agg(format('%I', c), ', ') FROM unnest(kcols) c), target,
+                   array_to_string(keys, ', '), source)
+      INTO bad;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'pgdw.rollup: the query of % makes the group %, which the keys never give over a row of %', target, bad, source
+            USING HINT = 'keys are the query''s first columns, in order, written over one row of the source';
+    END IF;
+    UPDATE pgdw.rollups SET applied_at = now() WHERE id = r.id;
+    PERFORM set_config('pgdw.rollup_ddl', 'off', true);
+    RETURN format('%s keeps %s groups of %s by (%s)%s', target, groups, source, array_to_string(kcols, ', '),
+                  CASE WHEN old.id IS NOT NULL THEN ' (rebuilt: the query changed)' ELSE '' END);
+END $$;
+COMMENT ON FUNCTION pgdw.rollup(text, text, regclass, text[]) IS
+    'Create and keep a rollup table: the query''s groups recomputed by key from the source''s changes';

@@ -536,7 +536,7 @@ BEGIN
     END IF;
     IF kind NOT IN ('r', 'p') THEN
         RAISE EXCEPTION 'pgdw.rollup: % is not a table (a %), so its changes cannot be captured', source,
-            CASE kind WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view' WHEN 'f' THEN 'foreign table' ELSE 'relation of kind ' || kind END
+            CASE kind WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view' WHEN 'f' THEN 'foreign table' ELSE 'relation of kind ' || kind::text END
             USING HINT = 'Roll up a local table: copy a foreign table with pgdw.sync or replication first';
     END IF;
     IF target IS NOT NULL THEN

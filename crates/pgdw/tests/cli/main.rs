@@ -16,6 +16,7 @@ mod migrate;
 mod output;
 mod queue;
 mod replicate;
+mod rollup;
 mod runtime;
 mod serve;
 

@@ -547,3 +547,41 @@ fn materialized_columns_on_a_replica() {
         "RENAMED,STREAMED IN",
     );
 }
+
+#[test]
+fn a_rollup_of_a_replica_follows_the_source() {
+    let f = Fixture::streaming();
+    let plans = "SELECT plan, count(*) AS organizations, count(DISTINCT length(name)) AS name_lengths FROM organizations GROUP BY 1";
+    query(
+        &f.wh,
+        &format!("SELECT pgdw.rollup('plans', $q${plans}$q$, source => 'organizations', keys => ARRAY['plan'])"),
+    );
+    let _worker = super::materialize::worker(&f.wh);
+    // Rows applied by the subscription's apply worker (row triggers only, as a replica):
+    // an insert into a new group, a move between groups, a group emptied by a delete, a
+    // NULL group.
+    query(
+        &f.source,
+        "INSERT INTO organizations VALUES (500, 'streamed in', 'enterprise');
+         UPDATE organizations SET plan = 'pro' WHERE id <= 30;
+         UPDATE organizations SET plan = NULL WHERE id = 31;
+         INSERT INTO organizations VALUES (501, 'short-lived', 'trial');
+         DELETE FROM organizations WHERE id = 501",
+    );
+    f.converges(ALL_ORGS);
+    super::queue::converges(
+        &f.wh,
+        &format!(
+            "SELECT (SELECT dirty_groups FROM pgdw.rollup_lag('plans')) = 0
+                AND NOT EXISTS (TABLE plans EXCEPT {plans}) AND NOT EXISTS ({plans} EXCEPT TABLE plans)"
+        ),
+        "t",
+    );
+    assert_eq!(
+        query(
+            &f.wh,
+            "SELECT string_agg(coalesce(plan, '-') || '=' || organizations, ',' ORDER BY plan NULLS FIRST) FROM plans"
+        ),
+        "-=1,enterprise=1,free=69,pro=30"
+    );
+}

@@ -73,11 +73,12 @@ fn main() {
         eprint!(".");
     }
     sql(&format!(
-        "SELECT rollup_metric(m, {lo}, {now}) FROM unnest(ARRAY['instance_cpu_usage', 'instance_memory_bytes']) m;
-         INSERT INTO metric_sync SELECT m, {now} FROM unnest(ARRAY['instance_cpu_usage', 'instance_memory_bytes']) m;
-         VACUUM ANALYZE;",
-        lo = now - DAYS * 86_400
+        "INSERT INTO metric_sync SELECT m, {now} FROM unnest(ARRAY['instance_cpu_usage', 'instance_memory_bytes']) m"
     ));
+    // The rollups, as pgdw worker keeps them: one whole pass each after a bulk load.
+    sql("CALL pgdw.rollup_run('metric_hourly')");
+    sql("CALL pgdw.rollup_run('metric_daily')");
+    sql("VACUUM ANALYZE");
     let samples = sql("SELECT count(*) FROM metric_values");
     eprintln!(
         "\n{samples} samples loaded in {:.0} s",

@@ -654,3 +654,37 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION pgdw.rollup(text, text, regclass, text[]) IS
     'Create and keep a rollup table: the query''s groups recomputed by key from the source''s changes';
+
+-- What workers still have to compute: materialized rows pending and rollup groups dirty (a
+-- rollup to recompute whole counts one). 0: every derived table is up to date with what has
+-- committed.
+CREATE OR REPLACE FUNCTION pgdw.derived_backlog() RETURNS bigint
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce((SELECT sum(pgdw.materialize_pending(t)) FROM (SELECT DISTINCT tbl FROM pgdw.materializations) m (t)), 0)
+         + coalesce((SELECT sum(dirty_groups + recompute_all::int) FROM pgdw.rollup_status), 0);
+$$;
+COMMENT ON FUNCTION pgdw.derived_backlog() IS
+    'Materialized rows and rollup groups pgdw worker has still to compute (0: caught up)';
+
+-- Groups where rollup `name` differs from a full run of its query, both ways (0: exact). A
+-- full scan of the source: for checks and tests, not for schedules. Floating-point aggregates
+-- may differ in their last digits, summed in another order.
+CREATE OR REPLACE FUNCTION pgdw.rollup_verify(name regclass) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    r pgdw.rollups;
+    n bigint;
+BEGIN
+    SELECT * INTO r FROM pgdw.rollups x WHERE x.name = rollup_verify.name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'pgdw.rollup_verify: % is not a rollup (pgdw.rollup creates one)', name;
+    END IF;
+    EXECUTE format('SELECT (SELECT count(*) FROM (SELECT %1$s FROM %2$s EXCEPT SELECT %1$s FROM (%3$s) q) a)
+                         + (SELECT count(*) FROM (SELECT %1$s FROM (%3$s) q EXCEPT SELECT %1$s FROM %2$s) b)',
+                   (SELECT string_agg(format('%I', c), ', ') FROM unnest(r.key_columns || r.value_columns) c),
+                   r.name, r.query)
+      INTO n;
+    RETURN n;
+END $$;
+COMMENT ON FUNCTION pgdw.rollup_verify(regclass) IS
+    'Groups where a rollup differs from its query run whole (0: exact); reads the whole source';

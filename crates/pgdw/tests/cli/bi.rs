@@ -188,9 +188,11 @@ fn the_grafana_queries_run_as_documented() {
            ('instance_cpu_usage', '{\"instance_id\": \"i2\", \"organization_id\": \"o2\"}');
          INSERT INTO metric_values SELECT l.id, t, 1 + l.id % 2
            FROM metric_labels l, generate_series(extract(epoch FROM now())::bigint / 60 * 60 - 86400,
-                                                 extract(epoch FROM now())::bigint / 60 * 60 - 60, 60) t;
-         SELECT rollup_metric('instance_cpu_usage', 0, extract(epoch FROM now())::bigint)",
+                                                 extract(epoch FROM now())::bigint / 60 * 60 - 60, 60) t",
     );
+    // The hourly and daily rollups (kept by pgdw worker), brought up to date here.
+    query(&w, "CALL pgdw.rollup_run('metric_hourly')");
+    query(&w, "CALL pgdw.rollup_run('metric_daily')");
     let now: i64 = query(&w, "SELECT extract(epoch FROM now())::bigint")
         .parse()
         .unwrap();

@@ -89,12 +89,19 @@ fn the_example_warehouse_answers_the_seeds_questions() {
         data.organizations.len().to_string()
     );
 
-    // Each organization's profile: materialized columns (migration 8) a worker computes.
+    // Each organization's profile and each instance's state: materialized columns (migrations
+    // 8 and 9); the rollups (migration 9). A worker computes them all.
     let _worker = super::materialize::worker(&w);
-    super::queue::converges(
-        &w,
-        "SELECT pgdw.materialize_pending('public.organizations')",
-        "0",
+    super::queue::converges(&w, "SELECT pgdw.derived_backlog()", "0");
+    assert_eq!(
+        query(&w, "SELECT string_agg(name::text || '=' || pgdw.rollup_verify(name), ',' ORDER BY name::text)
+                     FROM pgdw.rollups WHERE name::text NOT LIKE 'metric%'"),
+        "instance_states=0,org_events_daily=0,signups_weekly=0"
+    );
+    assert_eq!(
+        query(&w, "SELECT (SELECT sum(samples) FROM metric_hourly) = (SELECT count(*) FROM metric_values)
+                      AND (SELECT sum(hours) FROM metric_daily) = (SELECT count(*) FROM metric_hourly)"),
+        "t"
     );
     assert_eq!(
         query(&w, "SELECT sum(live_instances) || ' ' || count(*) FILTER (WHERE plan_tier IS NULL) FROM organizations"),

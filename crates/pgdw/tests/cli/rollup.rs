@@ -14,7 +14,9 @@ const ORDERS_DAILY: &str = "SELECT customer_id, date_trunc('day', created_at) AS
 fn register(w: &TempWarehouse, name: &str, query_: &str, source: &str, keys: &str) -> String {
     query(
         w,
-        &format!("SELECT pgdw.rollup('{name}', $q${query_}$q$, source => '{source}', keys => {keys})"),
+        &format!(
+            "SELECT pgdw.rollup('{name}', $q${query_}$q$, source => '{source}', keys => {keys})"
+        ),
     )
 }
 
@@ -101,7 +103,10 @@ fn a_rollup_stays_exact_through_every_kind_of_change() {
         );
         exact(&w, "orders_daily", ORDERS_DAILY);
     }
-    query(&w, "DELETE FROM shop.orders WHERE customer_id BETWEEN 10 AND 12");
+    query(
+        &w,
+        "DELETE FROM shop.orders WHERE customer_id BETWEEN 10 AND 12",
+    );
     exact(&w, "orders_daily", ORDERS_DAILY);
     assert_eq!(
         query(
@@ -112,7 +117,10 @@ fn a_rollup_stays_exact_through_every_kind_of_change() {
         "emptied groups are deleted"
     );
     assert_eq!(
-        query(&w, "SELECT count(*) > 0 FROM orders_daily WHERE customer_id IS NULL"),
+        query(
+            &w,
+            "SELECT count(*) > 0 FROM orders_daily WHERE customer_id IS NULL"
+        ),
         "t"
     );
 
@@ -175,7 +183,10 @@ fn a_partition_created_after_the_rollup_is_captured() {
         "2 11"
     );
     // Detached with its rows, then attached again: they leave, then come back.
-    query(&w, "ALTER TABLE shop.orders DETACH PARTITION shop.orders_later");
+    query(
+        &w,
+        "ALTER TABLE shop.orders DETACH PARTITION shop.orders_later",
+    );
     exact(&w, "orders_daily", ORDERS_DAILY);
     query(
         &w,
@@ -184,7 +195,10 @@ fn a_partition_created_after_the_rollup_is_captured() {
     );
     exact(&w, "orders_daily", ORDERS_DAILY);
     assert_eq!(
-        query(&w, "SELECT count(*) FROM orders_daily WHERE day > now() + interval '19 days'"),
+        query(
+            &w,
+            "SELECT count(*) FROM orders_daily WHERE day > now() + interval '19 days'"
+        ),
         "1"
     );
 }
@@ -210,8 +224,15 @@ fn a_bulk_load_is_one_trigger_call_and_stays_exact() {
 fn two_rollups_on_one_source_and_writers_never_wait() {
     let w = shop();
     orders_daily(&w);
-    let by_product = "SELECT product_id, count(*) AS orders, max(amount) AS largest FROM shop.orders GROUP BY 1";
-    register(&w, "orders_by_product", by_product, "shop.orders", "ARRAY['product_id']");
+    let by_product =
+        "SELECT product_id, count(*) AS orders, max(amount) AS largest FROM shop.orders GROUP BY 1";
+    register(
+        &w,
+        "orders_by_product",
+        by_product,
+        "shop.orders",
+        "ARRAY['product_id']",
+    );
 
     // Two writers in open transactions changing the same groups: neither waits for the
     // other (statement_timeout would fail the second).
@@ -219,7 +240,8 @@ fn two_rollups_on_one_source_and_writers_never_wait() {
     let mut b = w.client_db("warehouse");
     a.batch_execute("SET statement_timeout = '5s'; BEGIN; INSERT INTO shop.orders (customer_id, created_at, amount, product_id) VALUES (1, now(), 1000, 3)").unwrap();
     b.batch_execute("SET statement_timeout = '5s'; BEGIN; INSERT INTO shop.orders (customer_id, created_at, amount, product_id) VALUES (1, now(), 2000, 3); UPDATE shop.orders SET amount = amount + 1 WHERE customer_id = 1 AND product_id = 3").unwrap();
-    a.batch_execute("UPDATE shop.orders SET product_id = 4 WHERE customer_id = 2").unwrap();
+    a.batch_execute("UPDATE shop.orders SET product_id = 4 WHERE customer_id = 2")
+        .unwrap();
     b.batch_execute("COMMIT").unwrap();
     a.batch_execute("COMMIT").unwrap();
 
@@ -227,13 +249,22 @@ fn two_rollups_on_one_source_and_writers_never_wait() {
     exact(&w, "orders_daily", ORDERS_DAILY);
     exact(&w, "orders_by_product", by_product);
     assert_eq!(
-        query(&w, "SELECT largest FROM orders_by_product WHERE product_id = 3"),
+        query(
+            &w,
+            "SELECT largest FROM orders_by_product WHERE product_id = 3"
+        ),
         "2001"
     );
     // The query changed: rebuilt (another column), the same call again a no-op.
     let by_product2 = "SELECT product_id, count(*) AS orders, min(amount) AS smallest FROM shop.orders GROUP BY 1";
-    assert!(register(&w, "orders_by_product", by_product2, "shop.orders", "ARRAY['product_id']")
-        .ends_with("(rebuilt: the query changed)"));
+    assert!(register(
+        &w,
+        "orders_by_product",
+        by_product2,
+        "shop.orders",
+        "ARRAY['product_id']"
+    )
+    .ends_with("(rebuilt: the query changed)"));
     query(&w, "DELETE FROM shop.orders WHERE product_id = 3");
     exact(&w, "orders_by_product", by_product2);
     exact(&w, "orders_daily", ORDERS_DAILY);
@@ -253,13 +284,22 @@ fn a_worker_killed_mid_recompute_loses_nothing() {
         "CREATE FUNCTION slow_sum(numeric) RETURNS numeric LANGUAGE sql AS $$ SELECT $1 FROM pg_sleep(0.15) $$",
     );
     let slow = "SELECT customer_id, sum(slow_sum(amount)) AS revenue FROM shop.orders WHERE product_id = 99 GROUP BY 1";
-    register(&w, "slow_revenue", slow, "shop.orders", "ARRAY['customer_id']");
+    register(
+        &w,
+        "slow_revenue",
+        slow,
+        "shop.orders",
+        "ARRAY['customer_id']",
+    );
     query(
         &w,
         "INSERT INTO shop.orders (customer_id, created_at, amount, product_id)
          SELECT g, now(), g, 99 FROM generate_series(1, 10) g",
     );
-    let first = Worker::start(&w, &["--concurrency", "2", "--poll", "200ms", "--lease", "2s"]);
+    let first = Worker::start(
+        &w,
+        &["--concurrency", "2", "--poll", "200ms", "--lease", "2s"],
+    );
     converges(
         &w,
         "SELECT count(*) FROM pgdw.tasks WHERE kind = 'rollup' AND state = 'running'",
@@ -288,7 +328,9 @@ fn bad_registrations_are_refused_with_nothing_installed() {
     let refused = |name: &str, q: &str, source: &str, keys: &str| {
         w.psql_db(
             "warehouse",
-            &format!("SELECT pgdw.rollup('{name}', $q${q}$q$, source => '{source}', keys => {keys})"),
+            &format!(
+                "SELECT pgdw.rollup('{name}', $q${q}$q$, source => '{source}', keys => {keys})"
+            ),
         )
         .expect_err("refused")
     };

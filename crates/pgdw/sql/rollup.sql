@@ -296,6 +296,7 @@ DECLARE
     upsert  text;
     anynull text := (SELECT string_agg(format('%I IS NULL', c), ' OR ') FROM unnest(kc) c);
     tnull   text := (SELECT string_agg(format('t.%I IS NULL', c), ' OR ') FROM unnest(r.key_columns) c);
+    has_null boolean;
     groups  bigint;
     ups     bigint;
     dels    bigint;
@@ -324,30 +325,37 @@ BEGIN
         -- Each dirty group from the query restricted to its keys: the conditions are pushed
         -- into the query's WHERE (OFFSET 0 keeps the subquery from being flattened into a join
         -- that would aggregate every group), so a group costs an index lookup of its rows.
+        -- Keys compare with =, which an index serves; a NULL key (a group too) needs IS NOT
+        -- DISTINCT FROM, which no index serves, so that path is added only when one is dirty.
+        EXECUTE format('SELECT EXISTS (SELECT 1 FROM ONLY %s WHERE %s)', pgdw.rollup_changes(r.id, gen), anynull)
+          INTO has_null;
         EXECUTE format($s$
             WITH d AS (SELECT DISTINCT %2$s FROM ONLY %3$s),
             c AS MATERIALIZED (
                 SELECT d.*, f.* FROM d LEFT JOIN LATERAL (
                     SELECT true AS pgdw_found, q.* FROM (%4$s) q WHERE %5$s OFFSET 0) f ON true
                  WHERE NOT (%6$s)
-                UNION ALL
-                SELECT d.*, f.* FROM d LEFT JOIN LATERAL (
-                    SELECT true AS pgdw_found, q.* FROM (%4$s) q WHERE %7$s OFFSET 0) f ON true
-                 WHERE %6$s),
-            del AS (DELETE FROM %1$s t USING c
-                     WHERE c.pgdw_found IS NULL
-                       AND (%8$s OR ((%6$s) AND %9$s))
-                    RETURNING 1),
+                %7$s),
+            del AS (DELETE FROM %1$s t USING c WHERE c.pgdw_found IS NULL AND %8$s RETURNING 1),
+            %9$s
             up AS (INSERT INTO %1$s AS t (%10$s) SELECT %10$s FROM c WHERE c.pgdw_found
                    ON CONFLICT (%11$s) %12$s RETURNING 1)
-            SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM up), (SELECT count(*) FROM del)$s$,
+            SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM up), (SELECT count(*) FROM del) %13$s
+            $s$,
             r.name, kclist, pgdw.rollup_changes(r.id, gen), r.query,
             pgdw.rollup_pairs('q', r.key_columns, 'd', kc, '='),
             anynull,
-            pgdw.rollup_pairs('q', r.key_columns, 'd', kc, 'IS NOT DISTINCT FROM'),
-            '(' || pgdw.rollup_pairs('t', r.key_columns, 'c', kc, '=') || ')',
-            '(' || pgdw.rollup_pairs('t', r.key_columns, 'c', kc, 'IS NOT DISTINCT FROM') || ')',
-            all_cols, klist, upsert)
+            CASE WHEN has_null THEN format(
+                'UNION ALL SELECT d.*, f.* FROM d LEFT JOIN LATERAL (
+                    SELECT true AS pgdw_found, q.* FROM (%s) q WHERE %s OFFSET 0) f ON true
+                 WHERE %s', r.query, pgdw.rollup_pairs('q', r.key_columns, 'd', kc, 'IS NOT DISTINCT FROM'), anynull) ELSE '' END,
+            pgdw.rollup_pairs('t', r.key_columns, 'c', kc, '='),
+            CASE WHEN has_null THEN format(
+                'del_null AS (DELETE FROM %s t USING c WHERE c.pgdw_found IS NULL AND (%s) AND %s RETURNING 1),',
+                r.name, (SELECT string_agg(format('c.%I IS NULL', x), ' OR ') FROM unnest(kc) x),
+                pgdw.rollup_pairs('t', r.key_columns, 'c', kc, 'IS NOT DISTINCT FROM')) ELSE '' END,
+            all_cols, klist, upsert,
+            CASE WHEN has_null THEN '+ (SELECT count(*) FROM del_null)' ELSE '' END)
           INTO groups, ups, dels;
     END IF;
     RETURN jsonb_build_object('groups', groups, 'updated', ups, 'deleted', dels, 'full', whole);
@@ -398,8 +406,16 @@ BEGIN
         RETURN NULL;
     END IF;
     SET LOCAL jit = off;
-    EXECUTE format('SELECT count(*) FROM %s', pgdw.rollup_changes(rid, gen)) INTO dirty;
-    -- Many changed rows at once (a bulk load): one pass over the query beats a lookup per group.
+    -- Many groups at once (a bulk load): one pass over the query beats a lookup per group.
+    -- Cheap to decide: only past 10,000 changed keys are they counted, and against a fifth of
+    -- the rollup's groups.
+    EXECUTE format('SELECT count(*) FROM (SELECT 1 FROM %s LIMIT 10001) x', pgdw.rollup_changes(rid, gen)) INTO dirty;
+    IF dirty > 10000 THEN
+        EXECUTE format('SELECT count(*) FROM (SELECT DISTINCT %s FROM %s) x',
+                       (SELECT string_agg(format('%I', c), ', ') FROM unnest(pgdw.rollup_change_columns(cardinality(r.keys))) c),
+                       pgdw.rollup_changes(rid, gen))
+          INTO dirty;
+    END IF;
     whole := r.full_since IS NOT NULL
           OR dirty > greatest(10000, (SELECT reltuples FROM pg_class WHERE oid = r.name) / 5);
     did := pgdw.rollup_recompute(r, gen, whole);
@@ -431,8 +447,8 @@ BEGIN
     END IF;
 END $$;
 
--- Queue a 'rollup' task for each rollup with changes and none queued. Workers call it when
--- they look for work; a run hands on to the next while changes keep arriving.
+-- Queue a 'rollup' task for each rollup with changes and none queued. Every worker calls it
+-- every 100 ms.
 CREATE OR REPLACE FUNCTION pgdw.rollup_schedule() RETURNS int
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -456,27 +472,13 @@ BEGIN
     RETURN queued;
 END $$;
 
--- After a 'rollup' task's run: hand on to a new task while changes wait, else free the slot.
-CREATE OR REPLACE FUNCTION pgdw.rollup_handoff(name regclass) RETURNS boolean
-LANGUAGE plpgsql AS $$
-DECLARE
-    r    pgdw.rollups;
-    any_ boolean;
-BEGIN
-    SELECT * INTO r FROM pgdw.rollups x WHERE x.name = rollup_handoff.name;
-    IF NOT FOUND THEN
-        RETURN false;
-    END IF;
-    EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s)', pgdw.rollup_changes(r.id)) INTO any_;
-    IF any_ OR r.full_since IS NOT NULL THEN
-        INSERT INTO pgdw.rollup_slots AS s (rollup, task)
-        VALUES (r.id, pgdw.enqueue('rollup', jsonb_build_object('rollup', r.name::text)))
-        ON CONFLICT (rollup) DO UPDATE SET task = EXCLUDED.task;
-        RETURN true;
-    END IF;
-    DELETE FROM pgdw.rollup_slots WHERE rollup = r.id;
-    RETURN false;
-END $$;
+-- After a 'rollup' task's run: its slot is free. Changes that arrived meanwhile wait for the
+-- workers' next look (every 100 ms), not a task of their own at once: under a steady stream
+-- of writes, each run then takes what accumulated in between, instead of a run per change.
+CREATE OR REPLACE FUNCTION pgdw.rollup_done(name regclass) RETURNS void
+LANGUAGE sql AS $$
+    DELETE FROM pgdw.rollup_slots s USING pgdw.rollups r WHERE r.name = rollup_done.name AND s.rollup = r.id;
+$$;
 
 -- Lag ---------------------------------------------------------------------------------------
 

@@ -24,6 +24,9 @@ use tokio::sync::{mpsc, watch, Notify, Semaphore};
 
 use tasks::{Outcome, Task};
 
+/// How often a worker looks for rollups with changes to apply.
+const ROLLUP_TICK: Duration = Duration::from_millis(100);
+
 /// How a worker runs.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -106,8 +109,9 @@ pub async fn run(
     let me = Identity::new(concurrency);
     let id = me.id.clone();
     let pool = PgPoolOptions::new()
-        // Tasks that need a connection, plus the claimer, the completer and the heartbeat.
-        .max_connections(concurrency as u32 + 3)
+        // Tasks that need a connection, plus the claimer, the completer, the heartbeat and the
+        // rollup ticker.
+        .max_connections(concurrency as u32 + 4)
         // Short statements: JIT compilation would cost more than it saves.
         .connect_with(
             connect
@@ -136,6 +140,27 @@ pub async fn run(
             // A lost connection ends this; the poll keeps the worker going meanwhile.
             while listener.recv().await.is_ok() {
                 wake.notify_one();
+            }
+        })
+    };
+
+    // Rollups: their capture triggers do not NOTIFY (a notifying transaction takes a
+    // database-wide lock at commit, which would serialize the source's writers), so their
+    // changes are looked for here, every 100 ms; a run queued wakes the claimer by the
+    // enqueue's own notification.
+    let rollup_ticker = {
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(ROLLUP_TICK);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                if let Err(e) = sqlx::query("SELECT pgdw.rollup_schedule()")
+                    .execute(&pool)
+                    .await
+                {
+                    eprintln!("pgdw worker: looking for rollup changes: {e}");
+                }
             }
         })
     };
@@ -218,9 +243,6 @@ pub async fn run(
                         .bind(concurrency.min(8) as i32)
                         .execute(&pool)
                         .await?;
-                    sqlx::query("SELECT pgdw.rollup_schedule()")
-                        .execute(&pool)
-                        .await?;
                     scheduled = Instant::now();
                     woken = false;
                 }
@@ -278,6 +300,7 @@ pub async fn run(
     drop(done_tx);
     let completed = completer.await;
     heartbeat.abort();
+    rollup_ticker.abort();
     listening.abort();
     me.seen(&pool, true).await.ok();
     pool.close().await;

@@ -111,8 +111,8 @@ async fn materialize(pool: &PgPool, task: &Task) -> Outcome {
 }
 
 /// `{"rollup": "<regclass>"}`: one run of a rollup (`pgdw.rollup_run`: switch the changes
-/// table, then recompute its groups, two transactions), then hand on to a new task while
-/// changes wait (`pgdw.rollup_handoff`).
+/// table, then recompute its groups, two transactions); then its slot is free for the next
+/// run (`pgdw.rollup_done`), which the workers' 100 ms look queues.
 async fn rollup(pool: &PgPool, task: &Task) -> Outcome {
     let Some(name) = task.payload.get("rollup").and_then(|v| v.as_str()) else {
         return Outcome::Fail(r#"a rollup task's payload needs {"rollup": "<table>"}"#.into());
@@ -123,7 +123,7 @@ async fn rollup(pool: &PgPool, task: &Task) -> Outcome {
             .bind(name)
             .execute(&mut *conn)
             .await?;
-        sqlx::query("SELECT pgdw.rollup_handoff($1::regclass)")
+        sqlx::query("SELECT pgdw.rollup_done($1::regclass)")
             .bind(name)
             .execute(&mut *conn)
             .await

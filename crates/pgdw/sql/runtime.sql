@@ -188,10 +188,12 @@ BEGIN
     BEGIN
         -- A query may return (inserted, updated, deleted) counts, as pgdw.sync does; any
         -- other statement (INSERT, REFRESH, CALL, DDL) returns no row to read them from.
+        -- The comment names the job in pg_stat_statements (with pg_stat_statements.track =
+        -- all, which records statements run inside procedures) for `pgdw doctor`.
         IF command ~* '^\s*(\(\s*)*(select|with|values|table)\M' THEN
-            EXECUTE command INTO counts;
+            EXECUTE format('/* pgdw job: %s */ %s', replace(job, '*/', '* /'), command) INTO counts;
         ELSE
-            EXECUTE command;
+            EXECUTE format('/* pgdw job: %s */ %s', replace(job, '*/', '* /'), command);
         END IF;
         UPDATE pgdw.runs SET finished_at = clock_timestamp(), status = 'succeeded',
                rows_inserted = CASE WHEN counts IS NULL THEN NULL ELSE (to_jsonb(counts)->>'inserted')::bigint END,

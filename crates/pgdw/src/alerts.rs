@@ -76,7 +76,8 @@ async fn outcome(reader: &PgPool, rule: &Rule) -> Outcome {
         to_ms: now,
         vars: vec![],
     };
-    match query::run(reader, &rule.sql, &bindings, 10_000).await {
+    let label = format!("alert: {}", rule.name);
+    match query::run(reader, &label, &rule.sql, &bindings, 10_000).await {
         Ok(data) if data.rows.is_empty() => Outcome {
             state: "ok",
             detail: None,

@@ -41,6 +41,9 @@ pub enum Command {
     Down(DownArgs),
     /// Show whether the warehouse runs, where, and which extensions it has.
     Status(StatusArgs),
+    /// Check the database's health (statements, bloat, indexes, locks, transactions, slots,
+    /// wraparound, settings, column order); exit 1 when a finding is a warning or worse.
+    Doctor(DoctorArgs),
     /// Run psql against the warehouse; arguments after `--` go to psql.
     Psql {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -109,6 +112,22 @@ pub struct StatusArgs {
     pub json: bool,
 }
 
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Print JSON instead of text (fields: docs/doctor.md).
+    #[arg(long)]
+    pub json: bool,
+    /// A session idle in its transaction longer than this is a finding (0: any).
+    #[arg(long, default_value = "1m", value_parser = parse_threshold)]
+    pub idle_in_transaction: std::time::Duration,
+    /// A statement running longer than this is a finding (0: any).
+    #[arg(long, default_value = "5m", value_parser = parse_threshold)]
+    pub long_query: std::time::Duration,
+    /// Unused indexes smaller than this are not worth a finding.
+    #[arg(long, default_value = "1MB", value_parser = parse_size)]
+    pub min_index_size: u64,
+}
+
 fn parse_size(s: &str) -> Result<u64, String> {
     pgdw_cluster::parse_size(s)
 }
@@ -158,6 +177,14 @@ pub struct WorkerArgs {
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     pgdw_wrapper::duration::parse(s)
+}
+
+/// A duration, or 0 (every case counts).
+fn parse_threshold(s: &str) -> Result<std::time::Duration, String> {
+    if s.trim() == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    parse_duration(s)
 }
 
 #[derive(Debug, Args)]

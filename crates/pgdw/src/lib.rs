@@ -7,6 +7,7 @@ pub mod alerts;
 pub mod cli;
 pub mod clock;
 mod commands;
+pub mod doctor;
 #[cfg(feature = "demo")]
 pub mod controlplane;
 pub mod dashboards;

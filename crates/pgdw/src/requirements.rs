@@ -152,6 +152,10 @@ pub async fn install(conn: &mut PgConnection) -> anyhow::Result<Report> {
             .execute(&mut *conn)
             .await
             .context("installing pgdw's incremental rollups (schema pgdw)")?;
+        sqlx::raw_sql(HEALTH_SQL)
+            .execute(&mut *conn)
+            .await
+            .context("installing pgdw's health checks (schema pgdw)")?;
     }
     Ok(report)
 }
@@ -168,6 +172,9 @@ pub const MATERIALIZE_SQL: &str = include_str!("../sql/materialize.sql");
 
 /// Incremental rollups: `pgdw.rollup`, change capture, the worker's runs, `pgdw.rollup_lag`.
 pub const ROLLUP_SQL: &str = include_str!("../sql/rollup.sql");
+
+/// Database health: `pgdw.doctor()` and the database dashboard's views and samples.
+pub const HEALTH_SQL: &str = include_str!("../sql/health.sql");
 
 /// Create the warehouse database when it does not exist (connected to another database).
 pub async fn ensure_database(conn: &mut PgConnection, name: &str) -> anyhow::Result<bool> {

@@ -2,6 +2,7 @@
 
 #[cfg(feature = "demo")]
 mod demo;
+mod doctor;
 mod down;
 mod env;
 mod migrate;
@@ -22,6 +23,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Up(args) => up::run(&target, &args).await,
         Command::Down(args) => down::run(&target, &args),
         Command::Status(args) => status::run(&target, &args).await,
+        Command::Doctor(args) => doctor::run(&target, &args).await,
         Command::Psql { args } => psql::run(&target, &args),
         Command::Env => env::run(&target),
         Command::Init { dir } => migrate::init(&dir),

@@ -166,9 +166,12 @@ impl From<sqlx::Error> for PanelError {
     }
 }
 
-/// Run `sql` on the read-only pool with `timeout_ms` as statement_timeout.
+/// Run `sql` on the read-only pool with `timeout_ms` as statement_timeout. `label` says who
+/// runs it ("panel: customers/Instances by state", "alert: stale-tables"): a comment at the
+/// top of the statement, which pg_stat_statements keeps, so `pgdw doctor` can name it.
 pub async fn run(
     pool: &PgPool,
+    label: &str,
     sql: &str,
     bindings: &Bindings,
     timeout_ms: u64,
@@ -178,9 +181,11 @@ pub async fn run(
     // Postgres computes the JSON: column names in order, values typed (numbers stay numbers,
     // times become ISO 8601 text).
     let wrapped = format!(
-        "WITH q AS MATERIALIZED (SELECT row_to_json(p) AS r FROM (\n{body}\n) p)
+        "/* pgdw {} */
+         WITH q AS MATERIALIZED (SELECT row_to_json(p) AS r FROM (\n{body}\n) p)
          SELECT (SELECT json_agg(k) FROM json_object_keys((SELECT r FROM q LIMIT 1)) k)::text,
-                (SELECT coalesce(json_agg((SELECT json_agg(e.value) FROM json_each(q.r) e)), '[]') FROM q)::text"
+                (SELECT coalesce(json_agg((SELECT json_agg(e.value) FROM json_each(q.r) e)), '[]') FROM q)::text",
+        label.replace("*/", "* /")
     );
     let start = Instant::now();
     // Read-only by statement, not only by the role's default, which a panel could change

@@ -101,7 +101,8 @@ async fn definition(State(state): Shared, Path(name): Path<String>) -> Result<Re
     let d = find(&state, &name)?;
     let mut variables = Vec::new();
     for v in &d.variables {
-        let choices = match query::run(&state.reader, &v.sql, &Bindings::default(), 5_000).await {
+        let label = format!("panel: {name} variable {}", v.name);
+        let choices = match query::run(&state.reader, &label, &v.sql, &Bindings::default(), 5_000).await {
             Ok(data) => json!(data
                 .rows
                 .iter()
@@ -187,7 +188,8 @@ async fn panel(
     let result = match (&p.sql, p.builtin) {
         (Some(sql), _) => {
             let timeout = parse_duration_ms(&p.timeout).unwrap_or(5_000);
-            query::run(&state.reader, sql, &b, timeout).await
+            let label = format!("panel: {name}/{}", p.title);
+            query::run(&state.reader, &label, sql, &b, timeout).await
         }
         (None, Some(which)) => builtin::run(&state.owner, which).await,
         (None, None) => Err(PanelError {

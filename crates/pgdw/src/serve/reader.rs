@@ -36,6 +36,8 @@ pub async fn ensure_role(owner: &PgPool, password: bool) -> anyhow::Result<Optio
         format!("GRANT USAGE ON SCHEMA public, pgdw, dw TO {ROLE}"),
         format!("GRANT SELECT ON ALL TABLES IN SCHEMA public, pgdw, dw TO {ROLE}"),
         format!("ALTER DEFAULT PRIVILEGES IN SCHEMA public, pgdw, dw GRANT SELECT ON TABLES TO {ROLE}"),
+        // The health functions see every session and statement (normalized texts only).
+        format!("GRANT EXECUTE ON FUNCTION pgdw.doctor(interval, interval, bigint, bigint, bigint), pgdw.health_statements(), pgdw.health_activity() TO {ROLE}"),
         format!("ALTER ROLE {ROLE} SET default_transaction_read_only = on"),
         format!("ALTER ROLE {ROLE} SET statement_timeout = '30s'"),
     ];

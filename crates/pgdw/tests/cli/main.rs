@@ -7,6 +7,7 @@ mod browser;
 mod controlplane;
 #[cfg(feature = "demo")]
 mod demo;
+mod doctor;
 mod embedded;
 #[cfg(feature = "demo")]
 mod example;

@@ -329,7 +329,10 @@ BEGIN
                  SELECT format('prepared transaction %s', p.gid), age(p.transaction), now() - p.prepared, 'prepared'
                    FROM pg_prepared_xacts p) h
               ORDER BY xids DESC NULLS LAST, held DESC NULLS LAST LIMIT 1 LOOP
-        CONTINUE WHEN NOT (r.held > least(long_query, idle_in_transaction) OR r.state = 'prepared' OR r.xids > 10000000);
+        -- A session's transaction past the thresholds, a prepared transaction, or anything ten
+        -- million transactions back (an active slot is normally a few behind).
+        CONTINUE WHEN NOT (coalesce(r.held > least(long_query, idle_in_transaction), false)
+                           OR r.state = 'prepared' OR coalesce(r.xids > 10000000, false));
         check_name := 'xmin_horizon';
         severity := CASE WHEN r.held > interval '1 hour' OR r.xids > 100000000 THEN 'critical' ELSE 'warning' END;
         object := r.who;

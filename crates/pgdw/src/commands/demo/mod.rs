@@ -45,7 +45,9 @@ const PROJECT: &[(&str, &str)] = project_files![
     "migrations/20260101000007_dashboards.sql",
     "migrations/20260101000008_organization_profile.sql",
     "migrations/20260101000009_rollups.sql",
+    "migrations/20260101000010_database_health.sql",
     "dashboards/customers.toml",
+    "dashboards/database.toml",
     "dashboards/operations.toml",
 ];
 
@@ -228,6 +230,7 @@ pub async fn run(target: &Target, args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let web = crate::serve::start(dashboards).await?;
     outln!("      {}d/customers", web.url);
     outln!("      {}d/operations", web.url);
+    outln!("      {}d/database", web.url);
 
     let organizations: Vec<String> = data.organizations.iter().map(|o| o.id.clone()).collect();
     let mut live = Live::new(args.seed, &generated);

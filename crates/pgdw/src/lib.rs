@@ -7,10 +7,10 @@ pub mod alerts;
 pub mod cli;
 pub mod clock;
 mod commands;
-pub mod doctor;
 #[cfg(feature = "demo")]
 pub mod controlplane;
 pub mod dashboards;
+pub mod doctor;
 pub mod freshness;
 #[cfg(feature = "demo")]
 pub mod instance_metrics;

@@ -102,21 +102,22 @@ async fn definition(State(state): Shared, Path(name): Path<String>) -> Result<Re
     let mut variables = Vec::new();
     for v in &d.variables {
         let label = format!("panel: {name} variable {}", v.name);
-        let choices = match query::run(&state.reader, &label, &v.sql, &Bindings::default(), 5_000).await {
-            Ok(data) => json!(data
-                .rows
-                .iter()
-                .map(|r| {
-                    let s = |i: usize| match r.get(i) {
-                        Some(serde_json::Value::String(s)) => s.clone(),
-                        Some(v) => v.to_string(),
-                        None => String::new(),
-                    };
-                    json!({"value": s(0), "label": if r.len() > 1 { s(1) } else { s(0) }})
-                })
-                .collect::<Vec<_>>()),
-            Err(e) => json!({"error": e.error}),
-        };
+        let choices =
+            match query::run(&state.reader, &label, &v.sql, &Bindings::default(), 5_000).await {
+                Ok(data) => json!(data
+                    .rows
+                    .iter()
+                    .map(|r| {
+                        let s = |i: usize| match r.get(i) {
+                            Some(serde_json::Value::String(s)) => s.clone(),
+                            Some(v) => v.to_string(),
+                            None => String::new(),
+                        };
+                        json!({"value": s(0), "label": if r.len() > 1 { s(1) } else { s(0) }})
+                    })
+                    .collect::<Vec<_>>()),
+                Err(e) => json!({"error": e.error}),
+            };
         variables.push(json!({"name": v.name, "label": v.label.clone().unwrap_or_else(|| v.name.clone()), "choices": choices}));
     }
     Ok(Json(json!({

@@ -13,7 +13,14 @@ use super::{ok, query, PGDW};
 fn doctor(w: &TempWarehouse) -> (i32, Vec<Value>) {
     let out = w.pgdw(
         PGDW.as_ref(),
-        &["doctor", "--json", "--idle-in-transaction", "0", "--long-query", "1h"],
+        &[
+            "doctor",
+            "--json",
+            "--idle-in-transaction",
+            "0",
+            "--long-query",
+            "1h",
+        ],
     );
     let code = out.status.code().unwrap();
     assert!(code == 0 || code == 1, "{}", pgdw_testkit::transcript(&out));
@@ -38,7 +45,10 @@ fn a_fresh_warehouse_is_healthy_and_the_json_is_stable() {
     let w = TempWarehouse::new();
     ok(&w, &["up"]);
     let (code, findings) = doctor(&w);
-    let serious: Vec<&Value> = findings.iter().filter(|f| f["severity"] != "info").collect();
+    let serious: Vec<&Value> = findings
+        .iter()
+        .filter(|f| f["severity"] != "info")
+        .collect();
     assert!(serious.is_empty(), "{serious:#?}");
     assert_eq!(code, 0);
     // The documented fields, and nothing else (docs/doctor.md).
@@ -65,9 +75,14 @@ fn locks_idle_transactions_and_the_xmin_horizon() {
     query(&w, "CREATE TABLE accounts (id int PRIMARY KEY, balance int); INSERT INTO accounts VALUES (1, 100)");
     let mut holder = w.client_db("warehouse");
     holder
-        .batch_execute("SET application_name = 'holder'; BEGIN; UPDATE accounts SET balance = 0 WHERE id = 1")
+        .batch_execute(
+            "SET application_name = 'holder'; BEGIN; UPDATE accounts SET balance = 0 WHERE id = 1",
+        )
         .unwrap();
-    let holder_pid: i32 = holder.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
+    let holder_pid: i32 = holder
+        .query_one("SELECT pg_backend_pid()", &[])
+        .unwrap()
+        .get(0);
     let waiting = {
         let mut waiter = w.client_db("warehouse");
         std::thread::spawn(move || {
@@ -88,12 +103,16 @@ fn locks_idle_transactions_and_the_xmin_horizon() {
     assert_eq!(blocked.len(), 1, "{findings:#?}");
     let figure = blocked[0]["figure"].as_str().unwrap();
     assert!(
-        figure.contains(&format!("held by pid {holder_pid} (holder, idle in transaction")),
+        figure.contains(&format!(
+            "held by pid {holder_pid} (holder, idle in transaction"
+        )),
         "{figure}"
     );
     assert_eq!(
         blocked[0]["advice"],
-        format!("SELECT pg_terminate_backend({holder_pid}); -- the blocker is idle in its transaction")
+        format!(
+            "SELECT pg_terminate_backend({holder_pid}); -- the blocker is idle in its transaction"
+        )
     );
     let idle = problems(&findings, "idle_in_transaction", "(holder)");
     assert_eq!(idle.len(), 1, "{findings:#?}");
@@ -109,7 +128,10 @@ fn locks_idle_transactions_and_the_xmin_horizon() {
     waiting.join().unwrap();
     let (_, findings) = doctor(&w);
     for check in ["blocked_session", "idle_in_transaction", "xmin_horizon"] {
-        assert!(problems(&findings, check, "").is_empty(), "{check}: {findings:#?}");
+        assert!(
+            problems(&findings, check, "").is_empty(),
+            "{check}: {findings:#?}"
+        );
     }
 }
 
@@ -130,7 +152,10 @@ fn tables_indexes_columns_and_slots() {
          INSERT INTO padded SELECT true, g, false, g, true, g FROM generate_series(1, 20000) g;
          ANALYZE padded; ANALYZE lookups;",
     );
-    query(&w, "SELECT pg_create_logical_replication_slot('forgotten', 'pgoutput')");
+    query(
+        &w,
+        "SELECT pg_create_logical_replication_slot('forgotten', 'pgoutput')",
+    );
     // The table is read by its primary key only: its other indexes are never scanned.
     query(&w, "SELECT b FROM lookups WHERE id = 5");
 
@@ -139,8 +164,14 @@ fn tables_indexes_columns_and_slots() {
     let dead = problems(&findings, "table_dead_tuples", "churned");
     assert_eq!(dead.len(), 1, "{findings:#?}");
     assert!(
-        dead[0]["figure"].as_str().unwrap().starts_with("95.0% dead (19000 dead, 1000 live rows")
-            && dead[0]["figure"].as_str().unwrap().ends_with("autovacuum is disabled on it"),
+        dead[0]["figure"]
+            .as_str()
+            .unwrap()
+            .starts_with("95.0% dead (19000 dead, 1000 live rows")
+            && dead[0]["figure"]
+                .as_str()
+                .unwrap()
+                .ends_with("autovacuum is disabled on it"),
         "{}",
         dead[0]["figure"]
     );
@@ -152,7 +183,10 @@ fn tables_indexes_columns_and_slots() {
         .iter()
         .map(|f| f["object"].as_str().unwrap())
         .collect();
-    assert_eq!(unused, BTreeSet::from(["public.lookups_b", "public.lookups_b_again"]));
+    assert_eq!(
+        unused,
+        BTreeSet::from(["public.lookups_b", "public.lookups_b_again"])
+    );
     let duplicate = problems(&findings, "duplicate_index", "lookups");
     assert_eq!(duplicate.len(), 1, "{findings:#?}");
     assert_eq!(duplicate[0]["advice"], "DROP INDEX public.lookups_b_again;");
@@ -179,9 +213,15 @@ fn tables_indexes_columns_and_slots() {
     );
     query(&w, "SELECT pg_drop_replication_slot('forgotten')");
     query(&w, "VACUUM churned");
-    query(&w, "SET enable_seqscan = off; SELECT count(*) FROM lookups WHERE b = 35");
+    query(
+        &w,
+        "SET enable_seqscan = off; SELECT count(*) FROM lookups WHERE b = 35",
+    );
     let (code, findings) = doctor(&w);
-    let serious: Vec<&Value> = findings.iter().filter(|f| f["severity"] != "info").collect();
+    let serious: Vec<&Value> = findings
+        .iter()
+        .filter(|f| f["severity"] != "info")
+        .collect();
     assert!(serious.is_empty(), "{serious:#?}");
     assert_eq!(code, 0);
 }

@@ -121,7 +121,7 @@ fn the_demo_dashboards_draw_data_in_a_real_browser() {
 
     let shots = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
     std::fs::create_dir_all(&shots).unwrap();
-    for name in ["customers", "operations"] {
+    for name in ["customers", "operations", "database"] {
         let url = format!("{base}d/{name}");
         let dom = chromium(&["--dump-dom"], &url);
         let found = panels(&dom);

@@ -154,28 +154,11 @@ DECLARE
     q    record := pgdw.materialize_sql(tbl);
     ks   record := pgdw.materialize_keys(tbl);
     keys jsonb[];
-    n    bigint;
 BEGIN
     IF q.sets IS NULL THEN
         RETURN 0;
     END IF;
-    -- The common case in one statement: pick the batch (its rows locked; SKIP LOCKED: parallel
-    -- tasks take different rows), compute and write it, no keys passed around. When a row's
-    -- function raises, or rows set aside before may be among them, the batch goes the careful
-    -- way below.
-    IF NOT EXISTS (SELECT 1 FROM pgdw.materialize_failures f WHERE f.tbl = materialize_batch.tbl) THEN
-        BEGIN
-            EXECUTE format('WITH b AS (SELECT %1$s FROM %2$s WHERE materialized_at IS NULL LIMIT %3$s FOR UPDATE SKIP LOCKED)
-                            UPDATE %2$s t SET %4$s, materialized_at = now()
-                              FROM b JOIN %2$s x ON %5$s %6$s
-                             WHERE %7$s',
-                           ks.klist, tbl, size, q.sets, ks.kjoin, q.laterals, ks.tjoin);
-            GET DIAGNOSTICS n = ROW_COUNT;
-            RETURN n;
-        EXCEPTION WHEN others THEN
-            NULL;  -- row by row below
-        END;
-    END IF;
+    -- The batch's rows are locked (SKIP LOCKED: parallel tasks take different rows).
     EXECUTE format('SELECT array_agg(jsonb_build_object(%s)) FROM (SELECT %s FROM %s WHERE materialized_at IS NULL LIMIT %s FOR UPDATE SKIP LOCKED) b',
                    ks.kobj, ks.klist, tbl, size)
       INTO keys;

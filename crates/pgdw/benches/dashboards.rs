@@ -134,7 +134,13 @@ fn main() {
             for _ in 0..these {
                 let t = Instant::now();
                 let data = rt
-                    .block_on(query::run(&reader, q, &b, 30_000))
+                    .block_on(query::run(
+                        &reader,
+                        &format!("panel: bench/{title}"),
+                        q,
+                        &b,
+                        30_000,
+                    ))
                     .unwrap_or_else(|e| panic!("{title}: {}", e.error));
                 times.push(t.elapsed().as_secs_f64() * 1000.0);
                 n = data.rows.len();

@@ -98,11 +98,14 @@ fn the_example_warehouse_answers_the_seeds_questions() {
                      FROM pgdw.rollups WHERE name::text NOT LIKE 'metric%'"),
         "instance_states=0,org_events_daily=0,signups_weekly=0"
     );
-    assert_eq!(
-        query(&w, "SELECT (SELECT sum(samples) FROM metric_hourly) = (SELECT count(*) FROM metric_values)
-                      AND (SELECT sum(hours) FROM metric_daily) = (SELECT count(*) FROM metric_hourly)"),
-        "t"
+    // Every sample is in an hour, every hour in a day.
+    let sums = query(
+        &w,
+        "SELECT (SELECT coalesce(sum(samples), 0) FROM metric_hourly) || ' ' || (SELECT count(*) FROM metric_values) || ' '
+             || (SELECT coalesce(sum(hours), 0) FROM metric_daily) || ' ' || (SELECT count(*) FROM metric_hourly)",
     );
+    let n: Vec<&str> = sums.split(' ').collect();
+    assert!(n[0] == n[1] && n[2] == n[3], "samples, in hours; hours, in days: {sums}");
     assert_eq!(
         query(&w, "SELECT sum(live_instances) || ' ' || count(*) FILTER (WHERE plan_tier IS NULL) FROM organizations"),
         format!("{} 0", generated.instances.len())

@@ -482,9 +482,16 @@ $$;
 
 -- Lag ---------------------------------------------------------------------------------------
 
+-- Runs read the changes tables under a lock and empty them with TRUNCATE, which is not MVCC:
+-- a snapshot taken before a run committed would see its partition empty and its result not
+-- yet there, and call the rollup caught up. So the lag first takes the changes table's lock
+-- (waiting for a TRUNCATE in progress to commit; keeping the next one out), then counts with
+-- a snapshot taken after it (VOLATILE: each statement here gets its own). Called as the first
+-- statement of a REPEATABLE READ transaction, the snapshot is older than the lock: read it in
+-- READ COMMITTED.
 CREATE OR REPLACE FUNCTION pgdw.rollup_lag(name regclass,
     OUT dirty_groups bigint, OUT oldest_change_age interval, OUT recompute_all boolean)
-LANGUAGE plpgsql STABLE AS $$
+LANGUAGE plpgsql AS $$
 DECLARE
     r pgdw.rollups;
 BEGIN
@@ -492,16 +499,17 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'pgdw.rollup_lag: % is not a rollup (pgdw.rollup creates one)', name;
     END IF;
-    EXECUTE format('SELECT count(*) FROM (SELECT DISTINCT %s FROM %s) d',
+    EXECUTE format('LOCK TABLE %s IN ACCESS SHARE MODE', pgdw.rollup_changes(r.id));
+    SELECT * INTO r FROM pgdw.rollups x WHERE x.name = rollup_lag.name;
+    EXECUTE format('SELECT count(*), now() - min(changed_at) FROM (SELECT %s, min(changed_at) AS changed_at FROM %s GROUP BY %1$s) d',
                    (SELECT string_agg(format('%I', c), ', ') FROM unnest(pgdw.rollup_change_columns(cardinality(r.keys))) c),
                    pgdw.rollup_changes(r.id))
-      INTO dirty_groups;
-    EXECUTE format('SELECT now() - min(changed_at) FROM %s', pgdw.rollup_changes(r.id)) INTO oldest_change_age;
+      INTO dirty_groups, oldest_change_age;
     recompute_all := r.full_since IS NOT NULL;
     IF recompute_all THEN
         oldest_change_age := greatest(oldest_change_age, now() - r.full_since);
     END IF;
-    oldest_change_age := greatest(oldest_change_age, interval '0');
+    oldest_change_age := greatest(coalesce(oldest_change_age, interval '0'), interval '0');
 END $$;
 COMMENT ON FUNCTION pgdw.rollup_lag(regclass) IS
     'How far a rollup is behind its source: groups to recompute and the age of the oldest change not applied';
@@ -659,12 +667,30 @@ COMMENT ON FUNCTION pgdw.rollup(text, text, regclass, text[]) IS
 
 -- What workers still have to compute: materialized rows pending and rollup groups dirty (a
 -- rollup to recompute whole counts one). 0: every derived table is up to date with what has
--- committed.
+-- committed. Materialized columns first: a row they compute captures its rollups' keys in the
+-- same transaction, so a later count sees those. The rollups' changes tables are locked first
+-- and then counted together, with one snapshot taken after the locks (see pgdw.rollup_lag):
+-- a run's keys for the rollups downstream of it are then seen with its own result.
 CREATE OR REPLACE FUNCTION pgdw.derived_backlog() RETURNS bigint
-LANGUAGE sql STABLE AS $$
-    SELECT coalesce((SELECT sum(pgdw.materialize_pending(t)) FROM (SELECT DISTINCT tbl FROM pgdw.materializations) m (t)), 0)
-         + coalesce((SELECT sum(dirty_groups + recompute_all::int) FROM pgdw.rollup_status), 0);
-$$;
+LANGUAGE plpgsql AS $$
+DECLARE
+    pending bigint;
+    groups  bigint;
+    counts  text;
+BEGIN
+    SELECT coalesce(sum(pgdw.materialize_pending(t)), 0) INTO pending
+      FROM (SELECT DISTINCT tbl FROM pgdw.materializations) m (t);
+    IF NOT EXISTS (SELECT 1 FROM pgdw.rollups) THEN
+        RETURN pending;
+    END IF;
+    EXECUTE (SELECT 'LOCK TABLE ' || string_agg(pgdw.rollup_changes(id), ', ') || ' IN ACCESS SHARE MODE' FROM pgdw.rollups);
+    SELECT string_agg(format('(SELECT count(*) FROM (SELECT DISTINCT %s FROM %s) d) + (SELECT (full_since IS NOT NULL)::int FROM pgdw.rollups WHERE id = %s)',
+                             (SELECT string_agg(format('%I', c), ', ') FROM unnest(pgdw.rollup_change_columns(cardinality(keys))) c),
+                             pgdw.rollup_changes(id), id), ' + ')
+      INTO counts FROM pgdw.rollups;
+    EXECUTE 'SELECT ' || counts INTO groups;
+    RETURN pending + groups;
+END $$;
 COMMENT ON FUNCTION pgdw.derived_backlog() IS
     'Materialized rows and rollup groups pgdw worker has still to compute (0: caught up)';
 

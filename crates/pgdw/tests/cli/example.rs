@@ -105,7 +105,15 @@ fn the_example_warehouse_answers_the_seeds_questions() {
              || (SELECT coalesce(sum(hours), 0) FROM metric_daily) || ' ' || (SELECT count(*) FROM metric_hourly)",
     );
     let n: Vec<&str> = sums.split(' ').collect();
-    assert!(n[0] == n[1] && n[2] == n[3], "samples, in hours; hours, in days: {sums}");
+    let diag = if n[0] == n[1] && n[2] == n[3] {
+        String::new()
+    } else {
+        query(&w, "SELECT string_agg(format('%s gen=%s full=%s applied=%s last=%s', name, gen, full_since, applied_at, last_run), E'\n') FROM pgdw.rollups") + &query(&w, "SELECT string_agg(format('%s %s %s %s', id, state, payload, error), E'\n') FROM pgdw.task_history WHERE kind = 'rollup'")
+    };
+    assert!(
+        n[0] == n[1] && n[2] == n[3],
+        "samples, in hours; hours, in days: {sums}\n{diag}"
+    );
     assert_eq!(
         query(&w, "SELECT sum(live_instances) || ' ' || count(*) FILTER (WHERE plan_tier IS NULL) FROM organizations"),
         format!("{} 0", generated.instances.len())

@@ -1,0 +1,223 @@
+//! What the warehouse benchmarks share: the example warehouse filled with a control plane and
+//! N days of per-instance metrics at one-minute resolution (generated into the tables, as the
+//! metric syncs would leave them, rollups included), and the timing of every dashboard panel
+//! through the code `pgdw serve` runs.
+
+// Each benchmark compiles this module on its own and uses part of it.
+#![allow(dead_code)]
+
+use std::time::Instant;
+
+use pgdw::dashboards::query::{self, Bindings};
+use pgdw::serve::{self, reader::Reader};
+use pgdw_testkit::bench::percentile;
+use pgdw_testkit::TempWarehouse;
+
+pub const PGDW: &str = env!("CARGO_BIN_EXE_pgdw");
+
+/// The example warehouse with `instances` instances (cpu and memory: two series each) over
+/// `days` days.
+pub struct Filled {
+    pub w: TempWarehouse,
+    /// Epoch seconds the data ends at (a whole minute).
+    pub now: i64,
+    pub series: i64,
+    pub samples: i64,
+    /// Seconds the samples took to load (the rollups' capture included), and the rollups to
+    /// compute after.
+    pub load_secs: f64,
+    pub rollup_secs: f64,
+}
+
+impl Filled {
+    /// One value, through psql, in the warehouse database.
+    pub fn sql(&self, q: &str) -> String {
+        self.w
+            .psql_db("warehouse", q)
+            .unwrap_or_else(|e| panic!("{q}: {e}"))
+    }
+}
+
+pub fn example_with_metrics(instances: i64, days: i64) -> Filled {
+    let w = TempWarehouse::new();
+    let up = w.pgdw(PGDW.as_ref(), &["up"]);
+    assert!(up.status.success(), "{}", pgdw_testkit::transcript(&up));
+    // The polling variant: the sources are not reached, migrations only declare them.
+    pgdw_testkit::example::migrate_unreachable(&w, PGDW.as_ref());
+    let mut f = Filled {
+        w,
+        now: 0,
+        series: instances * 2,
+        samples: 0,
+        load_secs: 0.0,
+        rollup_secs: 0.0,
+    };
+    let orgs = (instances / 3).max(1);
+    f.sql(&format!(
+        "INSERT INTO organizations SELECT 'org_' || o, 'Customer ' || o, 'c' || o, 'pro', now() - interval '200 days', now(), NULL
+           FROM generate_series(1, {orgs}) o;
+         INSERT INTO instances SELECT 'inst_' || i, 'org_' || (i % {orgs} + 1), 'db-' || i, 'Standard', 'prod',
+                1, 4, 50, '{{}}', now() - (i % 300 || ' days')::interval, now(), NULL
+           FROM generate_series(1, {instances}) i;
+         INSERT INTO instance_state SELECT i, 'inst_' || i, (ARRAY['Up','Up','Up','Stopped','Error'])[i % 5 + 1], 'Created', now()
+           FROM generate_series(1, {instances}) i;
+         INSERT INTO pgmq.a_saas_queue SELECT e, 1, now() - (e || ' minutes')::interval, now(), now(),
+                jsonb_build_object('org_id', 'org_' || (e % {orgs} + 1), 'event_type', 'Create'), NULL
+           FROM generate_series(1, 20000) e;
+         INSERT INTO clerk_users SELECT 'user_' || u, 'A', 'B', u || '@example.com',
+                (extract(epoch FROM now() - (u % 120 || ' days')::interval) * 1000)::bigint, NULL, NULL, '{{}}'
+           FROM generate_series(1, 5000) u;
+         INSERT INTO clerk_organization_memberships SELECT 'mem_' || u, 'user_' || u, 'org_' || (u % {orgs} + 1), 'member', 0
+           FROM generate_series(1, 5000, 2) u;
+         INSERT INTO metric_labels (name, labels)
+         SELECT m, jsonb_build_object('instance_id', 'inst_' || i, 'organization_id', 'org_' || (i % {orgs} + 1))
+           FROM generate_series(1, {instances}) i, unnest(ARRAY['instance_cpu_usage', 'instance_memory_bytes']) m;"
+    ));
+    f.now = f
+        .sql("SELECT extract(epoch FROM now())::bigint / 60 * 60")
+        .parse()
+        .unwrap();
+    eprintln!(
+        "loading {days} days x {} series at 1 minute ({} samples)...",
+        f.series,
+        f.series * days * 1440
+    );
+    let start = Instant::now();
+    // One day per statement: each lands in its own partition.
+    for d in 0..days {
+        let hi = f.now - d * 86_400;
+        f.sql(&format!(
+            "INSERT INTO metric_values (label_id, time, value)
+             SELECT l.id, t, CASE WHEN l.name = 'instance_cpu_usage'
+                                  THEN (l.id % 7 + 1) * (0.75 + 0.25 * sin(t / 13751.0))
+                                  ELSE (l.id % 5 + 1) * 1073741824.0 END
+               FROM metric_labels l, generate_series({lo}, {hi} - 60, 60) t",
+            lo = hi - 86_400
+        ));
+        let done = f.series * (d + 1) * 1440;
+        eprintln!(
+            "  day {}/{days}: {done} samples, {:.0} samples/s",
+            d + 1,
+            done as f64 / start.elapsed().as_secs_f64()
+        );
+    }
+    f.load_secs = start.elapsed().as_secs_f64();
+    f.sql(&format!(
+        "INSERT INTO metric_sync SELECT m, {} FROM unnest(ARRAY['instance_cpu_usage', 'instance_memory_bytes']) m",
+        f.now
+    ));
+    // The rollups, as pgdw worker keeps them: one whole pass each after a bulk load.
+    eprintln!("computing the hourly and daily rollups...");
+    let start = Instant::now();
+    f.sql("CALL pgdw.rollup_run('metric_hourly')");
+    f.sql("CALL pgdw.rollup_run('metric_daily')");
+    f.rollup_secs = start.elapsed().as_secs_f64();
+    eprintln!("VACUUM ANALYZE...");
+    f.sql("VACUUM ANALYZE");
+    f.samples = f.sql("SELECT count(*) FROM metric_values").parse().unwrap();
+    f
+}
+
+/// One panel's latency over one range.
+pub struct Timing {
+    pub title: String,
+    pub range_days: i64,
+    pub p50: f64,
+    pub p95: f64,
+    pub rows: usize,
+}
+
+pub const BASELINE: &str = "baseline: busiest customers from raw samples (no rollup)";
+
+/// Every SQL panel of the example's dashboards, `runs` times over each of `ranges` (days back
+/// from `now`), as `pgdw serve` runs them; with `baseline`, also the busiest customers from
+/// the raw samples. Prints a line per panel as it goes.
+pub fn time_panels(f: &Filled, runs: usize, ranges: &[i64], baseline: bool) -> Vec<Timing> {
+    let cluster = f.w.cluster().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (_owner, reader) = rt
+        .block_on(serve::pools(
+            &pgdw::target::embedded_options(&cluster, "warehouse"),
+            &Reader::Socket,
+        ))
+        .unwrap();
+    let mut panels: Vec<(String, String)> = Vec::new();
+    for d in pgdw::dashboards::load_dir(&pgdw_testkit::example::path().join("dashboards")).unwrap()
+    {
+        for p in d.panels.iter().filter(|p| p.sql.is_some()) {
+            panels.push((format!("{}: {}", d.name, p.title), p.sql.clone().unwrap()));
+        }
+    }
+    if baseline {
+        panels.push((
+            BASELINE.into(),
+            "SELECT o.name, round(sum(v.value)::numeric / 60, 1) AS core_hours
+               FROM metric_values v JOIN metric_labels l ON l.id = v.label_id AND l.name = 'instance_cpu_usage'
+               JOIN organizations o ON o.organization_id = l.labels->>'organization_id'
+              WHERE v.time >= $from_epoch AND v.time < $to_epoch
+              GROUP BY o.name ORDER BY core_hours DESC LIMIT 10"
+                .into(),
+        ));
+    }
+    println!(
+        "\npanel latency, {runs} runs each, read-only role, over {} samples ({} series):",
+        f.samples, f.series
+    );
+    println!(
+        "{:<62} {:>6} {:>9} {:>9} {:>6}",
+        "panel", "range", "p50 ms", "p95 ms", "rows"
+    );
+    let mut out = Vec::new();
+    for &range_days in ranges {
+        let b = Bindings {
+            from_ms: (f.now - range_days * 86_400) * 1000,
+            to_ms: f.now * 1000,
+            vars: vec![("organization".into(), None)],
+        };
+        for (title, q) in &panels {
+            let mut times = Vec::with_capacity(runs);
+            let mut rows = 0;
+            // The baseline takes seconds a run: a few runs say enough.
+            let these = if title == BASELINE { runs.min(5) } else { runs };
+            for _ in 0..these {
+                let t = Instant::now();
+                let data = rt
+                    .block_on(query::run(
+                        &reader,
+                        &format!("panel: bench/{title}"),
+                        q,
+                        &b,
+                        60_000,
+                    ))
+                    .unwrap_or_else(|e| panic!("{title}: {}", e.error));
+                times.push(t.elapsed().as_secs_f64() * 1000.0);
+                rows = data.rows.len();
+            }
+            times.sort_by(f64::total_cmp);
+            let (p50, p95) = (percentile(&times, 0.5), percentile(&times, 0.95));
+            println!("{title:<62} {range_days:>5}d {p50:>9.1} {p95:>9.1} {rows:>6}");
+            out.push(Timing {
+                title: title.clone(),
+                range_days,
+                p50,
+                p95,
+                rows,
+            });
+        }
+    }
+    out
+}
+
+/// A bar chart of p95 per panel over `range_days`, against the 100 ms target.
+pub fn chart(timings: &[Timing], range_days: i64) {
+    println!("\np95 over {range_days} days (each # = 5 ms; | = the 100 ms target):");
+    for t in timings.iter().filter(|t| t.range_days == range_days) {
+        let bar = "#".repeat(((t.p95 / 5.0).ceil() as usize).min(60));
+        let short: String = t.title.chars().take(46).collect();
+        println!(
+            "  {short:<46} {bar:<20}|{} {:.1}",
+            if t.p95 > 100.0 { " over" } else { "" },
+            t.p95
+        );
+    }
+}

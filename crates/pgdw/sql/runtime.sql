@@ -341,11 +341,49 @@ BEGIN
                                       -- backfill does not land in the default partition.
                                       p_start_partition := to_char(now() - partition_daily.retention, 'YYYY-MM-DD'));
     END IF;
+    -- Expired partitions are detached and moved to schema pgdw_retired, then dropped by
+    -- pgdw.partition_maintenance: pg_partman 4.7 drops them attached otherwise, and a table
+    -- dropped while attached takes its rows away unseen (a rollup of it would have to
+    -- recompute every group; detached, its keys are read first).
+    CREATE SCHEMA IF NOT EXISTS pgdw_retired;
     UPDATE partman.part_config SET retention = partition_daily.retention::text, retention_keep_table = false,
-                                   infinite_time_partitions = true
+                                   retention_schema = 'pgdw_retired', infinite_time_partitions = true
      WHERE parent_table = name;
+    PERFORM pgdw.schedule('pgdw-partman-maintenance', '1 hour', 'SELECT pgdw.partition_maintenance()');
+END $$;
+
+-- pg_partman's maintenance (new partitions ahead, expired ones detached into pgdw_retired),
+-- then the expired ones dropped. Returns how many were dropped.
+CREATE OR REPLACE FUNCTION pgdw.partition_maintenance() RETURNS int
+LANGUAGE plpgsql AS $$
+DECLARE
+    t       regclass;
+    dropped int := 0;
+BEGIN
     -- The function, not the procedure: no transaction control needed inside a cron job.
-    PERFORM pgdw.schedule('pgdw-partman-maintenance', '1 hour', 'SELECT partman.run_maintenance()');
+    PERFORM partman.run_maintenance();
+    FOR t IN SELECT c.oid::regclass FROM pg_class c
+              WHERE c.relnamespace = to_regnamespace('pgdw_retired') AND c.relkind IN ('r', 'p') LOOP
+        EXECUTE format('DROP TABLE %s', t);
+        dropped := dropped + 1;
+    END LOOP;
+    RETURN dropped;
+END $$;
+COMMENT ON FUNCTION pgdw.partition_maintenance() IS
+    'pg_partman''s maintenance, then the partitions it retired dropped (the hourly pgdw-partman-maintenance job)';
+
+-- Warehouses set up before retired partitions went through pgdw_retired.
+DO $$
+BEGIN
+    IF to_regclass('partman.part_config') IS NOT NULL THEN
+        CREATE SCHEMA IF NOT EXISTS pgdw_retired;
+        UPDATE partman.part_config SET retention_schema = 'pgdw_retired'
+         WHERE retention IS NOT NULL AND retention_schema IS NULL AND NOT retention_keep_table;
+    END IF;
+    IF to_regclass('cron.job') IS NOT NULL
+       AND EXISTS (SELECT 1 FROM cron.job WHERE jobname = 'pgdw-partman-maintenance' AND command = 'SELECT partman.run_maintenance()') THEN
+        PERFORM pgdw.schedule('pgdw-partman-maintenance', '1 hour', 'SELECT pgdw.partition_maintenance()');
+    END IF;
 END $$;
 COMMENT ON FUNCTION pgdw.partition_daily(regclass, text, interval, text) IS
     'Daily partitions by pg_partman with retention that drops old partitions, maintained hourly';

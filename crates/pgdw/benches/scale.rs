@@ -135,7 +135,7 @@ fn main() {
         f.load_secs
     );
     println!(
-        "rollups computed whole after the load (hourly, then daily): {:.1} s",
+        "derived data after the load (materialized columns, then every rollup, hourly and daily whole): {:.1} s",
         f.rollup_secs
     );
     println!(

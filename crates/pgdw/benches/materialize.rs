@@ -5,16 +5,15 @@
 //!
 //!     cargo bench -p pgdw --bench materialize -- [ROWS]      (default 1000000)
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pgdw::worker::{self, Options, Stats};
 use pgdw_testkit::bench::arg;
-use pgdw_testkit::TempWarehouse;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
-
-const PGDW: &str = env!("CARGO_BIN_EXE_pgdw");
 
 async fn exec(c: &mut PgConnection, sql: &str) {
     sqlx::raw_sql(sql)
@@ -192,11 +191,7 @@ async fn run(opts: PgConnectOptions, rows: u64) {
 
 fn main() {
     let rows = arg(0, 1_000_000);
-    let w = TempWarehouse::new();
-    let out = w.pgdw(PGDW.as_ref(), &["up"]);
-    assert!(out.status.success(), "{}", pgdw_testkit::transcript(&out));
-    let cluster = w.cluster().unwrap();
-    let opts = pgdw::target::embedded_options(&cluster, &cluster.state().database);
+    let (_w, opts) = common::fresh_warehouse();
     tokio::runtime::Runtime::new()
         .unwrap()
         .block_on(run(opts, rows));

@@ -7,17 +7,17 @@
 //!
 //!     cargo bench -p pgdw --bench queue -- [TASKS] [MAX_SECS]      (defaults 1000000, 180)
 
+mod common;
+
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pgdw::worker::{self, Options, Stats};
 use pgdw_testkit::bench::{arg, percentile as pct};
-use pgdw_testkit::TempWarehouse;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
 
-const PGDW: &str = env!("CARGO_BIN_EXE_pgdw");
 const CONCURRENCY: usize = 32;
 
 struct Run {
@@ -242,11 +242,7 @@ async fn naive_queue(opts: &PgConnectOptions, tasks: u64, max: Duration, held: b
 fn main() {
     let tasks = arg(0, 1_000_000);
     let max = Duration::from_secs(arg(1, 180));
-    let w = TempWarehouse::new();
-    let out = w.pgdw(PGDW.as_ref(), &["up"]);
-    assert!(out.status.success(), "{}", pgdw_testkit::transcript(&out));
-    let cluster = w.cluster().unwrap();
-    let opts = pgdw::target::embedded_options(&cluster, &cluster.state().database);
+    let (_w, opts) = common::fresh_warehouse();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mut runs = Vec::new();
     for held in [false, true] {

@@ -7,21 +7,21 @@
 //! 2. Writers' throughput (4 connections, single-row statements) on the source with the rollup
 //!    installed and on an identical table without one, alternated.
 //! 3. The lag from a change's commit to its group updated in the rollup, p50/p99, while
-//!    writers make 2,000 changes/s.
+//!    writers (8 connections, paced) make 2,000 changes/s.
 //!
 //!     cargo bench -p pgdw --bench rollup -- [ROWS]      (default 10000000)
+
+mod common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pgdw::worker::{self, Options, Stats};
 use pgdw_testkit::bench::{arg, percentile};
-use pgdw_testkit::TempWarehouse;
 use rand::{Rng, SeedableRng};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
 
-const PGDW: &str = env!("CARGO_BIN_EXE_pgdw");
 const CUSTOMERS: i64 = 10_000;
 
 const QUERY: &str = "SELECT customer_id, date_trunc('day', created_at AT TIME ZONE 'UTC') AS day,
@@ -112,21 +112,28 @@ fn change(rng: &mut impl Rng, table: &str, rows: i64) -> String {
     }
 }
 
-/// Writers on `table`: 4 connections, each a single-row statement at a time; `rate` changes
+/// Writers on `table`: `n` connections, each a single-row statement at a time; `rate` changes
 /// per second in all (0: as fast as they go), for `secs`. Returns the changes made.
-async fn writers(opts: &PgConnectOptions, table: &str, rows: i64, rate: u64, secs: f64) -> u64 {
+async fn writers(
+    opts: &PgConnectOptions,
+    n: u64,
+    table: &str,
+    rows: i64,
+    rate: u64,
+    secs: f64,
+) -> u64 {
     let mut tasks = Vec::new();
-    for w in 0..4u64 {
+    for w in 0..n {
         let (opts, table) = (opts.clone(), table.to_string());
         tasks.push(tokio::spawn(async move {
             let mut c = PgConnection::connect_with(&opts).await.unwrap();
             let mut rng = rand::rngs::StdRng::seed_from_u64(w);
             let start = Instant::now();
-            let mut n = 0u64;
+            let mut done = 0u64;
             while start.elapsed().as_secs_f64() < secs {
                 if rate > 0 {
                     // Paced: this writer's share of `rate`.
-                    let due = Duration::from_secs_f64(n as f64 / (rate as f64 / 4.0));
+                    let due = Duration::from_secs_f64(done as f64 / (rate as f64 / n as f64));
                     if let Some(wait) = due.checked_sub(start.elapsed()) {
                         tokio::time::sleep(wait).await;
                     }
@@ -137,9 +144,9 @@ async fn writers(opts: &PgConnectOptions, table: &str, rows: i64, rate: u64, sec
                     .execute(&mut c)
                     .await
                     .unwrap();
-                n += 1;
+                done += 1;
             }
-            n
+            done
         }));
     }
     let mut total = 0;
@@ -155,8 +162,8 @@ async fn rounds(opts: &PgConnectOptions, rows: i64, label: &str) -> (f64, f64) {
     let (mut with, mut without) = (0.0, 0.0);
     for round in 0..3 {
         eprintln!("  {label}: round {}/3", round + 1);
-        without += writers(opts, "orders_plain", rows, 0, 5.0).await as f64 / 15.0;
-        with += writers(opts, "orders", rows, 0, 5.0).await as f64 / 15.0;
+        without += writers(opts, 4, "orders_plain", rows, 0, 5.0).await as f64 / 15.0;
+        with += writers(opts, 4, "orders", rows, 0, 5.0).await as f64 / 15.0;
     }
     (with, without)
 }
@@ -250,7 +257,7 @@ async fn run(opts: PgConnectOptions, rows: i64) {
     eprintln!("lag under 2,000 changes/s for 30 s...");
     let load = {
         let opts = opts.clone();
-        tokio::spawn(async move { writers(&opts, "orders", rows, 2000, 30.0).await })
+        tokio::spawn(async move { writers(&opts, 8, "orders", rows, 2000, 30.0).await })
     };
     let mut lags = Vec::new();
     let (mut longest_run, mut whole_runs) = (0.0f64, 0u32);
@@ -358,11 +365,7 @@ async fn run(opts: PgConnectOptions, rows: i64) {
 
 fn main() {
     let rows = arg(0, 10_000_000) as i64;
-    let w = TempWarehouse::new();
-    let out = w.pgdw(PGDW.as_ref(), &["up"]);
-    assert!(out.status.success(), "{}", pgdw_testkit::transcript(&out));
-    let cluster = w.cluster().unwrap();
-    let opts = pgdw::target::embedded_options(&cluster, &cluster.state().database);
+    let (_w, opts) = common::fresh_warehouse();
     tokio::runtime::Runtime::new()
         .unwrap()
         .block_on(run(opts, rows));

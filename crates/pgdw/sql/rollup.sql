@@ -229,8 +229,11 @@ END $$;
 
 -- DDL on sources: partitions created, attached, detached (ddl_command_end), and tables dropped
 -- (sql_drop). Installed where the role may create event triggers (a superuser); elsewhere
--- the worker's schedule runs the same partition check.
-CREATE OR REPLACE FUNCTION pgdw.rollup_ddl() RETURNS event_trigger LANGUAGE plpgsql AS $$
+-- the worker's schedule runs the same partition check. They fire for every role's DDL (a BI
+-- tool's temporary table too): they run as their owner, and a failure is a warning, never the
+-- DDL's failure (the workers' next look, every 100 ms, checks the partitions again).
+CREATE OR REPLACE FUNCTION pgdw.rollup_ddl() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     rid int;
 BEGIN
@@ -238,13 +241,18 @@ BEGIN
         RETURN;
     END IF;
     PERFORM set_config('pgdw.rollup_ddl', 'on', true);
-    FOR rid IN SELECT id FROM pgdw.rollups LOOP
-        PERFORM pgdw.rollup_check_partitions(rid);
-    END LOOP;
+    BEGIN
+        FOR rid IN SELECT id FROM pgdw.rollups LOOP
+            PERFORM pgdw.rollup_check_partitions(rid);
+        END LOOP;
+    EXCEPTION WHEN others THEN
+        RAISE WARNING 'pgdw: checking the rollups'' partitions after %: %', tg_tag, SQLERRM;
+    END;
     PERFORM set_config('pgdw.rollup_ddl', 'off', true);
 END $$;
 
-CREATE OR REPLACE FUNCTION pgdw.rollup_dropped() RETURNS event_trigger LANGUAGE plpgsql AS $$
+CREATE OR REPLACE FUNCTION pgdw.rollup_dropped() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     r pgdw.rollups;
     gone oid[];
@@ -257,16 +265,20 @@ BEGIN
         RETURN;
     END IF;
     FOR r IN SELECT * FROM pgdw.rollups WHERE name = ANY (gone) OR source = ANY (gone) OR partitions && gone LOOP
-        IF r.name = ANY (gone) OR r.source = ANY (gone) THEN
-            RAISE NOTICE 'pgdw: rollup % is no longer kept (its % was dropped)', r.name::oid,
-                CASE WHEN r.name = ANY (gone) THEN 'table' ELSE 'source' END;
-            PERFORM pgdw.rollup_uninstall(r);
-        ELSE
-            UPDATE pgdw.rollups SET full_since = coalesce(full_since, statement_timestamp()),
-                                    full_reason = 'a partition of ' || r.source::text || ' was dropped while attached',
-                                    partitions = (SELECT coalesce(array_agg(p), '{}') FROM unnest(partitions) p WHERE p <> ALL (gone))
-             WHERE id = r.id;
-        END IF;
+        BEGIN
+            IF r.name = ANY (gone) OR r.source = ANY (gone) THEN
+                RAISE NOTICE 'pgdw: a rollup is no longer kept (its % was dropped)',
+                    CASE WHEN r.name = ANY (gone) THEN 'table' ELSE 'source' END;
+                PERFORM pgdw.rollup_uninstall(r);
+            ELSE
+                UPDATE pgdw.rollups SET full_since = coalesce(full_since, statement_timestamp()),
+                                        full_reason = 'a partition of its source was dropped while attached',
+                                        partitions = (SELECT coalesce(array_agg(p), '{}') FROM unnest(partitions) p WHERE p <> ALL (gone))
+                 WHERE id = r.id;
+            END IF;
+        EXCEPTION WHEN others THEN
+            RAISE WARNING 'pgdw: a rollup after %: %', tg_tag, SQLERRM;
+        END;
     END LOOP;
 END $$;
 

@@ -136,26 +136,19 @@ pub async fn install(conn: &mut PgConnection) -> anyhow::Result<Report> {
             .any(|e| e.name == name && e.installed.is_some())
     };
     if has("pg_cron") && has("pg_partman") {
-        sqlx::raw_sql(RUNTIME_SQL)
-            .execute(&mut *conn)
-            .await
-            .context("installing pgdw's refresh runtime (schema pgdw)")?;
-        sqlx::raw_sql(QUEUE_SQL)
-            .execute(&mut *conn)
-            .await
-            .context("installing pgdw's work queue (schema pgdw)")?;
-        sqlx::raw_sql(MATERIALIZE_SQL)
-            .execute(&mut *conn)
-            .await
-            .context("installing pgdw's materialized columns (schema pgdw)")?;
-        sqlx::raw_sql(ROLLUP_SQL)
-            .execute(&mut *conn)
-            .await
-            .context("installing pgdw's incremental rollups (schema pgdw)")?;
-        sqlx::raw_sql(HEALTH_SQL)
-            .execute(&mut *conn)
-            .await
-            .context("installing pgdw's health checks (schema pgdw)")?;
+        // In order: each file builds on the ones before it.
+        for (sql, what) in [
+            (RUNTIME_SQL, "refresh runtime"),
+            (QUEUE_SQL, "work queue"),
+            (MATERIALIZE_SQL, "materialized columns"),
+            (ROLLUP_SQL, "incremental rollups"),
+            (HEALTH_SQL, "health checks"),
+        ] {
+            sqlx::raw_sql(sql)
+                .execute(&mut *conn)
+                .await
+                .with_context(|| format!("installing pgdw's {what} (schema pgdw)"))?;
+        }
     }
     Ok(report)
 }

@@ -15,6 +15,16 @@ use pgdw_testkit::TempWarehouse;
 
 pub const PGDW: &str = env!("CARGO_BIN_EXE_pgdw");
 
+/// A fresh embedded warehouse (`pgdw up`), and how to connect to its database.
+pub fn fresh_warehouse() -> (TempWarehouse, sqlx::postgres::PgConnectOptions) {
+    let w = TempWarehouse::new();
+    let out = w.pgdw(PGDW.as_ref(), &["up"]);
+    assert!(out.status.success(), "{}", pgdw_testkit::transcript(&out));
+    let cluster = w.cluster().unwrap();
+    let opts = pgdw::target::embedded_options(&cluster, &cluster.state().database);
+    (w, opts)
+}
+
 /// The example warehouse with `instances` instances (cpu and memory: two series each) over
 /// `days` days.
 pub struct Filled {
@@ -39,9 +49,7 @@ impl Filled {
 }
 
 pub fn example_with_metrics(instances: i64, days: i64) -> Filled {
-    let w = TempWarehouse::new();
-    let up = w.pgdw(PGDW.as_ref(), &["up"]);
-    assert!(up.status.success(), "{}", pgdw_testkit::transcript(&up));
+    let (w, _) = fresh_warehouse();
     // The polling variant: the sources are not reached, migrations only declare them.
     pgdw_testkit::example::migrate_unreachable(&w, PGDW.as_ref());
     let mut f = Filled {

@@ -394,3 +394,25 @@ fn bad_registrations_are_refused_with_nothing_installed() {
         "0 0"
     );
 }
+
+#[test]
+fn a_role_without_pgdw_creates_tables_as_before() {
+    let w = shop();
+    orders_daily(&w);
+    // The partition event triggers fire for every role's DDL; they must not fail it.
+    query(
+        &w,
+        "CREATE ROLE plain LOGIN; GRANT CREATE, USAGE ON SCHEMA public TO plain; GRANT USAGE ON SCHEMA shop TO plain",
+    );
+    assert_eq!(
+        query(
+            &w,
+            "SET ROLE plain;
+             CREATE TEMP TABLE scratch (a int);
+             CREATE TABLE public.notes (a int);
+             ALTER TABLE public.notes ADD COLUMN b int;
+             SELECT count(*) FROM pg_tables WHERE tablename = 'notes'"
+        ),
+        "1"
+    );
+}

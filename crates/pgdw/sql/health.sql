@@ -100,13 +100,15 @@ RETURNS TABLE (pid int, usename text, application_name text, state text, wait_ev
                backend_xid_age int, backend_xmin_age int, blocked_by int[], query text)
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+    -- pg_stat_statements read once, not once a session.
     RETURN QUERY
+    WITH s AS MATERIALIZED (SELECT DISTINCT ON (st.queryid) st.queryid, st.query FROM pgdw.health_statements() st)
     SELECT a.pid, a.usename::text, a.application_name, a.state, a.wait_event_type, a.wait_event,
            now() - a.xact_start, now() - a.query_start, now() - a.state_change,
            age(a.backend_xid), age(a.backend_xmin),
            CASE WHEN a.wait_event_type = 'Lock' THEN pg_blocking_pids(a.pid) ELSE '{}' END,
-           (SELECT s.query FROM pgdw.health_statements() s WHERE s.queryid = a.query_id LIMIT 1)
-      FROM pg_stat_activity a
+           s.query
+      FROM pg_stat_activity a LEFT JOIN s ON s.queryid = a.query_id
      WHERE a.backend_type = 'client backend' AND a.pid <> pg_backend_pid()
        AND a.datname = current_database();
 END $$;
@@ -119,12 +121,13 @@ SELECT coalesce(state, 'unknown') AS state, coalesce(nullif(application_name, ''
   FROM pgdw.health_activity() GROUP BY 1, 2;
 
 CREATE OR REPLACE VIEW pgdw.health_blocked AS
-SELECT w.pid, w.application_name, w.query_age AS waiting, w.query, b.pid AS blocker,
+WITH a AS MATERIALIZED (SELECT * FROM pgdw.health_activity())
+SELECT w.pid, w.application_name, w.query_age AS waiting, w.query, bp.pid AS blocker,
        b.application_name AS blocker_application, b.state AS blocker_state, b.xact_age AS blocker_xact_age,
-       b.query AS blocker_query
-  FROM pgdw.health_activity() w
+       b.query AS blocker_query, w.usename
+  FROM a w
   CROSS JOIN LATERAL unnest(w.blocked_by) bp (pid)
-  LEFT JOIN pgdw.health_activity() b ON b.pid = bp.pid;
+  LEFT JOIN a b ON b.pid = bp.pid;
 COMMENT ON VIEW pgdw.health_blocked IS 'Sessions waiting for a lock, and each session holding it';
 
 CREATE OR REPLACE VIEW pgdw.health_cache AS
@@ -277,20 +280,18 @@ BEGIN
     END LOOP;
 
     -- Sessions: blocked ones and their blockers, long queries, idle transactions.
-    FOR r IN SELECT w.*, b.application_name AS b_app, b.state AS b_state, b.xact_age AS b_xact, b.query AS b_query, b.pid AS b_pid
-               FROM pgdw.health_activity() w
-               CROSS JOIN LATERAL unnest(w.blocked_by) bp (pid)
-               LEFT JOIN pgdw.health_activity() b ON b.pid = bp.pid LOOP
+    FOR r IN SELECT * FROM pgdw.health_blocked LOOP
         check_name := 'blocked_session';
-        severity := CASE WHEN r.query_age > interval '5 minutes' THEN 'critical' ELSE 'warning' END;
+        severity := CASE WHEN r.waiting > interval '5 minutes' THEN 'critical' ELSE 'warning' END;
         object := format('pid %s (%s)', r.pid, coalesce(nullif(r.application_name, ''), r.usename));
-        value := extract(epoch FROM r.query_age);
+        value := extract(epoch FROM r.waiting);
         figure := format('waiting %s for a lock held by pid %s (%s, %s, transaction open %s%s)',
-                         date_trunc('second', r.query_age), r.b_pid, coalesce(nullif(r.b_app, ''), '-'), coalesce(r.b_state, '?'),
-                         coalesce(date_trunc('second', r.b_xact)::text, '?'), coalesce('; its last statement: ' || left(r.b_query, 120), ''));
-        advice := CASE WHEN r.b_state LIKE 'idle in transaction%'
-                       THEN format('SELECT pg_terminate_backend(%s); -- the blocker is idle in its transaction', r.b_pid)
-                       ELSE format('SELECT pg_cancel_backend(%s); -- or wait for it', r.b_pid) END;
+                         date_trunc('second', r.waiting), r.blocker, coalesce(nullif(r.blocker_application, ''), '-'),
+                         coalesce(r.blocker_state, '?'), coalesce(date_trunc('second', r.blocker_xact_age)::text, '?'),
+                         coalesce('; its last statement: ' || left(r.blocker_query, 120), ''));
+        advice := CASE WHEN r.blocker_state LIKE 'idle in transaction%'
+                       THEN format('SELECT pg_terminate_backend(%s); -- the blocker is idle in its transaction', r.blocker)
+                       ELSE format('SELECT pg_cancel_backend(%s); -- or wait for it', r.blocker) END;
         RETURN NEXT;
     END LOOP;
     FOR r IN SELECT * FROM pgdw.health_activity() a

@@ -354,7 +354,7 @@ BEGIN
                     WHERE i.indrelid = tbl AND c.relname = left(rel, 40) || '_pgdw_pending') THEN
         EXECUTE format('CREATE INDEX %I ON %s (%s) WHERE materialized_at IS NULL',
                        left(rel, 40) || '_pgdw_pending', tbl,
-                       (SELECT string_agg(format('%I', k), ', ') FROM unnest(key) k));
+                       pgdw.idents(key));
     END IF;
     SELECT array_agg(DISTINCT d ORDER BY d) INTO deps
       FROM pgdw.materializations m, unnest(m.depends_on) d WHERE m.tbl = materialize.tbl;
@@ -365,7 +365,7 @@ BEGIN
     IF deps IS NOT NULL THEN
         -- Only a change of a column the values depend on makes the row pending again.
         EXECUTE format('CREATE TRIGGER pgdw_materialize_update BEFORE UPDATE OF %s ON %s FOR EACH ROW WHEN (%s) EXECUTE FUNCTION pgdw.materialize_mark()',
-                       (SELECT string_agg(format('%I', d), ', ') FROM unnest(deps) d), tbl,
+                       pgdw.idents(deps), tbl,
                        (SELECT string_agg(format('OLD.%1$I IS DISTINCT FROM NEW.%1$I', d), ' OR ') FROM unnest(deps) d));
     END IF;
     EXECUTE format('CREATE TRIGGER pgdw_materialize_wake AFTER INSERT OR UPDATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION pgdw.materialize_wake()', tbl);

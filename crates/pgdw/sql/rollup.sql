@@ -11,9 +11,10 @@
 -- * a row-level trigger enabled only for replicas catches rows applied by logical replication
 --   (its apply worker fires row triggers only); partitions created later get a clone of it;
 -- * TRUNCATE, and a partition dropped while attached, mark the whole rollup for recomputing;
---   a partition detached (pg_partman's retention detaches, then drops) or attached has its
---   keys captured while its rows still exist (an event trigger on the ALTER TABLE, or the
---   worker's next check where event triggers cannot be created).
+--   a partition detached (pgdw's retention detaches expired ones into pgdw_retired before
+--   dropping them) or attached has its keys captured while its rows still exist (an event
+--   trigger on the ALTER TABLE, or the worker's next check where event triggers cannot be
+--   created).
 --
 -- The changed keys go to an append-only table of two partitions (pgdw.rollup_changes_<id>):
 -- writers insert into the one `gen` names and never update or delete, so concurrent writers
@@ -75,7 +76,7 @@ LANGUAGE plpgsql AS $$
 DECLARE
     kc    text[] := pgdw.rollup_change_columns(cardinality(r.keys));
     klist text := array_to_string(r.keys, ', ');
-    cols  text := (SELECT string_agg(format('%I', c), ', ') FROM unnest(kc) c);
+    cols  text := pgdw.idents(kc);
     gen   text := format('(SELECT gen FROM pgdw.rollups WHERE id = %s)', r.id);
 BEGIN
     EXECUTE format('CREATE TABLE IF NOT EXISTS %s (gen smallint NOT NULL, %s, changed_at timestamptz NOT NULL) PARTITION BY LIST (gen)',
@@ -123,9 +124,7 @@ END $$;
 
 CREATE OR REPLACE FUNCTION pgdw.rollup_truncated() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    UPDATE pgdw.rollups SET full_since = coalesce(full_since, statement_timestamp()),
-                            full_reason = format('%s was truncated', TG_RELID::regclass)
-     WHERE id = TG_ARGV[0]::int;
+    PERFORM pgdw.rollup_mark_whole(TG_ARGV[0]::int, format('%s was truncated', TG_RELID::regclass));
     RETURN NULL;
 END $$;
 
@@ -166,13 +165,28 @@ $$;
 -- gets the statement triggers and its rows' keys are captured; a detached one has its keys
 -- captured (its rows left the source) and loses the triggers; one gone while attached (rows
 -- unknown) marks every group for recomputing. Cheap when nothing changed.
+-- Every group of rollup rid is to be recomputed (its source lost rows unseen), and why.
+CREATE OR REPLACE FUNCTION pgdw.rollup_mark_whole(rid int, reason text) RETURNS void
+LANGUAGE sql AS $$
+    UPDATE pgdw.rollups SET full_since = coalesce(full_since, statement_timestamp()), full_reason = reason
+     WHERE id = rid;
+$$;
+
+-- The keys of every row of `tbl` (a partition attached or detached) as changes of rollup r.
+CREATE OR REPLACE FUNCTION pgdw.rollup_capture_table(r pgdw.rollups, tbl regclass) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE format('INSERT INTO %s (gen, %s, changed_at) SELECT %s, s.*, statement_timestamp() FROM (SELECT DISTINCT %s FROM ONLY %s) s',
+                   pgdw.rollup_changes(r.id), pgdw.idents(pgdw.rollup_change_columns(cardinality(r.keys))),
+                   r.gen, array_to_string(r.keys, ', '), tbl);
+END $$;
+
 CREATE OR REPLACE FUNCTION pgdw.rollup_check_partitions(rid int) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
     r    pgdw.rollups;
     now_ oid[];
     p    oid;
-    kc   text;
 BEGIN
     SELECT * INTO r FROM pgdw.rollups WHERE id = rid;
     IF NOT FOUND THEN
@@ -184,16 +198,12 @@ BEGIN
     END IF;
     SELECT * INTO r FROM pgdw.rollups WHERE id = rid FOR UPDATE;
     now_ := pgdw.rollup_source_partitions(r.source);
-    kc := (SELECT string_agg(format('%I', c), ', ') FROM unnest(pgdw.rollup_change_columns(cardinality(r.keys))) c);
     FOR p IN SELECT x FROM unnest(r.partitions) x EXCEPT SELECT y FROM unnest(now_) y LOOP
         IF EXISTS (SELECT 1 FROM pg_class WHERE oid = p) THEN
-            EXECUTE format('INSERT INTO %s (gen, %s, changed_at) SELECT %s, s.*, statement_timestamp() FROM (SELECT DISTINCT %s FROM ONLY %s) s',
-                           pgdw.rollup_changes(r.id), kc, r.gen, array_to_string(r.keys, ', '), p::regclass);
+            PERFORM pgdw.rollup_capture_table(r, p::regclass);
             PERFORM pgdw.rollup_drop_triggers(r, p::regclass);
         ELSE
-            UPDATE pgdw.rollups SET full_since = coalesce(full_since, statement_timestamp()),
-                                    full_reason = 'a partition of ' || r.source::text || ' was dropped while attached'
-             WHERE id = r.id;
+            PERFORM pgdw.rollup_mark_whole(r.id, format('a partition of %s was dropped while attached', r.source));
         END IF;
     END LOOP;
     FOR p IN SELECT y FROM unnest(now_) y EXCEPT SELECT x FROM unnest(r.partitions) x LOOP
@@ -201,8 +211,7 @@ BEGIN
             PERFORM pgdw.rollup_statement_triggers(r, p::regclass);
         END IF;
         IF (SELECT relkind FROM pg_class WHERE oid = p) = 'r' THEN
-            EXECUTE format('INSERT INTO %s (gen, %s, changed_at) SELECT %s, s.*, statement_timestamp() FROM (SELECT DISTINCT %s FROM ONLY %s) s',
-                           pgdw.rollup_changes(r.id), kc, r.gen, array_to_string(r.keys, ', '), p::regclass);
+            PERFORM pgdw.rollup_capture_table(r, p::regclass);
         END IF;
     END LOOP;
     UPDATE pgdw.rollups SET partitions = now_ WHERE id = r.id;
@@ -271,9 +280,8 @@ BEGIN
                     CASE WHEN r.name = ANY (gone) THEN 'table' ELSE 'source' END;
                 PERFORM pgdw.rollup_uninstall(r);
             ELSE
-                UPDATE pgdw.rollups SET full_since = coalesce(full_since, statement_timestamp()),
-                                        full_reason = 'a partition of its source was dropped while attached',
-                                        partitions = (SELECT coalesce(array_agg(p), '{}') FROM unnest(partitions) p WHERE p <> ALL (gone))
+                PERFORM pgdw.rollup_mark_whole(r.id, format('a partition of %s was dropped while attached', r.source));
+                UPDATE pgdw.rollups SET partitions = (SELECT coalesce(array_agg(p), '{}') FROM unnest(partitions) p WHERE p <> ALL (gone))
                  WHERE id = r.id;
             END IF;
         EXCEPTION WHEN others THEN
@@ -302,9 +310,9 @@ CREATE OR REPLACE FUNCTION pgdw.rollup_recompute(r pgdw.rollups, gen int, whole 
 RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
     kc      text[] := pgdw.rollup_change_columns(cardinality(r.keys));
-    klist   text := (SELECT string_agg(format('%I', c), ', ') FROM unnest(r.key_columns) c);
-    kclist  text := (SELECT string_agg(format('%I', c), ', ') FROM unnest(kc) c);
-    all_cols text := (SELECT string_agg(format('%I', c), ', ') FROM unnest(r.key_columns || r.value_columns) c);
+    klist   text := pgdw.idents(r.key_columns);
+    kclist  text := pgdw.idents(kc);
+    all_cols text := pgdw.idents(r.key_columns || r.value_columns);
     upsert  text;
     anynull text := (SELECT string_agg(format('%I IS NULL', c), ' OR ') FROM unnest(kc) c);
     tnull   text := (SELECT string_agg(format('t.%I IS NULL', c), ' OR ') FROM unnest(r.key_columns) c);
@@ -424,7 +432,7 @@ BEGIN
     EXECUTE format('SELECT count(*) FROM (SELECT 1 FROM %s LIMIT 10001) x', pgdw.rollup_changes(rid, gen)) INTO dirty;
     IF dirty > 10000 THEN
         EXECUTE format('SELECT count(*) FROM (SELECT DISTINCT %s FROM %s) x',
-                       (SELECT string_agg(format('%I', c), ', ') FROM unnest(pgdw.rollup_change_columns(cardinality(r.keys))) c),
+                       pgdw.idents(pgdw.rollup_change_columns(cardinality(r.keys))),
                        pgdw.rollup_changes(rid, gen))
           INTO dirty;
     END IF;
@@ -514,7 +522,7 @@ BEGIN
     EXECUTE format('LOCK TABLE %s IN ACCESS SHARE MODE', pgdw.rollup_changes(r.id));
     SELECT * INTO r FROM pgdw.rollups x WHERE x.name = rollup_lag.name;
     EXECUTE format('SELECT count(*), now() - min(changed_at) FROM (SELECT %s, min(changed_at) AS changed_at FROM %s GROUP BY %1$s) d',
-                   (SELECT string_agg(format('%I', c), ', ') FROM unnest(pgdw.rollup_change_columns(cardinality(r.keys))) c),
+                   pgdw.idents(pgdw.rollup_change_columns(cardinality(r.keys))),
                    pgdw.rollup_changes(r.id))
       INTO dirty_groups, oldest_change_age;
     recompute_all := r.full_since IS NOT NULL;
@@ -636,7 +644,7 @@ BEGIN
         target := to_regclass(name);
         EXECUTE format('CREATE UNIQUE INDEX %I ON %s (%s) NULLS NOT DISTINCT',
                        left((SELECT relname FROM pg_class WHERE oid = target), 50) || '_keys', target,
-                       (SELECT string_agg(format('%I', c), ', ') FROM unnest(kcols) c));
+                       pgdw.idents(kcols));
     END IF;
     INSERT INTO pgdw.rollups (name, query, source, keys, key_columns, value_columns, partitions)
     VALUES (target, query, source, keys, kcols, coalesce(vcols, '{}'), '{}')
@@ -661,8 +669,8 @@ BEGIN
     -- Keys that are not the query's first columns would recompute the wrong rows: every group
     -- the query made must be a value of the keys over some source row.
     EXECUTE format('SELECT row(%s)::text FROM (SELECT %s FROM %s EXCEPT SELECT %s FROM %s) x LIMIT 1',
-                   (SELECT string_agg(format('%I', c), ', ') FROM unnest(kcols) c),
-                   (SELECT string_agg(format('%I', c), ', ') FROM unnest(kcols) c), target,
+                   pgdw.idents(kcols),
+                   pgdw.idents(kcols), target,
                    array_to_string(keys, ', '), source)
       INTO bad;
     IF bad IS NOT NULL THEN
@@ -697,7 +705,7 @@ BEGIN
     END IF;
     EXECUTE (SELECT 'LOCK TABLE ' || string_agg(pgdw.rollup_changes(id), ', ') || ' IN ACCESS SHARE MODE' FROM pgdw.rollups);
     SELECT string_agg(format('(SELECT count(*) FROM (SELECT DISTINCT %s FROM %s) d) + (SELECT (full_since IS NOT NULL)::int FROM pgdw.rollups WHERE id = %s)',
-                             (SELECT string_agg(format('%I', c), ', ') FROM unnest(pgdw.rollup_change_columns(cardinality(keys))) c),
+                             pgdw.idents(pgdw.rollup_change_columns(cardinality(keys))),
                              pgdw.rollup_changes(id), id), ' + ')
       INTO counts FROM pgdw.rollups;
     EXECUTE 'SELECT ' || counts INTO groups;
@@ -721,7 +729,7 @@ BEGIN
     END IF;
     EXECUTE format('SELECT (SELECT count(*) FROM (SELECT %1$s FROM %2$s EXCEPT SELECT %1$s FROM (%3$s) q) a)
                          + (SELECT count(*) FROM (SELECT %1$s FROM (%3$s) q EXCEPT SELECT %1$s FROM %2$s) b)',
-                   (SELECT string_agg(format('%I', c), ', ') FROM unnest(r.key_columns || r.value_columns) c),
+                   pgdw.idents(r.key_columns || r.value_columns),
                    r.name, r.query)
       INTO n;
     RETURN n;

@@ -191,9 +191,9 @@ BEGIN
         -- The comment names the job in pg_stat_statements (with pg_stat_statements.track =
         -- all, which records statements run inside procedures) for `pgdw doctor`.
         IF command ~* '^\s*(\(\s*)*(select|with|values|table)\M' THEN
-            EXECUTE format('/* pgdw job: %s */ %s', replace(job, '*/', '* /'), command) INTO counts;
+            EXECUTE format('/* pgdw job: %s */ %s', replace(replace(job, '*/', '* /'), '/*', '/ *'), command) INTO counts;
         ELSE
-            EXECUTE format('/* pgdw job: %s */ %s', replace(job, '*/', '* /'), command);
+            EXECUTE format('/* pgdw job: %s */ %s', replace(replace(job, '*/', '* /'), '/*', '/ *'), command);
         END IF;
         UPDATE pgdw.runs SET finished_at = clock_timestamp(), status = 'succeeded',
                rows_inserted = CASE WHEN counts IS NULL THEN NULL ELSE (to_jsonb(counts)->>'inserted')::bigint END,
@@ -210,6 +210,13 @@ BEGIN
 END $$;
 COMMENT ON PROCEDURE pgdw.run(text, text) IS
     'Run a command as job, recording it in pgdw.runs; a failure rolls the command back and is recorded';
+
+-- `a, b, c`: column names quoted as identifiers, in their order (the SQL every generated
+-- statement of pgdw's lists its columns with).
+CREATE OR REPLACE FUNCTION pgdw.idents(cols text[]) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT string_agg(format('%I', c), ', ' ORDER BY i) FROM unnest(cols) WITH ORDINALITY u (c, i);
+$$;
 
 -- Incremental sync ------------------------------------------------------------------------
 

@@ -185,7 +185,8 @@ pub async fn run(
          WITH q AS MATERIALIZED (SELECT row_to_json(p) AS r FROM (\n{body}\n) p)
          SELECT (SELECT json_agg(k) FROM json_object_keys((SELECT r FROM q LIMIT 1)) k)::text,
                 (SELECT coalesce(json_agg((SELECT json_agg(e.value) FROM json_each(q.r) e)), '[]') FROM q)::text",
-        label.replace("*/", "* /")
+        // Neither end of a comment: PostgreSQL nests them, so a `/*` would swallow the query.
+        label.replace("*/", "* /").replace("/*", "/ *")
     );
     let start = Instant::now();
     // Read-only by statement, not only by the role's default, which a panel could change

@@ -14,6 +14,7 @@ pub mod doctor;
 pub mod freshness;
 #[cfg(feature = "demo")]
 pub mod instance_metrics;
+pub mod metrics_load;
 pub mod options;
 pub mod project;
 pub mod quote;

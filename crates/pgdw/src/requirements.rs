@@ -142,6 +142,7 @@ pub async fn install(conn: &mut PgConnection) -> anyhow::Result<Report> {
             (QUEUE_SQL, "work queue"),
             (MATERIALIZE_SQL, "materialized columns"),
             (ROLLUP_SQL, "incremental rollups"),
+            (METRICS_SQL, "metric loads"),
             (HEALTH_SQL, "health checks"),
         ] {
             sqlx::raw_sql(sql)
@@ -165,6 +166,9 @@ pub const MATERIALIZE_SQL: &str = include_str!("../sql/materialize.sql");
 
 /// Incremental rollups: `pgdw.rollup`, change capture, the worker's runs, `pgdw.rollup_lag`.
 pub const ROLLUP_SQL: &str = include_str!("../sql/rollup.sql");
+
+/// Metric loads: `pgdw.load_metrics`, the schedule's tick, the foreign-table way.
+pub const METRICS_SQL: &str = include_str!("../sql/metrics.sql");
 
 /// Database health: `pgdw.doctor()` and the database dashboard's views and samples.
 pub const HEALTH_SQL: &str = include_str!("../sql/health.sql");

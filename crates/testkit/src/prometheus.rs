@@ -12,7 +12,76 @@ pub struct Prometheus {
     _dir: tempfile::TempDir,
 }
 
+/// History to backfill: one gauge in `series` series (`instance="i-0000"`, ...), a sample
+/// every `step` seconds for `days` days, ending four hours before the last whole hour (promtool
+/// writes blocks; the newest hours are Prometheus' head). Values repeat every 1,000 samples.
+#[derive(Debug, Clone)]
+pub struct History {
+    pub metric: String,
+    pub series: i64,
+    pub step: i64,
+    /// Epoch seconds of the first and last sample.
+    pub start: i64,
+    pub end: i64,
+}
+
+impl History {
+    pub fn new(metric: &str, days: i64, series: i64, step: i64) -> History {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let end = (now / 3600 - 4) * 3600;
+        History {
+            metric: metric.to_string(),
+            series,
+            step,
+            start: end - days * 86_400 + step,
+            end,
+        }
+    }
+
+    pub fn points(&self) -> i64 {
+        (self.end - self.start) / self.step + 1
+    }
+
+    pub fn samples(&self) -> i64 {
+        self.points() * self.series
+    }
+
+    /// The OpenMetrics text promtool backfills.
+    pub fn openmetrics(&self) -> String {
+        use std::fmt::Write;
+        let mut om = String::with_capacity(self.samples() as usize * 48);
+        writeln!(om, "# TYPE {} gauge", self.metric).unwrap();
+        for s in 0..self.series {
+            for p in 0..self.points() {
+                let ts = self.start + p * self.step;
+                let v = ((s * 31 + p) % 1000) as f64 / 10.0;
+                writeln!(om, "{}{{instance=\"i-{s:04}\"}} {v} {ts}", self.metric).unwrap();
+            }
+        }
+        om.push_str("# EOF\n");
+        om
+    }
+}
+
 impl Prometheus {
+    /// Prometheus serving `history`, backfilled (printing progress: large ones take a while).
+    pub fn with_history(history: &History) -> Prometheus {
+        let t = std::time::Instant::now();
+        eprintln!(
+            "backfilling {} samples ({} series of {} every {} s) with promtool...",
+            history.samples(),
+            history.series,
+            history.metric,
+            history.step
+        );
+        let p = Prometheus::start(&history.openmetrics());
+        eprintln!("  Prometheus ready after {:.1} s", t.elapsed().as_secs_f64());
+        p
+    }
+
     /// Backfill `openmetrics` (must end with `# EOF`) and start Prometheus on it.
     pub fn start(openmetrics: &str) -> Prometheus {
         Self::launch(openmetrics, false).0

@@ -111,7 +111,7 @@ pub fn example_with_metrics(instances: i64, days: i64) -> Filled {
     }
     f.load_secs = start.elapsed().as_secs_f64();
     f.sql(&format!(
-        "INSERT INTO metric_sync SELECT m, {} FROM unnest(ARRAY['instance_cpu_usage', 'instance_memory_bytes']) m",
+        "UPDATE pgdw.metric_loads SET synced_to = {} WHERE metric IN ('instance_cpu_usage', 'instance_memory_bytes')",
         f.now
     ));
     // The derived data, as pgdw worker keeps it: materialized columns, then every rollup

@@ -38,7 +38,7 @@ impl Task {
     }
 }
 
-pub const KINDS: &[&str] = &["noop", "sql", "materialize", "rollup"];
+pub const KINDS: &[&str] = &["noop", "sql", "materialize", "rollup", "metrics"];
 
 pub async fn execute(pool: &PgPool, task: &Task) -> Outcome {
     match task.kind.as_str() {
@@ -46,6 +46,7 @@ pub async fn execute(pool: &PgPool, task: &Task) -> Outcome {
         "sql" => sql(pool, task).await,
         "materialize" => materialize(pool, task).await,
         "rollup" => rollup(pool, task).await,
+        "metrics" => metrics(pool, task).await,
         other => Outcome::Fail(format!(
             "no worker task kind {other:?} (pgdw worker runs: {})",
             KINDS.join(", ")
@@ -131,6 +132,19 @@ async fn rollup(pool: &PgPool, task: &Task) -> Outcome {
     .await;
     match ran {
         Ok(_) => Outcome::Done,
+        Err(e) => Outcome::Retry(e.to_string()),
+    }
+}
+
+/// `{"job": "<name>"}`: a metric load (`pgdw.load_metrics`) up to now, by binary COPY, its run
+/// recorded in pgdw.runs under the job's name.
+async fn metrics(pool: &PgPool, task: &Task) -> Outcome {
+    let Some(job) = task.payload.get("job").and_then(|v| v.as_str()) else {
+        return Outcome::Fail(r#"a metrics task's payload needs {"job": "<name>"}"#.into());
+    };
+    match crate::metrics_load::run(pool, job).await {
+        Ok(_) => Outcome::Done,
+        Err(e @ crate::metrics_load::LoadError::Unknown(_)) => Outcome::Fail(e.to_string()),
         Err(e) => Outcome::Retry(e.to_string()),
     }
 }

@@ -13,6 +13,7 @@ mod embedded;
 mod example;
 mod external;
 mod materialize;
+mod metrics_load;
 mod migrate;
 mod output;
 mod queue;

@@ -46,6 +46,7 @@ const PROJECT: &[(&str, &str)] = project_files![
     "migrations/20260101000008_organization_profile.sql",
     "migrations/20260101000009_rollups.sql",
     "migrations/20260101000010_database_health.sql",
+    "migrations/20260101000011_metric_loads.sql",
     "dashboards/customers.toml",
     "dashboards/database.toml",
     "dashboards/operations.toml",

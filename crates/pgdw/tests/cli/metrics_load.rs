@@ -1,0 +1,350 @@
+//! Metric loads (`pgdw.load_metrics`) against a real Prometheus: the workers' binary COPY and
+//! the foreign table's INSERT ... SELECT load the same rows; a window loaded twice is not
+//! doubled; a failed load keeps what it had; bad definitions are refused, installing nothing.
+
+use pgdw_testkit::prometheus::Prometheus;
+use pgdw_testkit::TempWarehouse;
+
+use super::queue::converges;
+use super::{ok, query};
+
+/// Two days at a one-minute step of three series whose labels need quoting and escaping,
+/// with the values Prometheus writes specially (NaN, infinities, exponents); ends four hours
+/// before the last whole hour (promtool backfills blocks behind Prometheus' head).
+fn prometheus() -> (Prometheus, i64, i64) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let end = (now / 3600 - 4) * 3600;
+    let start = end - 2 * 86_400 + 60;
+    let mut om = String::from("# TYPE load_test gauge\n");
+    let series = [
+        r#"instance="a",zone="eu-1""#,
+        r#"instance="b \"quoted\" \\ back",zone="eu-1""#,
+        r#"instance="c — ünïcode",zone="us-2""#,
+    ];
+    for (s, labels) in series.iter().enumerate() {
+        for p in 0..=(end - start) / 60 {
+            let v = match (s, p % 500) {
+                (0, 7) => "NaN".to_string(),
+                (1, 8) => "+Inf".to_string(),
+                (1, 9) => "-Inf".to_string(),
+                (2, _) => format!("{}e-3", p * 7 % 100_003),
+                _ => format!("{}.25", (p * 31 + s as i64) % 997),
+            };
+            om.push_str(&format!(
+                "load_test{{{labels}}} {v} {}\n",
+                start + p * 60
+            ));
+        }
+    }
+    om.push_str("# EOF\n");
+    (Prometheus::start(&om), start, end)
+}
+
+/// The samples a range query at a one-minute step returns for the three series: each point,
+/// and five more after the last (Prometheus' five-minute lookback repeats the last value).
+fn samples(start: i64, end: i64) -> i64 {
+    3 * ((end - start) / 60 + 1 + 5)
+}
+
+/// A warehouse with the foreign table and two pairs of labels and samples tables (daily
+/// partitions, as the example's), a load registered on each: `fdw` and `copy`.
+fn warehouse(prom: &Prometheus) -> TempWarehouse {
+    let w = TempWarehouse::new();
+    ok(&w, &["up"]);
+    query(
+        &w,
+        &format!(
+            "CREATE EXTENSION IF NOT EXISTS prometheus_fdw;
+             CREATE SERVER prom FOREIGN DATA WRAPPER prometheus_fdw OPTIONS (base_url '{}');
+             CREATE FOREIGN TABLE metrics (metric_name text, metric_labels jsonb, metric_time bigint, metric_value float8)
+               SERVER prom OPTIONS (object 'metrics', step '1m');
+             CREATE SCHEMA fdw; CREATE SCHEMA copy;
+             CREATE TABLE fdw.labels (id bigserial PRIMARY KEY, name text NOT NULL, labels jsonb NOT NULL, UNIQUE (name, labels));
+             CREATE TABLE fdw.samples (label_id bigint NOT NULL REFERENCES fdw.labels (id), time bigint NOT NULL,
+                                       value float8 NOT NULL, UNIQUE (label_id, time)) PARTITION BY RANGE (time);
+             SELECT pgdw.partition_daily('fdw.samples', 'time', retention => '30 days');
+             CREATE TABLE copy.labels (LIKE fdw.labels INCLUDING ALL);
+             CREATE TABLE copy.samples (label_id bigint NOT NULL REFERENCES copy.labels (id), time bigint NOT NULL,
+                                        value float8 NOT NULL, UNIQUE (label_id, time)) PARTITION BY RANGE (time);
+             SELECT pgdw.partition_daily('copy.samples', 'time', retention => '30 days');
+             SELECT pgdw.load_metrics('fdw', 'metrics', 'load_test', 'fdw.samples', 'fdw.labels', since => '3 days');
+             SELECT pgdw.load_metrics('copy', 'metrics', 'load_test', 'copy.samples', 'copy.labels', since => '3 days');
+             -- The tests tick by hand: pg_cron's minutely ticks would race them.
+             UPDATE cron.job SET active = false WHERE jobname IN ('fdw', 'copy');",
+            prom.url()
+        ),
+    );
+    w
+}
+
+/// Rows of a load as a user reads them: label set, time, value.
+fn rows(schema: &str) -> String {
+    format!(
+        "SELECT l.name, l.labels, s.time, s.value FROM {schema}.samples s JOIN {schema}.labels l ON l.id = s.label_id"
+    )
+}
+
+fn differing(w: &TempWarehouse) -> String {
+    query(
+        w,
+        &format!(
+            "SELECT count(*) FROM (({a} EXCEPT ALL {b}) UNION ALL ({b} EXCEPT ALL {a})) d",
+            a = rows("fdw"),
+            b = rows("copy")
+        ),
+    )
+}
+
+/// The last run of a job: status, rows inserted, error.
+fn last_run(w: &TempWarehouse, job: &str) -> String {
+    query(
+        w,
+        &format!(
+            "SELECT status || ' ' || coalesce(rows_inserted::text, '-') || ' ' || coalesce(error, '')
+               FROM pgdw.runs WHERE job = '{job}' ORDER BY id DESC LIMIT 1"
+        ),
+    )
+}
+
+#[test]
+fn the_workers_copy_and_the_foreign_table_load_the_same_rows() {
+    let (prom, start, end) = prometheus();
+    let w = warehouse(&prom);
+    let expected = samples(start, end);
+
+    // No worker: the tick loads through the foreign table, in its own run.
+    query(&w, "CALL pgdw.metrics_tick('fdw')");
+    assert_eq!(last_run(&w, "fdw"), format!("succeeded {expected}"));
+
+    // With a worker: the tick queues a task, and a second tick while it is queued does not.
+    let _worker = super::materialize::worker(&w);
+    converges(&w, "SELECT pgdw.workers_running()", "t");
+    query(
+        &w,
+        "CALL pgdw.metrics_tick('copy'); CALL pgdw.metrics_tick('copy')",
+    );
+    converges(
+        &w,
+        "SELECT status FROM pgdw.runs WHERE job = 'copy' ORDER BY id DESC LIMIT 1",
+        "succeeded",
+    );
+    assert_eq!(last_run(&w, "copy"), format!("succeeded {expected}"));
+    assert_eq!(
+        query(
+            &w,
+            "SELECT count(*) FROM pgdw.task_history WHERE kind = 'metrics'"
+        ),
+        "1"
+    );
+    // The samples went by binary COPY, a day per transaction (three since the watermark's
+    // start), not through the foreign table.
+    assert_eq!(
+        query(
+            &w,
+            "SELECT sum(calls) FROM pg_stat_statements
+              WHERE query LIKE '/* pgdw job: copy */ COPY copy.samples %FROM STDIN (FORMAT binary)'"
+        ),
+        "3"
+    );
+
+    assert_eq!(
+        query(&w, &format!("SELECT count(*) FROM ({}) r", rows("copy"))),
+        expected.to_string()
+    );
+    assert_eq!(differing(&w), "0");
+    // Including the values Prometheus writes as words, and the labels that needed escaping.
+    assert_eq!(
+        query(
+            &w,
+            "SELECT count(*) FILTER (WHERE value = 'NaN') || ' ' || count(*) FILTER (WHERE value = 'Infinity')
+                    || ' ' || count(*) FILTER (WHERE value = '-Infinity')
+               FROM copy.samples"
+        ),
+        query(
+            &w,
+            "SELECT count(*) FILTER (WHERE value = 'NaN') || ' ' || count(*) FILTER (WHERE value = 'Infinity')
+                    || ' ' || count(*) FILTER (WHERE value = '-Infinity')
+               FROM fdw.samples"
+        )
+    );
+    assert_eq!(
+        query(
+            &w,
+            "SELECT labels->>'instance' FROM copy.labels WHERE labels->>'instance' LIKE 'b%'"
+        ),
+        r#"b "quoted" \ back"#
+    );
+    // Both watermarks where the loads stopped, and the job's freshness from these runs.
+    assert_eq!(
+        query(
+            &w,
+            "SELECT count(DISTINCT synced_to) FROM pgdw.metric_loads"
+        ),
+        "1"
+    );
+    assert_eq!(
+        query(
+            &w,
+            "SELECT last_status || ' ' || rows_inserted FROM pgdw.job_freshness WHERE job = 'copy'"
+        ),
+        format!("succeeded {expected}")
+    );
+}
+
+#[test]
+fn a_window_loaded_before_is_not_loaded_twice() {
+    let (prom, start, end) = prometheus();
+    let w = warehouse(&prom);
+    let expected = samples(start, end);
+    let _worker = super::materialize::worker(&w);
+    query(&w, "SELECT pgdw.enqueue('metrics', '{\"job\": \"copy\"}')");
+    converges(&w, "SELECT coalesce(max(rows_inserted), 0) FROM pgdw.runs WHERE job = 'copy' AND status = 'succeeded'", &expected.to_string());
+    // The watermark forgotten (a redefinition, a restore): the windows hold samples already,
+    // so they go through INSERT ... ON CONFLICT DO NOTHING instead of a COPY that would stop
+    // at the first duplicate.
+    query(&w, "UPDATE pgdw.metric_loads SET synced_to = NULL WHERE job = 'copy'");
+    query(&w, "SELECT pgdw.enqueue('metrics', '{\"job\": \"copy\"}')");
+    converges(
+        &w,
+        "SELECT count(*) FROM pgdw.runs WHERE job = 'copy' AND status = 'succeeded'",
+        "2",
+    );
+    assert_eq!(last_run(&w, "copy"), "succeeded 0");
+    assert_eq!(
+        query(&w, "SELECT count(*) FROM copy.samples"),
+        expected.to_string()
+    );
+}
+
+#[test]
+fn a_failed_load_keeps_what_it_had_and_says_why() {
+    let (prom, start, end) = prometheus();
+    let w = warehouse(&prom);
+    let expected = samples(start, end);
+    // A token on the user mapping, set as pgdw sets secrets: the worker reads it from the
+    // catalog, and no statement text holds it.
+    query(
+        &w,
+        "SELECT pgdw.set_option('user mapping', 'prom', 'bearer_token', 'tok-SECRET-1234')",
+    );
+    let _worker = super::materialize::worker(&w);
+    query(&w, "SELECT pgdw.enqueue('metrics', '{\"job\": \"copy\"}')");
+    converges(&w, "SELECT coalesce(max(rows_inserted), 0) FROM pgdw.runs WHERE job = 'copy' AND status = 'succeeded'", &expected.to_string());
+    let watermark = query(&w, "SELECT synced_to FROM pgdw.metric_loads WHERE job = 'copy'");
+
+    // Prometheus gone: the run fails with the cause; data and watermark stay.
+    drop(prom);
+    query(&w, "UPDATE pgdw.metric_loads SET lag = '-2 hours' WHERE job = 'copy'");
+    query(&w, "SELECT pgdw.enqueue('metrics', '{\"job\": \"copy\"}', max_attempts => 1)");
+    converges(
+        &w,
+        "SELECT status FROM pgdw.runs WHERE job = 'copy' ORDER BY id DESC LIMIT 1",
+        "failed",
+    );
+    let run = last_run(&w, "copy");
+    assert!(run.contains("cannot reach Prometheus at http://127.0.0.1:"), "{run}");
+    assert_eq!(
+        query(&w, "SELECT count(*) FROM copy.samples"),
+        expected.to_string()
+    );
+    assert_eq!(
+        query(&w, "SELECT synced_to FROM pgdw.metric_loads WHERE job = 'copy'"),
+        watermark
+    );
+    converges(
+        &w,
+        "SELECT state || ' ' || (error LIKE '%cannot reach Prometheus%') FROM pgdw.task_history WHERE kind = 'metrics' ORDER BY id DESC LIMIT 1",
+        "failed true",
+    );
+    assert_eq!(
+        query(
+            &w,
+            "SELECT count(*) FROM pg_stat_statements WHERE query LIKE '%tok-SECRET-1234%'"
+        ),
+        "0"
+    );
+}
+
+#[test]
+fn bad_definitions_are_refused_and_install_nothing() {
+    let w = TempWarehouse::new();
+    ok(&w, &["up"]);
+    query(
+        &w,
+        "CREATE EXTENSION IF NOT EXISTS prometheus_fdw;
+         CREATE SERVER prom FOREIGN DATA WRAPPER prometheus_fdw OPTIONS (base_url 'http://127.0.0.1:1');
+         CREATE FOREIGN TABLE metrics (metric_name text, metric_labels jsonb, metric_time bigint, metric_value float8)
+           SERVER prom OPTIONS (object 'metrics');
+         CREATE FOREIGN TABLE series (metric_name text, metric_labels jsonb) SERVER prom OPTIONS (object 'series');
+         CREATE TABLE labels (id bigserial PRIMARY KEY, name text NOT NULL, labels jsonb NOT NULL, UNIQUE (name, labels));
+         CREATE TABLE loose_labels (id bigserial PRIMARY KEY, name text NOT NULL, labels jsonb NOT NULL);
+         CREATE TABLE samples (label_id bigint NOT NULL, time bigint NOT NULL, value float8 NOT NULL);
+         CREATE TABLE stamped (label_id bigint NOT NULL, time timestamptz NOT NULL, value float8 NOT NULL);
+         CREATE TABLE plain (metric_name text, metric_labels jsonb, metric_time bigint, metric_value float8);",
+    );
+    let refused = |args: &str| {
+        let out = w
+            .psql_db(
+                "warehouse",
+                &format!("SELECT pgdw.load_metrics('bad', {args})"),
+            )
+            .expect_err(args);
+        out
+    };
+    for (args, says) in [
+        (
+            "'plain', 'up', 'samples', 'labels'",
+            "plain is not a prometheus_fdw foreign table",
+        ),
+        (
+            "'series', 'up', 'samples', 'labels'",
+            "series reads Prometheus' series (object 'series'), not range queries",
+        ),
+        (
+            "'metrics', '', 'samples', 'labels'",
+            "metric needs the metric's name",
+        ),
+        (
+            "'metrics', 'up', 'stamped', 'labels'",
+            "stamped needs a column time of type integer or bigint, not timestamp with time zone",
+        ),
+        (
+            "'metrics', 'up', 'labels', 'labels'",
+            "labels needs a column label_id of type integer or bigint, and has none",
+        ),
+        (
+            "'metrics', 'up', 'samples', 'loose_labels'",
+            "loose_labels needs a unique constraint on (name, labels)",
+        ),
+        (
+            "'metrics', 'up', 'samples', 'labels', every => '7 minutes'",
+            "does not divide an hour",
+        ),
+    ] {
+        let err = refused(args);
+        assert!(err.contains(says), "{args}: {err}");
+    }
+    assert_eq!(
+        query(
+            &w,
+            "SELECT (SELECT count(*) FROM pgdw.metric_loads) || ' ' || (SELECT count(*) FROM cron.job WHERE jobname = 'bad')"
+        ),
+        "0 0"
+    );
+    // Twice the same: one load, one job.
+    query(
+        &w,
+        "SELECT pgdw.load_metrics('good', 'metrics', 'up', 'samples', 'labels');
+         SELECT pgdw.load_metrics('good', 'metrics', 'up', 'samples', 'labels', every => '5 minutes');",
+    );
+    assert_eq!(
+        query(
+            &w,
+            "SELECT (SELECT count(*) FROM pgdw.metric_loads) || ' ' || (SELECT schedule FROM cron.job WHERE jobname = 'good')"
+        ),
+        "1 */5 * * * *"
+    );
+}

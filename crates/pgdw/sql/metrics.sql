@@ -199,7 +199,8 @@ BEGIN
     END IF;
 END $$;
 
--- The worker's way, one chunk: the window it may take next (at most `chunk` seconds), with the
+-- The worker's way, one chunk: the window it may take next (at most `chunk` seconds, which
+-- divide a day), with the
 -- job's lock (pgdw.run's) held until the chunk's transaction ends, so that no other run of the
 -- load writes the same window. lo = hi: nothing left.
 CREATE OR REPLACE FUNCTION pgdw.metrics_chunk(job text, chunk bigint, upto bigint,
@@ -211,6 +212,8 @@ BEGIN
     IF lo IS NULL THEN
         RAISE EXCEPTION 'pgdw: no metric load %', job USING HINT = 'pgdw.load_metrics creates one';
     END IF;
-    hi := greatest(lo, least(lo + chunk, upto));
+    -- Ends on multiples of the chunk (UTC): a chunk never spans two daily partitions, so
+    -- COPY's batches go to one partition at a time.
+    hi := greatest(lo, least((lo / chunk + 1) * chunk, upto));
     overlap := hi > lo AND pgdw.metrics_overlap(job, lo, hi);
 END $$;

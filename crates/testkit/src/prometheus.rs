@@ -78,7 +78,10 @@ impl Prometheus {
             history.step
         );
         let p = Prometheus::start(&history.openmetrics());
-        eprintln!("  Prometheus ready after {:.1} s", t.elapsed().as_secs_f64());
+        eprintln!(
+            "  Prometheus ready after {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
         p
     }
 

@@ -24,8 +24,12 @@ use sqlx::{PgConnection, PgPool};
 pub use copy_binary::{Float, Int, SampleRows};
 use source::ForeignTable;
 
-/// Seconds a chunk covers: one transaction, one watermark step.
-const CHUNK_SECS: i64 = 86_400;
+/// Seconds a chunk covers at most (a day's divisor: chunks end on its multiples, inside one
+/// daily partition): one transaction, one watermark step, one request per series set.
+const CHUNK_SECS: i64 = 6 * 3600;
+/// The first chunk of a run: small, so that the server starts writing after a short reply
+/// (the next chunk is read meanwhile).
+const FIRST_CHUNK_SECS: i64 = 3600;
 /// Bytes handed to the connection at a time.
 const SEND_BYTES: usize = 1 << 20;
 
@@ -171,18 +175,27 @@ async fn load(
         ..Loaded::default()
     };
     let mut ids = LabelIds::default();
+    // The next chunk's scan, started while this one is written: Prometheus answers the next
+    // request while the server inserts this chunk's rows.
+    let mut ahead: Option<((i64, i64), Batches)> = None;
     loop {
         sqlx::query("BEGIN").execute(&mut *conn).await?;
         let chunk = async {
             let (lo, hi, overlap): (i64, i64, bool) =
                 sqlx::query_as("SELECT lo, hi, overlap FROM pgdw.metrics_chunk($1, $2, $3)")
                     .bind(job)
-                    .bind(CHUNK_SECS)
+                    .bind(if loaded.chunks == 0 { FIRST_CHUNK_SECS } else { CHUNK_SECS })
                     .bind(upto)
                     .fetch_one(&mut *conn)
                     .await?;
             if hi <= lo {
                 return Ok(None);
+            }
+            // Started for this window, unless another run moved the watermark meanwhile.
+            let started = ahead.take().filter(|(w, _)| *w == (lo, hi)).map(|(_, rx)| rx);
+            let next = ((hi / CHUNK_SECS + 1) * CHUNK_SECS).min(upto);
+            if next > hi {
+                ahead = Some(((hi, next), batches(&def, hi, next)));
             }
             let rows = if overlap {
                 sqlx::query_scalar::<_, i64>("SELECT pgdw.metrics_insert($1, $2, $3)")
@@ -192,7 +205,8 @@ async fn load(
                     .fetch_one(&mut *conn)
                     .await? as u64
             } else {
-                copy_window(pool, conn, &def, &mut ids, lo, hi).await?
+                let rx = started.unwrap_or_else(|| batches(&def, lo, hi));
+                copy_window(pool, conn, &def, &mut ids, rx).await?
             };
             sqlx::query("UPDATE pgdw.metric_loads SET synced_to = $2 WHERE job = $1")
                 .bind(job)
@@ -282,12 +296,10 @@ impl LabelIds {
     }
 }
 
+type Batches = tokio::sync::mpsc::Receiver<Result<Vec<Row>, FdwError>>;
+
 /// Batches of a scan, read on a thread of their own (the wrapper's client blocks), two ahead.
-fn batches(
-    def: &Arc<Definition>,
-    lo: i64,
-    hi: i64,
-) -> tokio::sync::mpsc::Receiver<Result<Vec<Row>, FdwError>> {
+fn batches(def: &Arc<Definition>, lo: i64, hi: i64) -> Batches {
     let (tx, rx) = tokio::sync::mpsc::channel(2);
     let def = def.clone();
     std::thread::spawn(move || {
@@ -383,14 +395,14 @@ fn series_runs(
     runs
 }
 
-/// The (lo, hi] window's samples into the target, in the connection's open transaction.
+/// A window's samples (its scan's batches) into the target, in the connection's open
+/// transaction.
 async fn copy_window(
     pool: &PgPool,
     conn: &mut PgConnection,
     def: &Arc<Definition>,
     ids: &mut LabelIds,
-    lo: i64,
-    hi: i64,
+    mut rx: Batches,
 ) -> Result<u64, LoadError> {
     let col = |n: &str| def.source.column(n).expect("checked at registration");
     let (name_col, labels_col, time_col, value_col) = (
@@ -399,7 +411,6 @@ async fn copy_window(
         col("metric_time"),
         col("metric_value"),
     );
-    let mut rx = batches(def, lo, hi);
     let mut copy = conn
         .copy_in_raw(&format!(
             "{} COPY {} (label_id, time, value) FROM STDIN (FORMAT binary)",

@@ -96,7 +96,10 @@ impl ForeignTable {
         else {
             return Err(FdwError::new(
                 pgdw_wrapper::ErrorKind::InvalidOptionValue,
-                format!("{} needs the columns metric_name and metric_time", self.name),
+                format!(
+                    "{} needs the columns metric_name and metric_time",
+                    self.name
+                ),
             ));
         };
         let qual = |column, op, value| Qual {

@@ -33,10 +33,7 @@ fn prometheus() -> (Prometheus, i64, i64) {
                 (2, _) => format!("{}e-3", p * 7 % 100_003),
                 _ => format!("{}.25", (p * 31 + s as i64) % 997),
             };
-            om.push_str(&format!(
-                "load_test{{{labels}}} {v} {}\n",
-                start + p * 60
-            ));
+            om.push_str(&format!("load_test{{{labels}}} {v} {}\n", start + p * 60));
         }
     }
     om.push_str("# EOF\n");
@@ -205,7 +202,10 @@ fn a_window_loaded_before_is_not_loaded_twice() {
     // The watermark forgotten (a redefinition, a restore): the windows hold samples already,
     // so they go through INSERT ... ON CONFLICT DO NOTHING instead of a COPY that would stop
     // at the first duplicate.
-    query(&w, "UPDATE pgdw.metric_loads SET synced_to = NULL WHERE job = 'copy'");
+    query(
+        &w,
+        "UPDATE pgdw.metric_loads SET synced_to = NULL WHERE job = 'copy'",
+    );
     query(&w, "SELECT pgdw.enqueue('metrics', '{\"job\": \"copy\"}')");
     converges(
         &w,
@@ -233,25 +233,40 @@ fn a_failed_load_keeps_what_it_had_and_says_why() {
     let _worker = super::materialize::worker(&w);
     query(&w, "SELECT pgdw.enqueue('metrics', '{\"job\": \"copy\"}')");
     converges(&w, "SELECT coalesce(max(rows_inserted), 0) FROM pgdw.runs WHERE job = 'copy' AND status = 'succeeded'", &expected.to_string());
-    let watermark = query(&w, "SELECT synced_to FROM pgdw.metric_loads WHERE job = 'copy'");
+    let watermark = query(
+        &w,
+        "SELECT synced_to FROM pgdw.metric_loads WHERE job = 'copy'",
+    );
 
     // Prometheus gone: the run fails with the cause; data and watermark stay.
     drop(prom);
-    query(&w, "UPDATE pgdw.metric_loads SET lag = '-2 hours' WHERE job = 'copy'");
-    query(&w, "SELECT pgdw.enqueue('metrics', '{\"job\": \"copy\"}', max_attempts => 1)");
+    query(
+        &w,
+        "UPDATE pgdw.metric_loads SET lag = '-2 hours' WHERE job = 'copy'",
+    );
+    query(
+        &w,
+        "SELECT pgdw.enqueue('metrics', '{\"job\": \"copy\"}', max_attempts => 1)",
+    );
     converges(
         &w,
         "SELECT status FROM pgdw.runs WHERE job = 'copy' ORDER BY id DESC LIMIT 1",
         "failed",
     );
     let run = last_run(&w, "copy");
-    assert!(run.contains("cannot reach Prometheus at http://127.0.0.1:"), "{run}");
+    assert!(
+        run.contains("cannot reach Prometheus at http://127.0.0.1:"),
+        "{run}"
+    );
     assert_eq!(
         query(&w, "SELECT count(*) FROM copy.samples"),
         expected.to_string()
     );
     assert_eq!(
-        query(&w, "SELECT synced_to FROM pgdw.metric_loads WHERE job = 'copy'"),
+        query(
+            &w,
+            "SELECT synced_to FROM pgdw.metric_loads WHERE job = 'copy'"
+        ),
         watermark
     );
     converges(

@@ -136,15 +136,15 @@ fn the_workers_copy_and_the_foreign_table_load_the_same_rows() {
         ),
         "1"
     );
-    // The samples went by binary COPY, a day per transaction (three since the watermark's
-    // start), not through the foreign table.
+    // Every sample went by binary COPY, at most six hours per transaction (aligned, so none
+    // spans two daily partitions), not through the foreign table.
     assert_eq!(
         query(
             &w,
-            "SELECT sum(calls) FROM pg_stat_statements
+            "SELECT sum(calls) >= 3 * 4 AND sum(rows) = (SELECT count(*) FROM copy.samples) FROM pg_stat_statements
               WHERE query LIKE '/* pgdw job: copy */ COPY copy.samples %FROM STDIN (FORMAT binary)'"
         ),
-        "3"
+        "t"
     );
 
     assert_eq!(

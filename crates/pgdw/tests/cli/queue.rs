@@ -174,7 +174,7 @@ fn failures_are_retried_with_backoff_then_recorded() {
     assert_eq!(row(&failing), "failed after 3: division by zero");
     assert_eq!(
         row(&unknown),
-        "failed after 1: no worker task kind \"no-such-kind\" (pgdw worker runs: noop, sql, materialize, rollup)"
+        "failed after 1: no worker task kind \"no-such-kind\" (pgdw worker runs: noop, sql, materialize, rollup, metrics)"
     );
     assert!(row(&malformed).starts_with("failed after 1: a sql task's payload needs"));
     // Backoff: the attempts were at least 1 s, then 2 s apart (each a run in pgdw.runs).

@@ -441,15 +441,33 @@ async fn run_jobs(conn: &mut PgConnection) -> anyhow::Result<()> {
     for (i, (name, command)) in jobs.iter().enumerate() {
         bar.set_message(name);
         let start = Instant::now();
+        let before: i64 =
+            sqlx::query_scalar("SELECT coalesce(max(id), 0) FROM pgdw.runs WHERE job = $1")
+                .bind(name)
+                .fetch_one(&mut *conn)
+                .await?;
         sqlx::raw_sql(command).execute(&mut *conn).await?;
-        let row = sqlx::query(
-            "SELECT status, coalesce(rows_inserted, 0) AS i, coalesce(rows_updated, 0) AS u,
-                    coalesce(rows_deleted, 0) AS d, error
-               FROM pgdw.runs WHERE job = $1 ORDER BY id DESC LIMIT 1",
-        )
-        .bind(name)
-        .fetch_one(&mut *conn)
-        .await?;
+        // Most jobs run in the command itself; a metric load's tick queues a task for the
+        // workers, whose run is recorded when it ends.
+        let row = loop {
+            let row = sqlx::query(
+                "SELECT status, coalesce(rows_inserted, 0) AS i, coalesce(rows_updated, 0) AS u,
+                        coalesce(rows_deleted, 0) AS d, error
+                   FROM pgdw.runs WHERE job = $1 AND id > $2 AND status <> 'running' ORDER BY id DESC LIMIT 1",
+            )
+            .bind(name)
+            .bind(before)
+            .fetch_optional(&mut *conn)
+            .await?;
+            match row {
+                Some(row) => break row,
+                None if start.elapsed() > Duration::from_secs(300) => {
+                    bar.finish();
+                    bail!("job {name} did not finish within 5 minutes (see pgdw.runs and pgdw.tasks)");
+                }
+                None => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        };
         let status: String = row.get("status");
         bar.println(format!(
             "      [{}/{}] {name:<22} {status:<9} +{} ~{} -{} in {:.1} s",

@@ -463,7 +463,9 @@ async fn run_jobs(conn: &mut PgConnection) -> anyhow::Result<()> {
                 Some(row) => break row,
                 None if start.elapsed() > Duration::from_secs(300) => {
                     bar.finish();
-                    bail!("job {name} did not finish within 5 minutes (see pgdw.runs and pgdw.tasks)");
+                    bail!(
+                        "job {name} did not finish within 5 minutes (see pgdw.runs and pgdw.tasks)"
+                    );
                 }
                 None => tokio::time::sleep(Duration::from_millis(50)).await,
             }

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pgdw_testkit::prometheus::{History, Prometheus};
+use pgdw_testkit::prometheus::History;
 use pgdw_testkit::TempWarehouse;
 
 struct Way {
@@ -163,7 +163,7 @@ fn run(
         sql(
             w,
             &format!(
-                "SELECT pgdw.load_metrics('{way}_{tag}', 'bench_metrics', '{}', '{way}_{tag}.samples', '{way}_{tag}.labels');
+                "SELECT pgdw.load_metrics('{way}_{tag}', 'bench.metrics', '{}', '{way}_{tag}.samples', '{way}_{tag}.labels');
                  UPDATE cron.job SET active = false WHERE jobname = '{way}_{tag}';",
                 history.metric
             ),
@@ -280,19 +280,12 @@ fn main() {
     let days: i64 = args.first().and_then(|a| a.parse().ok()).unwrap_or(30);
     let series: i64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(200);
     let rounds: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(3);
-    let history = History::new("bench_cpu", days, series, 60);
-    let prom = Prometheus::with_history(&history);
-
-    let (w, opts) = common::fresh_warehouse();
-    sql(
-        &w,
-        &format!(
-            "CREATE SERVER bench_prom FOREIGN DATA WRAPPER prometheus_fdw OPTIONS (base_url '{}', timeout '10m');
-             CREATE FOREIGN TABLE bench_metrics (metric_name text, metric_labels jsonb, metric_time bigint, metric_value float8)
-               SERVER bench_prom OPTIONS (object 'metrics', step '60s');",
-            prom.url()
-        ),
-    );
+    let common::WithPrometheus {
+        w,
+        connect: opts,
+        prometheus: _prom,
+        history,
+    } = common::with_prometheus(days, series);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let pool = rt
         .block_on(
@@ -308,7 +301,7 @@ fn main() {
     let scanned: i64 = sql(
         &w,
         &format!(
-            "SELECT count(metric_value) FROM bench_metrics
+            "SELECT count(metric_value) FROM bench.metrics
               WHERE metric_name = 'bench_cpu' AND metric_time >= {} AND metric_time <= {}",
             history.start, history.end
         ),

@@ -1,7 +1,8 @@
-//! What the warehouse benchmarks share: the example warehouse filled with a control plane and
-//! N days of per-instance metrics at one-minute resolution (generated into the tables, as the
-//! metric syncs would leave them, rollups included), and the timing of every dashboard panel
-//! through the code `pgdw serve` runs.
+//! What the warehouse benchmarks share: a fresh warehouse, alone or next to a Prometheus with
+//! N days of M series; the example warehouse filled with a control plane and N days of
+//! per-instance metrics at one-minute resolution (generated into the tables, as the metric
+//! loads would leave them, rollups included); and the timing of every dashboard panel through
+//! the code `pgdw serve` runs.
 
 // Each benchmark compiles this module on its own and uses part of it.
 #![allow(dead_code)]
@@ -11,6 +12,7 @@ use std::time::Instant;
 use pgdw::dashboards::query::{self, Bindings};
 use pgdw::serve::{self, reader::Reader};
 use pgdw_testkit::bench::percentile;
+use pgdw_testkit::prometheus::{History, Prometheus};
 use pgdw_testkit::TempWarehouse;
 
 pub const PGDW: &str = env!("CARGO_BIN_EXE_pgdw");
@@ -23,6 +25,38 @@ pub fn fresh_warehouse() -> (TempWarehouse, sqlx::postgres::PgConnectOptions) {
     let cluster = w.cluster().unwrap();
     let opts = pgdw::target::embedded_options(&cluster, &cluster.state().database);
     (w, opts)
+}
+
+/// A fresh warehouse next to a Prometheus holding `days` days of `series` series of one gauge
+/// (`bench_cpu`) at one minute, and the foreign table `bench.metrics` reading it.
+pub struct WithPrometheus {
+    pub w: TempWarehouse,
+    pub connect: sqlx::postgres::PgConnectOptions,
+    pub prometheus: Prometheus,
+    pub history: History,
+}
+
+pub fn with_prometheus(days: i64, series: i64) -> WithPrometheus {
+    let history = History::new("bench_cpu", days, series, 60);
+    let prometheus = Prometheus::with_history(&history);
+    let (w, connect) = fresh_warehouse();
+    w.psql_db(
+        "warehouse",
+        &format!(
+            "CREATE SERVER bench_prom FOREIGN DATA WRAPPER prometheus_fdw OPTIONS (base_url '{}', timeout '10m');
+             CREATE SCHEMA bench;
+             CREATE FOREIGN TABLE bench.metrics (metric_name text, metric_labels jsonb, metric_time bigint, metric_value float8)
+               SERVER bench_prom OPTIONS (object 'metrics', step '60s');",
+            prometheus.url()
+        ),
+    )
+    .unwrap();
+    WithPrometheus {
+        w,
+        connect,
+        prometheus,
+        history,
+    }
 }
 
 /// The example warehouse with `instances` instances (cpu and memory: two series each) over

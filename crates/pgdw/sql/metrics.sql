@@ -198,7 +198,10 @@ LANGUAGE plpgsql AS $$
 DECLARE
     l pgdw.metric_loads;
 BEGIN
-    SELECT * INTO l FROM pgdw.metric_loads x WHERE x.job = metrics_tick.job FOR UPDATE;
+    -- The job's lock first, as a worker's chunk and pgdw.run take it (the same order everywhere:
+    -- no deadlock), so that two ticks never queue two tasks.
+    PERFORM pg_advisory_xact_lock(hashtextextended('pgdw.run:' || job, 0));
+    SELECT * INTO l FROM pgdw.metric_loads x WHERE x.job = metrics_tick.job;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'pgdw: no metric load %', job USING HINT = 'pgdw.load_metrics creates one';
     END IF;

@@ -337,13 +337,14 @@ fn text(cell: &Cell) -> Option<&str> {
     }
 }
 
-/// The labels cell as the jsonb input takes it.
+/// The labels cell as the jsonb input takes it (the wrapper gives every series' labels as a
+/// JSON object; the column is checked to be jsonb).
 fn json_text(cell: &Cell) -> String {
     match cell {
         Cell::Json(j) => j.to_string(),
         Cell::Shared(inner) => json_text(inner),
-        Cell::Null => "{}".into(),
-        other => format!("{other:?}"),
+        Cell::Text(t) => serde_json::Value::String(t.clone()).to_string(),
+        _ => "{}".into(),
     }
 }
 

@@ -203,7 +203,7 @@ fn run(
         reset("copy");
         timings[1].push(measured(|| {
             let loaded = rt
-                .block_on(pgdw::metrics_load::run(pool, &format!("copy_{tag}")))
+                .block_on(pgdw::metrics_load::run(pool, &format!("copy_{tag}"), None))
                 .unwrap();
             assert_eq!(loaded.by_insert, 0, "every chunk by COPY");
         }));

@@ -67,6 +67,8 @@ pub struct Loaded {
     pub by_insert: u32,
     /// The backend process that ran the COPY (for the benchmark's memory figures).
     pub backend_pid: i32,
+    /// Ended before the window's end because the worker is stopping.
+    pub stopped: bool,
 }
 
 /// One registered load, as `pgdw.metric_loads` holds it.
@@ -131,14 +133,19 @@ impl Definition {
 
 /// Run load `job` up to its window's end as it is now, a chunk per transaction, recording
 /// the run in pgdw.runs under the job's name. A failed chunk rolls back alone: the ones
-/// before it stay loaded and the watermark with them.
-pub async fn run(pool: &PgPool, job: &str) -> Result<Loaded, LoadError> {
+/// before it stay loaded and the watermark with them. When `stop` turns true, the run ends
+/// after the chunk in progress.
+pub async fn run(
+    pool: &PgPool,
+    job: &str,
+    stop: Option<&tokio::sync::watch::Receiver<bool>>,
+) -> Result<Loaded, LoadError> {
     let mut conn = pool.acquire().await?;
     let run_id: i64 = sqlx::query_scalar("INSERT INTO pgdw.runs (job) VALUES ($1) RETURNING id")
         .bind(job)
         .fetch_one(&mut *conn)
         .await?;
-    let result = load(pool, &mut conn, job, run_id).await;
+    let result = load(pool, &mut conn, job, run_id, stop).await;
     let (status, error) = match &result {
         Ok(_) => ("succeeded", None),
         Err(e) => ("failed", Some(e.to_string())),
@@ -161,6 +168,7 @@ async fn load(
     conn: &mut PgConnection,
     job: &str,
     run_id: i64,
+    stop: Option<&tokio::sync::watch::Receiver<bool>>,
 ) -> Result<Loaded, LoadError> {
     let def = Arc::new(Definition::read(conn, job).await?);
     let upto: Option<i64> = sqlx::query_scalar("SELECT hi FROM pgdw.metrics_window($1)")
@@ -179,6 +187,10 @@ async fn load(
     // request while the server inserts this chunk's rows.
     let mut ahead: Option<((i64, i64), Batches)> = None;
     loop {
+        if stop.is_some_and(|s| *s.borrow()) {
+            loaded.stopped = true;
+            return Ok(loaded);
+        }
         sqlx::query("BEGIN").execute(&mut *conn).await?;
         let chunk = async {
             let (lo, hi, overlap): (i64, i64, bool) =

@@ -283,9 +283,9 @@ pub async fn run(
                 .unwrap()
                 .extend(claimed.iter().map(|t| t.seq));
             for (task, permit) in claimed.into_iter().zip(permits) {
-                let (pool, done) = (pool.clone(), done_tx.clone());
+                let (pool, done, stop) = (pool.clone(), done_tx.clone(), stop.clone());
                 tokio::spawn(async move {
-                    let outcome = tasks::execute(&pool, &task).await;
+                    let outcome = tasks::execute(&pool, &task, &stop).await;
                     let _ = done.send((task.seq, outcome));
                     drop(permit);
                 });

@@ -1,6 +1,7 @@
 //! The task kinds a worker knows, and what each does with its payload.
 
 use sqlx::PgPool;
+use tokio::sync::watch;
 
 /// A claimed task.
 #[derive(Debug)]
@@ -40,13 +41,15 @@ impl Task {
 
 pub const KINDS: &[&str] = &["noop", "sql", "materialize", "rollup", "metrics"];
 
-pub async fn execute(pool: &PgPool, task: &Task) -> Outcome {
+/// Run a task; `stop` turns true when the worker is asked to stop (a long task may end early
+/// where that loses nothing).
+pub async fn execute(pool: &PgPool, task: &Task, stop: &watch::Receiver<bool>) -> Outcome {
     match task.kind.as_str() {
         "noop" => Outcome::Done,
         "sql" => sql(pool, task).await,
         "materialize" => materialize(pool, task).await,
         "rollup" => rollup(pool, task).await,
-        "metrics" => metrics(pool, task).await,
+        "metrics" => metrics(pool, task, stop).await,
         other => Outcome::Fail(format!(
             "no worker task kind {other:?} (pgdw worker runs: {})",
             KINDS.join(", ")
@@ -137,12 +140,13 @@ async fn rollup(pool: &PgPool, task: &Task) -> Outcome {
 }
 
 /// `{"job": "<name>"}`: a metric load (`pgdw.load_metrics`) up to now, by binary COPY, its run
-/// recorded in pgdw.runs under the job's name.
-async fn metrics(pool: &PgPool, task: &Task) -> Outcome {
+/// recorded in pgdw.runs under the job's name. A worker stopping ends it after the chunk it
+/// is writing (each chunk commits with its watermark: the next tick goes on from there).
+async fn metrics(pool: &PgPool, task: &Task, stop: &watch::Receiver<bool>) -> Outcome {
     let Some(job) = task.payload.get("job").and_then(|v| v.as_str()) else {
         return Outcome::Fail(r#"a metrics task's payload needs {"job": "<name>"}"#.into());
     };
-    match crate::metrics_load::run(pool, job).await {
+    match crate::metrics_load::run(pool, job, Some(stop)).await {
         Ok(_) => Outcome::Done,
         Err(e @ crate::metrics_load::LoadError::Unknown(_)) => Outcome::Fail(e.to_string()),
         Err(e) => Outcome::Retry(e.to_string()),

@@ -2,7 +2,7 @@
 //! the foreign table's INSERT ... SELECT load the same rows; a window loaded twice is not
 //! doubled; a failed load keeps what it had; bad definitions are refused, installing nothing.
 
-use pgdw_testkit::prometheus::Prometheus;
+use pgdw_testkit::prometheus::{History, Prometheus};
 use pgdw_testkit::TempWarehouse;
 
 use super::queue::converges;
@@ -362,4 +362,62 @@ fn bad_definitions_are_refused_and_install_nothing() {
         ),
         "1 */5 * * * *"
     );
+}
+
+#[test]
+fn a_stopping_worker_ends_a_long_load_after_its_chunk_and_the_next_run_goes_on() {
+    // 20 days of 40 series at a minute: a load of some seconds, in 81 chunks.
+    let history = History::new("long_load", 20, 40, 60);
+    let prom = Prometheus::with_history(&history);
+    let total = history.series * (history.points() + 5);
+    let w = TempWarehouse::new();
+    ok(&w, &["up"]);
+    query(
+        &w,
+        &format!(
+            "CREATE SERVER prom FOREIGN DATA WRAPPER prometheus_fdw OPTIONS (base_url '{}');
+             CREATE FOREIGN TABLE metrics (metric_name text, metric_labels jsonb, metric_time bigint, metric_value float8)
+               SERVER prom OPTIONS (object 'metrics', step '1m');
+             CREATE TABLE labels (id bigserial PRIMARY KEY, name text NOT NULL, labels jsonb NOT NULL, UNIQUE (name, labels));
+             CREATE TABLE samples (label_id bigint NOT NULL REFERENCES labels (id), time bigint NOT NULL,
+                                   value float8 NOT NULL, UNIQUE (label_id, time)) PARTITION BY RANGE (time);
+             SELECT pgdw.partition_daily('samples', 'time', retention => '30 days');
+             SELECT pgdw.load_metrics('long', 'metrics', 'long_load', 'samples', 'labels', since => '21 days');
+             UPDATE cron.job SET active = false WHERE jobname = 'long';",
+            prom.url()
+        ),
+    );
+    let worker = super::materialize::worker(&w);
+    query(&w, "SELECT pgdw.enqueue('metrics', '{\"job\": \"long\"}')");
+    converges(
+        &w,
+        "SELECT coalesce(max(rows_inserted), 0) > 0 FROM pgdw.runs WHERE job = 'long'",
+        "t",
+    );
+    // Stopped while loading: it ends after the chunk it writes, not after the whole window.
+    worker.signal(nix::sys::signal::Signal::SIGTERM);
+    let out = worker.wait();
+    assert!(out.status.success(), "{}", pgdw_testkit::transcript(&out));
+    let stopped: Vec<i64> = query(
+        &w,
+        "SELECT rows_inserted || ' ' || (SELECT count(*) FROM samples) FROM pgdw.runs
+          WHERE job = 'long' AND status = 'succeeded'",
+    )
+    .split(' ')
+    .map(|n| n.parse().unwrap())
+    .collect();
+    assert_eq!(stopped[0], stopped[1], "the run counts what it committed");
+    assert!(
+        stopped[0] > 0 && stopped[0] < total,
+        "stopped midway: {stopped:?} of {total}"
+    );
+    // The next run goes on from the watermark: every sample once.
+    let _worker = super::materialize::worker(&w);
+    query(&w, "SELECT pgdw.enqueue('metrics', '{\"job\": \"long\"}')");
+    converges(
+        &w,
+        "SELECT count(*) FROM pgdw.runs WHERE job = 'long' AND status = 'succeeded'",
+        "2",
+    );
+    assert_eq!(query(&w, "SELECT count(*) FROM samples"), total.to_string());
 }

@@ -29,12 +29,12 @@ impl Worker {
         nix::unistd::Pid::from_raw(self.0.as_ref().unwrap().id() as i32)
     }
 
-    fn signal(&self, sig: nix::sys::signal::Signal) {
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
         nix::sys::signal::kill(self.pid(), sig).unwrap();
     }
 
     /// Wait for the process to exit; its exit status and its output.
-    fn wait(mut self) -> std::process::Output {
+    pub fn wait(mut self) -> std::process::Output {
         self.0.take().unwrap().wait_with_output().unwrap()
     }
 }

@@ -18,6 +18,8 @@
 
 mod common;
 
+use common::sql;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -138,11 +140,6 @@ fn tables(w: &TempWarehouse, schema: &str) {
              SELECT pgdw.partition_daily('{schema}.samples', 'time', retention => '40 days');"
         ),
     );
-}
-
-fn sql(w: &TempWarehouse, q: &str) -> String {
-    w.psql_db("warehouse", q)
-        .unwrap_or_else(|e| panic!("{q}: {e}"))
 }
 
 /// Each way `rounds` times, alternating, into emptied tables (the median of each is kept):

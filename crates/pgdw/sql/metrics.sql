@@ -5,8 +5,8 @@
 -- target table (label_id, time, value), from a watermark (synced_to) on. Each schedule's tick
 -- loads what came since, one of two ways that load the same rows:
 -- * with a pgdw worker running, a 'metrics' task: the worker reads Prometheus through the same
---   Rust code as the foreign table and streams the samples into binary COPY FROM STDIN, a day
---   per transaction. COPY inserts rows in batches; the executor's INSERT ... SELECT inserts
+--   Rust code as the foreign table and streams the samples into binary COPY FROM STDIN, six
+--   hours per transaction. COPY inserts rows in batches; the executor's INSERT ... SELECT inserts
 --   (and logs) them one at a time, and is the limit of the other way (about half COPY's rate).
 -- * without one, INSERT ... SELECT from the foreign table, in the tick's own run.
 -- Both record their runs in pgdw.runs under the load's name, so job_freshness, status and
@@ -105,12 +105,33 @@ END $$;
 COMMENT ON FUNCTION pgdw.load_metrics(text, regclass, text, regclass, regclass, text, interval, interval) IS
     'Keep a Prometheus metric loaded into a samples table, by the workers'' COPY when they run, else through the foreign table';
 
+-- A load's definition, or an error saying there is none.
+CREATE OR REPLACE FUNCTION pgdw.metric_load(job text) RETURNS pgdw.metric_loads
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    l pgdw.metric_loads;
+BEGIN
+    SELECT * INTO l FROM pgdw.metric_loads x WHERE x.job = metric_load.job;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'pgdw: no metric load %', job USING HINT = 'pgdw.load_metrics creates one';
+    END IF;
+    RETURN l;
+END $$;
+
+-- Where a chunk starting after `lo` ends: the next multiple of `chunk` seconds (a divisor of
+-- a day, so that a chunk never spans two daily partitions and COPY's batches go to one
+-- partition at a time), or `upto`. Six hours unless said: both ways load six hours at a time.
+CREATE OR REPLACE FUNCTION pgdw.metrics_chunk_end(lo bigint, upto bigint, chunk bigint DEFAULT NULL)
+RETURNS bigint LANGUAGE sql IMMUTABLE AS $$
+    SELECT greatest(lo, least((lo / coalesce(chunk, 6 * 3600) + 1) * coalesce(chunk, 6 * 3600), upto));
+$$;
+
 -- The window a load reads next, in epoch seconds: (lo, hi].
 CREATE OR REPLACE FUNCTION pgdw.metrics_window(job text, OUT lo bigint, OUT hi bigint)
 LANGUAGE sql STABLE AS $$
     SELECT coalesce(l.synced_to, extract(epoch FROM now() - l.since)::bigint),
            extract(epoch FROM now() - l.lag)::bigint
-      FROM pgdw.metric_loads l WHERE l.job = metrics_window.job;
+      FROM pgdw.metric_load(job) l;
 $$;
 
 -- Load (lo, hi] through the foreign table: label sets first, then the samples, skipping any
@@ -118,13 +139,9 @@ $$;
 CREATE OR REPLACE FUNCTION pgdw.metrics_insert(job text, lo bigint, hi bigint) RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
-    l pgdw.metric_loads;
+    l pgdw.metric_loads := pgdw.metric_load(job);
     n bigint;
 BEGIN
-    SELECT * INTO l FROM pgdw.metric_loads x WHERE x.job = metrics_insert.job;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'pgdw: no metric load %', job USING HINT = 'pgdw.load_metrics creates one';
-    END IF;
     EXECUTE format('INSERT INTO %s (name, labels) SELECT DISTINCT metric_name, metric_labels FROM %s
                      WHERE metric_name = $1 AND metric_time > $2 AND metric_time <= $3 ON CONFLICT DO NOTHING',
                    l.labels, l.source) USING l.metric, lo, hi;
@@ -143,10 +160,9 @@ END $$;
 CREATE OR REPLACE FUNCTION pgdw.metrics_overlap(job text, lo bigint, hi bigint) RETURNS boolean
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
-    l pgdw.metric_loads;
+    l pgdw.metric_loads := pgdw.metric_load(job);
     found_ boolean;
 BEGIN
-    SELECT * INTO l FROM pgdw.metric_loads x WHERE x.job = metrics_overlap.job;
     EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s x JOIN %s v ON v.label_id = x.id
                      WHERE x.name = $1 AND v.time > $2 AND v.time <= $3)', l.labels, l.target)
         INTO found_ USING l.metric, lo, hi;
@@ -162,19 +178,13 @@ END $$;
 CREATE OR REPLACE FUNCTION pgdw.metrics_sync(job text, OUT inserted bigint, OUT updated bigint, OUT deleted bigint)
 LANGUAGE plpgsql AS $$
 DECLARE
-    w     record;
-    chunk constant bigint := 6 * 3600;
-    lo    bigint;
-    hi    bigint;
+    w  record := pgdw.metrics_window(job);
+    lo bigint := w.lo;
+    hi bigint;
 BEGIN
-    SELECT * INTO w FROM pgdw.metrics_window(job);
-    IF w.lo IS NULL THEN
-        RAISE EXCEPTION 'pgdw: no metric load %', job USING HINT = 'pgdw.load_metrics creates one';
-    END IF;
     inserted := 0;
-    lo := w.lo;
     WHILE lo < w.hi LOOP
-        hi := least((lo / chunk + 1) * chunk, w.hi);
+        hi := pgdw.metrics_chunk_end(lo, w.hi);
         inserted := inserted + pgdw.metrics_insert(job, lo, hi);
         lo := hi;
     END LOOP;
@@ -201,10 +211,7 @@ BEGIN
     -- The job's lock first, as a worker's chunk and pgdw.run take it (the same order everywhere:
     -- no deadlock), so that two ticks never queue two tasks.
     PERFORM pg_advisory_xact_lock(hashtextextended('pgdw.run:' || job, 0));
-    SELECT * INTO l FROM pgdw.metric_loads x WHERE x.job = metrics_tick.job;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'pgdw: no metric load %', job USING HINT = 'pgdw.load_metrics creates one';
-    END IF;
+    l := pgdw.metric_load(job);
     IF pgdw.workers_running() THEN
         IF l.task IS NULL OR EXISTS (SELECT 1 FROM pgdw.task_history h WHERE h.id = l.task) THEN
             UPDATE pgdw.metric_loads x SET task = pgdw.enqueue('metrics', jsonb_build_object('job', l.job))
@@ -215,21 +222,18 @@ BEGIN
     END IF;
 END $$;
 
--- The worker's way, one chunk: the window it may take next (at most `chunk` seconds, which
--- divide a day), with the
--- job's lock (pgdw.run's) held until the chunk's transaction ends, so that no other run of the
--- load writes the same window. lo = hi: nothing left.
+-- The worker's way, one chunk: the window it may take next (`chunk` seconds at most, by default
+-- six hours; a run's first is shorter, so that the server starts writing sooner) and where
+-- the chunk after it ends (the worker reads it from Prometheus meanwhile), with the job's lock
+-- (pgdw.run's) held until the chunk's transaction ends, so that no other run of the load
+-- writes the same window. lo = hi: nothing left.
 CREATE OR REPLACE FUNCTION pgdw.metrics_chunk(job text, chunk bigint, upto bigint,
-    OUT lo bigint, OUT hi bigint, OUT overlap boolean)
+    OUT lo bigint, OUT hi bigint, OUT overlap boolean, OUT next_hi bigint)
 LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM pg_advisory_xact_lock(hashtextextended('pgdw.run:' || job, 0));
     SELECT w.lo INTO lo FROM pgdw.metrics_window(job) w;
-    IF lo IS NULL THEN
-        RAISE EXCEPTION 'pgdw: no metric load %', job USING HINT = 'pgdw.load_metrics creates one';
-    END IF;
-    -- Ends on multiples of the chunk (UTC): a chunk never spans two daily partitions, so
-    -- COPY's batches go to one partition at a time.
-    hi := greatest(lo, least((lo / chunk + 1) * chunk, upto));
+    hi := pgdw.metrics_chunk_end(lo, upto, chunk);
+    next_hi := pgdw.metrics_chunk_end(hi, upto);
     overlap := hi > lo AND pgdw.metrics_overlap(job, lo, hi);
 END $$;

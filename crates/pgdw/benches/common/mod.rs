@@ -40,8 +40,8 @@ pub fn with_prometheus(days: i64, series: i64) -> WithPrometheus {
     let history = History::new("bench_cpu", days, series, 60);
     let prometheus = Prometheus::with_history(&history);
     let (w, connect) = fresh_warehouse();
-    w.psql_db(
-        "warehouse",
+    sql(
+        &w,
         &format!(
             "CREATE SERVER bench_prom FOREIGN DATA WRAPPER prometheus_fdw OPTIONS (base_url '{}', timeout '10m');
              CREATE SCHEMA bench;
@@ -49,8 +49,7 @@ pub fn with_prometheus(days: i64, series: i64) -> WithPrometheus {
                SERVER bench_prom OPTIONS (object 'metrics', step '60s');",
             prometheus.url()
         ),
-    )
-    .unwrap();
+    );
     WithPrometheus {
         w,
         connect,
@@ -73,12 +72,15 @@ pub struct Filled {
     pub rollup_secs: f64,
 }
 
+/// One value, through psql, in the warehouse database.
+pub fn sql(w: &TempWarehouse, q: &str) -> String {
+    w.psql_db("warehouse", q)
+        .unwrap_or_else(|e| panic!("{q}: {e}"))
+}
+
 impl Filled {
-    /// One value, through psql, in the warehouse database.
     pub fn sql(&self, q: &str) -> String {
-        self.w
-            .psql_db("warehouse", q)
-            .unwrap_or_else(|e| panic!("{q}: {e}"))
+        sql(&self.w, q)
     }
 }
 

@@ -181,12 +181,11 @@ pub async fn run(
     // Postgres computes the JSON: column names in order, values typed (numbers stay numbers,
     // times become ISO 8601 text).
     let wrapped = format!(
-        "/* pgdw {} */
+        "{}
          WITH q AS MATERIALIZED (SELECT row_to_json(p) AS r FROM (\n{body}\n) p)
          SELECT (SELECT json_agg(k) FROM json_object_keys((SELECT r FROM q LIMIT 1)) k)::text,
                 (SELECT coalesce(json_agg((SELECT json_agg(e.value) FROM json_each(q.r) e)), '[]') FROM q)::text",
-        // Neither end of a comment: PostgreSQL nests them, so a `/*` would swallow the query.
-        label.replace("*/", "* /").replace("/*", "/ *")
+        crate::quote::comment(&format!("pgdw {label}"))
     );
     let start = Instant::now();
     // Read-only by statement, not only by the role's default, which a panel could change

@@ -1,6 +1,6 @@
 //! Metric loads, the worker's way (`sql/metrics.sql` registers them and holds the other
 //! way): Prometheus read through prometheus_fdw's own Rust code, samples streamed into the
-//! target table with binary `COPY FROM STDIN`, a day per transaction.
+//! target table with binary `COPY FROM STDIN`, six hours per transaction.
 //!
 //! Why not `INSERT ... SELECT` from the foreign table: the executor inserts, indexes and logs
 //! one row at a time, and that alone is about half of COPY's rate; COPY inserts in batches.
@@ -8,9 +8,10 @@
 //! (`tests/cli/metrics_load.rs` loads a window both ways and compares them), and one place
 //! that knows Prometheus.
 //!
-//! Memory stays flat whatever the range: a day's replies at most are held (the wrapper splits
-//! a day into requests of at most 11,000 points), batches of 10,000 rows are encoded and sent
-//! as they come, and the server's COPY keeps no more than its own buffers.
+//! Memory stays flat whatever the range: two chunks' replies at most are held (the one being
+//! written and the next, read meanwhile), batches of 10,000 rows are encoded and sent as they
+//! come, and each chunk's COPY ends with its transaction (the foreign key's queued checks
+//! with it).
 
 mod copy_binary;
 mod source;
@@ -21,14 +22,12 @@ use std::sync::Arc;
 use pgdw_wrapper::{Cell, FdwError, Row};
 use sqlx::{PgConnection, PgPool};
 
-pub use copy_binary::{Float, Int, SampleRows};
+use copy_binary::{Float, Int, SampleRows};
 use source::ForeignTable;
 
-/// Seconds a chunk covers at most (a day's divisor: chunks end on its multiples, inside one
-/// daily partition): one transaction, one watermark step, one request per series set.
-const CHUNK_SECS: i64 = 6 * 3600;
-/// The first chunk of a run: small, so that the server starts writing after a short reply
-/// (the next chunk is read meanwhile).
+/// The first chunk of a run, in seconds: small, so that the server starts writing after a
+/// short reply (the next chunk is read meanwhile). The others are `pgdw.metrics_chunk`'s six
+/// hours: one transaction, one watermark step, one request per series set each.
 const FIRST_CHUNK_SECS: i64 = 3600;
 /// Bytes handed to the connection at a time.
 const SEND_BYTES: usize = 1 << 20;
@@ -124,10 +123,7 @@ impl Definition {
 
     /// The statement's comment: pg_stat_statements keeps it, `pgdw doctor` names the load.
     fn label(&self) -> String {
-        format!(
-            "/* pgdw job: {} */",
-            self.job.replace("*/", "* /").replace("/*", "/ *")
-        )
+        crate::quote::comment(&format!("pgdw job: {}", self.job))
     }
 }
 
@@ -171,11 +167,10 @@ async fn load(
     stop: Option<&tokio::sync::watch::Receiver<bool>>,
 ) -> Result<Loaded, LoadError> {
     let def = Arc::new(Definition::read(conn, job).await?);
-    let upto: Option<i64> = sqlx::query_scalar("SELECT hi FROM pgdw.metrics_window($1)")
+    let upto: i64 = sqlx::query_scalar("SELECT hi FROM pgdw.metrics_window($1)")
         .bind(job)
         .fetch_one(&mut *conn)
         .await?;
-    let upto = upto.ok_or_else(|| LoadError::Unknown(job.to_string()))?;
     let mut loaded = Loaded {
         backend_pid: sqlx::query_scalar("SELECT pg_backend_pid()")
             .fetch_one(&mut *conn)
@@ -193,19 +188,19 @@ async fn load(
         }
         sqlx::query("BEGIN").execute(&mut *conn).await?;
         let chunk = async {
-            let (lo, hi, overlap): (i64, i64, bool) =
-                sqlx::query_as("SELECT lo, hi, overlap FROM pgdw.metrics_chunk($1, $2, $3)")
-                    .bind(job)
-                    .bind(if loaded.chunks == 0 { FIRST_CHUNK_SECS } else { CHUNK_SECS })
-                    .bind(upto)
-                    .fetch_one(&mut *conn)
-                    .await?;
+            let (lo, hi, overlap, next): (i64, i64, bool, i64) = sqlx::query_as(
+                "SELECT lo, hi, overlap, next_hi FROM pgdw.metrics_chunk($1, $2, $3)",
+            )
+            .bind(job)
+            .bind((loaded.chunks == 0).then_some(FIRST_CHUNK_SECS))
+            .bind(upto)
+            .fetch_one(&mut *conn)
+            .await?;
             if hi <= lo {
                 return Ok(None);
             }
             // Started for this window, unless another run moved the watermark meanwhile.
             let started = ahead.take().filter(|(w, _)| *w == (lo, hi)).map(|(_, rx)| rx);
-            let next = ((hi / CHUNK_SECS + 1) * CHUNK_SECS).min(upto);
             if next > hi {
                 ahead = Some(((hi, next), batches(&def, hi, next)));
             }

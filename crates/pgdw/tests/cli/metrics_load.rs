@@ -46,35 +46,37 @@ fn samples(start: i64, end: i64) -> i64 {
     3 * ((end - start) / 60 + 1 + 5)
 }
 
-/// A warehouse with the foreign table and two pairs of labels and samples tables (daily
-/// partitions, as the example's), a load registered on each: `fdw` and `copy`.
-fn warehouse(prom: &Prometheus) -> TempWarehouse {
+/// A warehouse reading `prom` through the foreign table `metrics`, with a load of `metric`
+/// for each name: its labels and samples tables in a schema of that name (samples in daily
+/// partitions, as the example's), registered from `since` ago. The tests tick by hand:
+/// pg_cron's minutely ticks would race them.
+fn loads(prom: &Prometheus, metric: &str, since: &str, names: &[&str]) -> TempWarehouse {
     let w = TempWarehouse::new();
     ok(&w, &["up"]);
-    query(
-        &w,
-        &format!(
-            "CREATE EXTENSION IF NOT EXISTS prometheus_fdw;
-             CREATE SERVER prom FOREIGN DATA WRAPPER prometheus_fdw OPTIONS (base_url '{}');
-             CREATE FOREIGN TABLE metrics (metric_name text, metric_labels jsonb, metric_time bigint, metric_value float8)
-               SERVER prom OPTIONS (object 'metrics', step '1m');
-             CREATE SCHEMA fdw; CREATE SCHEMA copy;
-             CREATE TABLE fdw.labels (id bigserial PRIMARY KEY, name text NOT NULL, labels jsonb NOT NULL, UNIQUE (name, labels));
-             CREATE TABLE fdw.samples (label_id bigint NOT NULL REFERENCES fdw.labels (id), time bigint NOT NULL,
-                                       value float8 NOT NULL, UNIQUE (label_id, time)) PARTITION BY RANGE (time);
-             SELECT pgdw.partition_daily('fdw.samples', 'time', retention => '30 days');
-             CREATE TABLE copy.labels (LIKE fdw.labels INCLUDING ALL);
-             CREATE TABLE copy.samples (label_id bigint NOT NULL REFERENCES copy.labels (id), time bigint NOT NULL,
-                                        value float8 NOT NULL, UNIQUE (label_id, time)) PARTITION BY RANGE (time);
-             SELECT pgdw.partition_daily('copy.samples', 'time', retention => '30 days');
-             SELECT pgdw.load_metrics('fdw', 'metrics', 'load_test', 'fdw.samples', 'fdw.labels', since => '3 days');
-             SELECT pgdw.load_metrics('copy', 'metrics', 'load_test', 'copy.samples', 'copy.labels', since => '3 days');
-             -- The tests tick by hand: pg_cron's minutely ticks would race them.
-             UPDATE cron.job SET active = false WHERE jobname IN ('fdw', 'copy');",
-            prom.url()
-        ),
+    let mut sql = format!(
+        "CREATE SERVER prom FOREIGN DATA WRAPPER prometheus_fdw OPTIONS (base_url '{}');
+         CREATE FOREIGN TABLE metrics (metric_name text, metric_labels jsonb, metric_time bigint, metric_value float8)
+           SERVER prom OPTIONS (object 'metrics', step '1m');",
+        prom.url()
     );
+    for n in names {
+        sql.push_str(&format!(
+            "CREATE SCHEMA {n};
+             CREATE TABLE {n}.labels (id bigserial PRIMARY KEY, name text NOT NULL, labels jsonb NOT NULL, UNIQUE (name, labels));
+             CREATE TABLE {n}.samples (label_id bigint NOT NULL REFERENCES {n}.labels (id), time bigint NOT NULL,
+                                       value float8 NOT NULL, UNIQUE (label_id, time)) PARTITION BY RANGE (time);
+             SELECT pgdw.partition_daily('{n}.samples', 'time', retention => '30 days');
+             SELECT pgdw.load_metrics('{n}', 'metrics', '{metric}', '{n}.samples', '{n}.labels', since => '{since}');
+             UPDATE cron.job SET active = false WHERE jobname = '{n}';"
+        ));
+    }
+    query(&w, &sql);
     w
+}
+
+/// The two loads the same rows are compared between: `fdw` and `copy`.
+fn warehouse(prom: &Prometheus) -> TempWarehouse {
+    loads(prom, "load_test", "3 days", &["fdw", "copy"])
 }
 
 /// Rows of a load as a user reads them: label set, time, value.
@@ -296,8 +298,7 @@ fn bad_definitions_are_refused_and_install_nothing() {
     ok(&w, &["up"]);
     query(
         &w,
-        "CREATE EXTENSION IF NOT EXISTS prometheus_fdw;
-         CREATE SERVER prom FOREIGN DATA WRAPPER prometheus_fdw OPTIONS (base_url 'http://127.0.0.1:1');
+        "CREATE SERVER prom FOREIGN DATA WRAPPER prometheus_fdw OPTIONS (base_url 'http://127.0.0.1:1');
          CREATE FOREIGN TABLE metrics (metric_name text, metric_labels jsonb, metric_time bigint, metric_value float8)
            SERVER prom OPTIONS (object 'metrics');
          CREATE FOREIGN TABLE series (metric_name text, metric_labels jsonb) SERVER prom OPTIONS (object 'series');
@@ -377,23 +378,7 @@ fn a_stopping_worker_ends_a_long_load_after_its_chunk_and_the_next_run_goes_on()
     let history = History::new("long_load", 20, 40, 60);
     let prom = Prometheus::with_history(&history);
     let total = history.series * (history.points() + 5);
-    let w = TempWarehouse::new();
-    ok(&w, &["up"]);
-    query(
-        &w,
-        &format!(
-            "CREATE SERVER prom FOREIGN DATA WRAPPER prometheus_fdw OPTIONS (base_url '{}');
-             CREATE FOREIGN TABLE metrics (metric_name text, metric_labels jsonb, metric_time bigint, metric_value float8)
-               SERVER prom OPTIONS (object 'metrics', step '1m');
-             CREATE TABLE labels (id bigserial PRIMARY KEY, name text NOT NULL, labels jsonb NOT NULL, UNIQUE (name, labels));
-             CREATE TABLE samples (label_id bigint NOT NULL REFERENCES labels (id), time bigint NOT NULL,
-                                   value float8 NOT NULL, UNIQUE (label_id, time)) PARTITION BY RANGE (time);
-             SELECT pgdw.partition_daily('samples', 'time', retention => '30 days');
-             SELECT pgdw.load_metrics('long', 'metrics', 'long_load', 'samples', 'labels', since => '21 days');
-             UPDATE cron.job SET active = false WHERE jobname = 'long';",
-            prom.url()
-        ),
-    );
+    let w = loads(&prom, "long_load", "21 days", &["long"]);
     let worker = super::materialize::worker(&w);
     query(&w, "SELECT pgdw.enqueue('metrics', '{\"job\": \"long\"}')");
     converges(
@@ -407,7 +392,7 @@ fn a_stopping_worker_ends_a_long_load_after_its_chunk_and_the_next_run_goes_on()
     assert!(out.status.success(), "{}", pgdw_testkit::transcript(&out));
     let stopped: Vec<i64> = query(
         &w,
-        "SELECT rows_inserted || ' ' || (SELECT count(*) FROM samples) FROM pgdw.runs
+        "SELECT rows_inserted || ' ' || (SELECT count(*) FROM long.samples) FROM pgdw.runs
           WHERE job = 'long' AND status = 'succeeded'",
     )
     .split(' ')
@@ -426,5 +411,8 @@ fn a_stopping_worker_ends_a_long_load_after_its_chunk_and_the_next_run_goes_on()
         "SELECT count(*) FROM pgdw.runs WHERE job = 'long' AND status = 'succeeded'",
         "2",
     );
-    assert_eq!(query(&w, "SELECT count(*) FROM samples"), total.to_string());
+    assert_eq!(
+        query(&w, "SELECT count(*) FROM long.samples"),
+        total.to_string()
+    );
 }

@@ -200,7 +200,12 @@ fn run(
         reset("copy");
         timings[1].push(measured(|| {
             let loaded = rt
-                .block_on(pgdw::metrics_load::run(pool, &format!("copy_{tag}"), None))
+                .block_on(pgdw::metrics_load::run(
+                    pool,
+                    pool,
+                    &format!("copy_{tag}"),
+                    None,
+                ))
                 .unwrap();
             assert_eq!(loaded.by_insert, 0, "every chunk by COPY");
         }));

@@ -130,9 +130,12 @@ impl Definition {
 /// Run load `job` up to its window's end as it is now, a chunk per transaction, recording
 /// the run in pgdw.runs under the job's name. A failed chunk rolls back alone: the ones
 /// before it stay loaded and the watermark with them. When `stop` turns true, the run ends
-/// after the chunk in progress.
+/// after the chunk in progress. The load runs on a connection from `pool`; label ids are
+/// resolved on one from `side` (a pool of its own: every connection of `pool` may be a
+/// load's).
 pub async fn run(
     pool: &PgPool,
+    side: &PgPool,
     job: &str,
     stop: Option<&tokio::sync::watch::Receiver<bool>>,
 ) -> Result<Loaded, LoadError> {
@@ -141,7 +144,7 @@ pub async fn run(
         .bind(job)
         .fetch_one(&mut *conn)
         .await?;
-    let result = load(pool, &mut conn, job, run_id, stop).await;
+    let result = load(side, &mut conn, job, run_id, stop).await;
     let (status, error) = match &result {
         Ok(_) => ("succeeded", None),
         Err(e) => ("failed", Some(e.to_string())),
@@ -160,7 +163,7 @@ pub async fn run(
 }
 
 async fn load(
-    pool: &PgPool,
+    side: &PgPool,
     conn: &mut PgConnection,
     job: &str,
     run_id: i64,
@@ -213,7 +216,7 @@ async fn load(
                     .await? as u64
             } else {
                 let rx = started.unwrap_or_else(|| batches(&def, lo, hi));
-                copy_window(pool, conn, &def, &mut ids, rx).await?
+                copy_window(side, conn, &def, &mut ids, rx).await?
             };
             sqlx::query("UPDATE pgdw.metric_loads SET synced_to = $2 WHERE job = $1")
                 .bind(job)

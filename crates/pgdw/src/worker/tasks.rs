@@ -39,17 +39,27 @@ impl Task {
     }
 }
 
+/// Where tasks get connections: `tasks`, one per running task; `side`, the worker's shared
+/// pool, for a task's second connection (a metric load resolves label ids there while its
+/// own connection is in a COPY).
+#[derive(Clone)]
+pub struct Pools {
+    pub tasks: PgPool,
+    pub side: PgPool,
+}
+
 pub const KINDS: &[&str] = &["noop", "sql", "materialize", "rollup", "metrics"];
 
 /// Run a task; `stop` turns true when the worker is asked to stop (a long task may end early
 /// where that loses nothing).
-pub async fn execute(pool: &PgPool, task: &Task, stop: &watch::Receiver<bool>) -> Outcome {
+pub async fn execute(pools: &Pools, task: &Task, stop: &watch::Receiver<bool>) -> Outcome {
+    let pool = &pools.tasks;
     match task.kind.as_str() {
         "noop" => Outcome::Done,
         "sql" => sql(pool, task).await,
         "materialize" => materialize(pool, task).await,
         "rollup" => rollup(pool, task).await,
-        "metrics" => metrics(pool, task, stop).await,
+        "metrics" => metrics(pools, task, stop).await,
         other => Outcome::Fail(format!(
             "no worker task kind {other:?} (pgdw worker runs: {})",
             KINDS.join(", ")
@@ -142,11 +152,11 @@ async fn rollup(pool: &PgPool, task: &Task) -> Outcome {
 /// `{"job": "<name>"}`: a metric load (`pgdw.load_metrics`) up to now, by binary COPY, its run
 /// recorded in pgdw.runs under the job's name. A worker stopping ends it after the chunk it
 /// is writing (each chunk commits with its watermark: the next tick goes on from there).
-async fn metrics(pool: &PgPool, task: &Task, stop: &watch::Receiver<bool>) -> Outcome {
+async fn metrics(pools: &Pools, task: &Task, stop: &watch::Receiver<bool>) -> Outcome {
     let Some(job) = task.payload.get("job").and_then(|v| v.as_str()) else {
         return Outcome::Fail(r#"a metrics task's payload needs {"job": "<name>"}"#.into());
     };
-    match crate::metrics_load::run(pool, job, Some(stop)).await {
+    match crate::metrics_load::run(&pools.tasks, &pools.side, job, Some(stop)).await {
         Ok(_) => Outcome::Done,
         Err(e @ crate::metrics_load::LoadError::Unknown(_)) => Outcome::Fail(e.to_string()),
         Err(e) => Outcome::Retry(e.to_string()),

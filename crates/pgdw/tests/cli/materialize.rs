@@ -259,3 +259,45 @@ fn tables_filled_by_pgdw_sync() {
     );
     converges(&w, "SELECT sum(tier) FROM orgs", "210");
 }
+
+#[test]
+fn rows_changed_while_workers_compute_them_end_computed_from_their_last_version() {
+    let w = warehouse();
+    // An inlinable function (the workers' statement joins it like a view would).
+    query(
+        &w,
+        "CREATE TABLE item (id int PRIMARY KEY, name text NOT NULL, seats int NOT NULL DEFAULT 0);
+         INSERT INTO item (id, name) SELECT g, 'item ' || g FROM generate_series(1, 20000) g;
+         ALTER TABLE item ADD COLUMN name_key text;
+         CREATE FUNCTION item_key(i item) RETURNS TABLE (name_key text) LANGUAGE sql STABLE
+           AS $$ SELECT upper(i.name) || ':' || length(i.name) $$;
+         SELECT pgdw.materialize('item', 'item_key', depends_on => '{name}')",
+    );
+    let _worker = worker(&w);
+    // 300 committed renames of 2,000 rows each, overlapping the workers' batches (a batch
+    // reads rows a rename then changes, a rename waits for a batch's locks), and changes of a
+    // column the key does not depend on among them.
+    query(
+        &w,
+        "DO $$ BEGIN
+           FOR i IN 1..300 LOOP
+             UPDATE item SET name = name || '.' WHERE id % 10 = i % 10;
+             UPDATE item SET seats = seats + 1 WHERE id % 7 = i % 7;
+             COMMIT;
+           END LOOP;
+         END $$",
+    );
+    converges(&w, "SELECT pgdw.materialize_pending('item')", "0");
+    assert_eq!(
+        query(
+            &w,
+            "SELECT count(*) FROM item WHERE name_key IS DISTINCT FROM upper(name) || ':' || length(name)"
+        ),
+        "0",
+        "every row's key from its last name"
+    );
+    assert_eq!(
+        query(&w, "SELECT count(*) FROM pgdw.materialize_failed"),
+        "0"
+    );
+}

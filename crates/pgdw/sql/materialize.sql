@@ -147,14 +147,18 @@ BEGIN
 END $$;
 
 -- The one statement that computes and writes up to `size` pending rows of tbl (every
--- function's columns), or NULL when tbl has no functions. The rows are locked as they are
--- read (SKIP LOCKED: parallel tasks take different rows; `descending` reads the pending
--- index from its other end, so two tasks do not start on the same rows), the functions join
--- the rows (a LATERAL call the planner can inline: a SQL function becomes a join it can hash
--- or memoize, as in a view), and each row is written back where it was read: by its ctid, or
--- by its key on a partitioned table, whose ctids repeat across partitions. A row changed
--- meanwhile is not written (its new version fails the ctid condition) and stays pending.
-CREATE OR REPLACE FUNCTION pgdw.materialize_statement(tbl regclass, size int, descending boolean)
+-- function's columns) and returns how many it wrote, or NULL when tbl has no functions. The
+-- rows are locked as they are read (SKIP LOCKED: parallel tasks take different rows;
+-- `descending` reads the pending index from its other end, so two tasks do not start on the
+-- same rows), the functions join the rows (a LATERAL call the planner can inline: a SQL
+-- function becomes a join it can hash or memoize, as in a view), and each row is written
+-- back where it was read: by its ctid, or by its key on a partitioned table, whose ctids
+-- repeat across partitions. A row changed meanwhile is not written (its new version fails
+-- the ctid condition) and stays pending. With `clear`, the rows written lose their entries in
+-- pgdw.materialize_failures (a row set aside, changed since, computed now).
+DROP FUNCTION IF EXISTS pgdw.materialize_statement(regclass, int, boolean);
+CREATE OR REPLACE FUNCTION pgdw.materialize_statement(tbl regclass, size int, descending boolean,
+    clear boolean DEFAULT false)
 RETURNS text LANGUAGE sql STABLE AS $$
     WITH f AS (
         SELECT fn, columns, row_number() OVER (ORDER BY created_at, fn) AS i
@@ -162,10 +166,13 @@ RETURNS text LANGUAGE sql STABLE AS $$
     c AS (SELECT c, f.i FROM f, unnest(f.columns) c),
     k AS (SELECT k FROM unnest(pgdw.primary_key(tbl)) k),
     part AS (SELECT EXISTS (SELECT 1 FROM pg_partitioned_table WHERE partrelid = tbl) AS yes)
-    SELECT format('UPDATE %1$s t SET %2$s, materialized_at = now()
-                     FROM (SELECT %3$s, %4$s FROM %1$s x %5$s WHERE x.materialized_at IS NULL
-                            ORDER BY %6$s LIMIT %7$s FOR UPDATE OF x SKIP LOCKED) b
-                    WHERE %8$s',
+    SELECT format('WITH w AS (
+                     UPDATE %1$s t SET %2$s, materialized_at = now()
+                       FROM (SELECT %3$s, %4$s FROM %1$s x %5$s WHERE x.materialized_at IS NULL
+                              ORDER BY %6$s LIMIT %7$s FOR UPDATE OF x SKIP LOCKED) b
+                      WHERE %8$s
+                     RETURNING %9$s)%10$s
+                   SELECT count(*) FROM w',
                   tbl,
                   (SELECT string_agg(format('%1$I = b.%1$I', c), ', ') FROM c),
                   CASE WHEN part.yes THEN (SELECT string_agg(format('x.%I', k), ', ') FROM k)
@@ -176,16 +183,21 @@ RETURNS text LANGUAGE sql STABLE AS $$
                   (SELECT string_agg(format('x.%I%s', k, CASE WHEN descending THEN ' DESC' ELSE '' END), ', ') FROM k),
                   size,
                   CASE WHEN part.yes THEN (SELECT string_agg(format('t.%1$I = b.%1$I', k), ' AND ') FROM k)
-                       ELSE 't.ctid = b.pgdw_row' END)
+                       ELSE 't.ctid = b.pgdw_row' END,
+                  (SELECT string_agg(format('t.%I', k), ', ') FROM k),
+                  CASE WHEN clear THEN format(',
+                   d AS (DELETE FROM pgdw.materialize_failures f
+                          WHERE f.tbl = %L::regclass AND f.key IN (SELECT jsonb_build_object(%s) FROM w))',
+                                              tbl, (pgdw.materialize_keys(tbl)).kobj)
+                       ELSE '' END)
       FROM part
      WHERE EXISTS (SELECT 1 FROM f);
 $$;
 
 -- Compute up to `size` pending rows of tbl (every function's columns); returns how many rows
 -- it took (computed or set aside). Slot 2, 4, ... read the pending rows from the other end.
--- In one statement; when it fails (a function raised for some row), or when rows of tbl are
--- set aside (a computed row's failure is cleared), the batch's keys are locked first and
--- written by pgdw.materialize_write.
+-- In one statement; when it fails (a function raised for some row), the batch's keys are
+-- locked and written row by row by pgdw.materialize_write, which sets the failing rows aside.
 DROP FUNCTION IF EXISTS pgdw.materialize_batch(regclass, int);  -- before the slot argument
 CREATE OR REPLACE FUNCTION pgdw.materialize_batch(tbl regclass, size int DEFAULT 1000, slot int DEFAULT 1)
 RETURNS bigint LANGUAGE plpgsql AS $$
@@ -198,15 +210,14 @@ BEGIN
     IF q.sets IS NULL THEN
         RETURN 0;
     END IF;
-    IF NOT EXISTS (SELECT 1 FROM pgdw.materialize_failures f WHERE f.tbl = materialize_batch.tbl) THEN
-        BEGIN
-            EXECUTE pgdw.materialize_statement(tbl, size, slot % 2 = 0);
-            GET DIAGNOSTICS n = ROW_COUNT;
-            RETURN n;
-        EXCEPTION WHEN others THEN
-            NULL;  -- some row's function raised: row by row below
-        END;
-    END IF;
+    BEGIN
+        EXECUTE pgdw.materialize_statement(tbl, size, slot % 2 = 0,
+            EXISTS (SELECT 1 FROM pgdw.materialize_failures f WHERE f.tbl = materialize_batch.tbl))
+          INTO n;
+        RETURN n;
+    EXCEPTION WHEN others THEN
+        NULL;  -- some row's function raised: row by row below
+    END;
     -- The batch's rows are locked (SKIP LOCKED: parallel tasks take different rows).
     EXECUTE format('SELECT array_agg(jsonb_build_object(%s)) FROM (SELECT %s FROM %s WHERE materialized_at IS NULL LIMIT %s FOR UPDATE SKIP LOCKED) b',
                    ks.kobj, ks.klist, tbl, size)

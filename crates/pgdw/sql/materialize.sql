@@ -150,8 +150,9 @@ END $$;
 -- function's columns) and returns how many it wrote, or NULL when tbl has no functions. The
 -- rows are locked as they are read (SKIP LOCKED: parallel tasks take different rows;
 -- `descending` reads the pending index from its other end, so two tasks do not start on the
--- same rows), the functions join the rows (a LATERAL call the planner can inline: a SQL
--- function becomes a join it can hash or memoize, as in a view), and each row is written
+-- same rows), and only then do the functions join them (a function is never called for a row
+-- another task holds; a LATERAL call the planner can inline: a SQL function becomes a join it
+-- can hash or memoize, as in a view); each row is written
 -- back where it was read: by its ctid, or by its key on a partitioned table, whose ctids
 -- repeat across partitions. A row changed meanwhile is not written (its new version fails
 -- the ctid condition) and stays pending. With `clear`, the rows written lose their entries in
@@ -168,20 +169,23 @@ RETURNS text LANGUAGE sql STABLE AS $$
     part AS (SELECT EXISTS (SELECT 1 FROM pg_partitioned_table WHERE partrelid = tbl) AS yes)
     SELECT format('WITH w AS (
                      UPDATE %1$s t SET %2$s, materialized_at = now()
-                       FROM (SELECT %3$s, %4$s FROM %1$s x %5$s WHERE x.materialized_at IS NULL
-                              ORDER BY %6$s LIMIT %7$s FOR UPDATE OF x SKIP LOCKED) b
-                      WHERE %8$s
-                     RETURNING %9$s)%10$s
+                       FROM (SELECT %3$s, %4$s
+                               FROM (SELECT %5$s, %12$s FROM %1$s v WHERE v.materialized_at IS NULL
+                                      ORDER BY %6$s LIMIT %7$s FOR UPDATE SKIP LOCKED) x %8$s) b
+                      WHERE %9$s
+                     RETURNING %10$s)%11$s
                    SELECT count(*) FROM w',
                   tbl,
                   (SELECT string_agg(format('%1$I = b.%1$I', c), ', ') FROM c),
                   CASE WHEN part.yes THEN (SELECT string_agg(format('x.%I', k), ', ') FROM k)
-                       ELSE 'x.ctid AS pgdw_row' END,
+                       ELSE 'x.pgdw_row' END,
                   (SELECT string_agg(format('d%s.%I', i, c), ', ') FROM c),
-                  (SELECT string_agg(format(' LEFT JOIN LATERAL %s(x) d%s ON true',
-                                            (fn::regprocedure)::oid::regproc, i), '') FROM f),
-                  (SELECT string_agg(format('x.%I%s', k, CASE WHEN descending THEN ' DESC' ELSE '' END), ', ') FROM k),
+                  CASE WHEN part.yes THEN (SELECT string_agg(format('v.%I', k), ', ') FROM k)
+                       ELSE 'v.ctid AS pgdw_row' END,
+                  (SELECT string_agg(format('v.%I%s', k, CASE WHEN descending THEN ' DESC' ELSE '' END), ', ') FROM k),
                   size,
+                  (SELECT string_agg(format(' LEFT JOIN LATERAL %s(ROW(%s)::%s) d%s ON true',
+                                            (fn::regprocedure)::oid::regproc, cols.x, tbl, i), '') FROM f),
                   CASE WHEN part.yes THEN (SELECT string_agg(format('t.%1$I = b.%1$I', k), ' AND ') FROM k)
                        ELSE 't.ctid = b.pgdw_row' END,
                   (SELECT string_agg(format('t.%I', k), ', ') FROM k),
@@ -189,8 +193,14 @@ RETURNS text LANGUAGE sql STABLE AS $$
                    d AS (DELETE FROM pgdw.materialize_failures f
                           WHERE f.tbl = %L::regclass AND f.key IN (SELECT jsonb_build_object(%s) FROM w))',
                                               tbl, (pgdw.materialize_keys(tbl)).kobj)
-                       ELSE '' END)
-      FROM part
+                       ELSE '' END,
+                  cols.v)
+      FROM part,
+           -- The row passed to the functions is rebuilt from its columns: an inlined function's
+           -- field of it is then the column itself, not read from a row value made per row.
+           (SELECT string_agg(format('v.%I AS %I', a.attname, 'pgdw_' || a.attnum), ', ' ORDER BY a.attnum) AS v,
+                   string_agg(format('x.%I', 'pgdw_' || a.attnum), ', ' ORDER BY a.attnum) AS x
+              FROM pg_attribute a WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped) cols
      WHERE EXISTS (SELECT 1 FROM f);
 $$;
 

@@ -330,6 +330,13 @@ BEGIN
     -- A slot whose task failed for good is free again.
     DELETE FROM pgdw.materialize_slots m
      WHERE EXISTS (SELECT 1 FROM pgdw.task_history h WHERE h.id = m.task AND h.state = 'failed');
+    -- Tables dropped since they were registered are forgotten (else every look would fail on
+    -- them, and no other table would be computed).
+    IF EXISTS (SELECT 1 FROM pgdw.materializations m WHERE NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = m.tbl)) THEN
+        DELETE FROM pgdw.materializations m WHERE NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = m.tbl);
+        DELETE FROM pgdw.materialize_failures f WHERE NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = f.tbl);
+        DELETE FROM pgdw.materialize_slots m WHERE NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = m.tbl);
+    END IF;
     FOR t IN SELECT DISTINCT m.tbl FROM pgdw.materializations m LOOP
         EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s WHERE materialized_at IS NULL)', t) INTO pending;
         pending := pending OR EXISTS (SELECT 1 FROM pgdw.materializations m WHERE m.tbl = t AND NOT m.backfilled);

@@ -251,10 +251,15 @@ pub async fn run(
                 // runs (at most 8): at once when a notification woke the worker, else at most
                 // every 100 ms (a busy worker comes here after every short claim).
                 if woken || scheduled.elapsed() >= Duration::from_millis(100) {
-                    sqlx::query("SELECT pgdw.materialize_schedule($1)")
+                    // It reads the users' tables: what fails there (a table's privileges, a
+                    // lock timeout) is said, and the queue's other tasks go on.
+                    if let Err(e) = sqlx::query("SELECT pgdw.materialize_schedule($1)")
                         .bind(concurrency.min(8) as i32)
                         .execute(&pool)
-                        .await?;
+                        .await
+                    {
+                        eprintln!("pgdw worker: looking for rows to compute: {e}");
+                    }
                     scheduled = Instant::now();
                     woken = false;
                 }

@@ -317,3 +317,33 @@ fn rows_changed_while_workers_compute_them_end_computed_from_their_last_version(
         "0"
     );
 }
+
+#[test]
+fn a_dropped_table_is_forgotten_and_the_others_go_on() {
+    let w = warehouse();
+    query(
+        &w,
+        "CREATE TABLE a (id int PRIMARY KEY, v text, v_upper text);
+         CREATE TABLE b (id int PRIMARY KEY, v text, v_upper text);
+         INSERT INTO a SELECT g, 'a' || g FROM generate_series(1, 100) g;
+         INSERT INTO b SELECT g, 'b' || g FROM generate_series(1, 100) g;
+         CREATE FUNCTION a_upper(r a) RETURNS TABLE (v_upper text) LANGUAGE sql AS $$ SELECT upper(r.v) $$;
+         CREATE FUNCTION b_upper(r b) RETURNS TABLE (v_upper text) LANGUAGE sql AS $$ SELECT upper(r.v) $$;
+         SELECT pgdw.materialize('a', 'a_upper', depends_on => '{v}');
+         SELECT pgdw.materialize('b', 'b_upper', depends_on => '{v}')",
+    );
+    let _worker = worker(&w);
+    converges(&w, "SELECT count(*) FROM b WHERE v_upper = upper(v)", "100");
+    query(
+        &w,
+        "DROP TABLE a CASCADE; UPDATE b SET v = 'changed' WHERE id = 1",
+    );
+    converges(&w, "SELECT v_upper FROM b WHERE id = 1", "CHANGED");
+    assert_eq!(
+        query(
+            &w,
+            "SELECT string_agg(tbl::text, ',') FROM pgdw.materializations"
+        ),
+        "b"
+    );
+}

@@ -217,6 +217,7 @@ pub async fn run(
     let mut scheduled = Instant::now() - options.poll;
     // Woken by a notification (a write to a materialized table, a task enqueued): look now.
     let mut woken = false;
+    let mut retry = options.poll.min(Duration::from_millis(100));
     let result: anyhow::Result<()> = async {
         loop {
             let first = tokio::select! {
@@ -230,11 +231,37 @@ pub async fn run(
             while let Ok(p) = slots.clone().try_acquire_owned() {
                 permits.push(p);
             }
-            let mut claimed = claim(&pool, &id, permits.len(), after, &options, &stats).await?;
+            // What fails here is the warehouse's answer to the worker itself (a restart, a lost
+            // connection): said, and looked at again after a wait that doubles up to 5 s,
+            // while the running tasks go on. Tasks claimed before a later step failed are
+            // kept.
+            let mut claimed = match claim(&pool, &id, permits.len(), after, &options, &stats).await
+            {
+                Ok(claimed) => {
+                    retry = options.poll.min(Duration::from_millis(100));
+                    claimed
+                }
+                Err(e) => {
+                    eprintln!(
+                        "pgdw worker: looking at the queue: {e:#}; trying again in {retry:?}"
+                    );
+                    drop(permits);
+                    tokio::select! {
+                        _ = tokio::time::sleep(retry) => {}
+                        _ = stop.changed() => break,
+                    }
+                    retry = (retry * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            };
+            let more = |r: anyhow::Result<Vec<Task>>, claimed: &mut Vec<Task>| match r {
+                Ok(c) => claimed.extend(c),
+                Err(e) => eprintln!("pgdw worker: looking at the queue: {e:#}"),
+            };
             if claimed.len() < permits.len() && after > 0 {
                 // Short from the cursor: earlier tasks may have come back (an expired lease).
                 after = 0;
-                claimed.extend(
+                more(
                     claim(
                         &pool,
                         &id,
@@ -243,7 +270,8 @@ pub async fn run(
                         &options,
                         &stats,
                     )
-                    .await?,
+                    .await,
+                    &mut claimed,
                 );
             }
             if claimed.len() < permits.len() {
@@ -263,15 +291,23 @@ pub async fn run(
                     scheduled = Instant::now();
                     woken = false;
                 }
-                let moved: i32 = sqlx::query_scalar("SELECT pgdw.dispatch($1)")
-                    .bind((concurrency * 32).max(1000) as i32)
-                    .fetch_one(&pool)
-                    .await?;
-                sqlx::query("SELECT pgdw.queue_truncate()")
-                    .execute(&pool)
-                    .await?;
+                let moved = async {
+                    let moved: i32 = sqlx::query_scalar("SELECT pgdw.dispatch($1)")
+                        .bind((concurrency * 32).max(1000) as i32)
+                        .fetch_one(&pool)
+                        .await?;
+                    sqlx::query("SELECT pgdw.queue_truncate()")
+                        .execute(&pool)
+                        .await?;
+                    Ok::<i32, sqlx::Error>(moved)
+                }
+                .await
+                .unwrap_or_else(|e| {
+                    eprintln!("pgdw worker: moving due tasks to the ready table: {e}");
+                    0
+                });
                 if moved > 0 {
-                    claimed.extend(
+                    more(
                         claim(
                             &pool,
                             &id,
@@ -280,7 +316,8 @@ pub async fn run(
                             &options,
                             &stats,
                         )
-                        .await?,
+                        .await,
+                        &mut claimed,
                     );
                 }
             }

@@ -33,6 +33,31 @@ impl Worker {
         nix::sys::signal::kill(self.pid(), sig).unwrap();
     }
 
+    /// What the process writes to stderr from now on, as it comes.
+    pub fn follow_stderr(&mut self) -> std::sync::Arc<std::sync::Mutex<String>> {
+        use std::io::Read;
+        let said = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let mut stderr = self.0.as_mut().unwrap().stderr.take().unwrap();
+        let into = said.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stderr.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                into.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        said
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        self.0.as_mut().unwrap().try_wait().unwrap().is_none()
+    }
+
     /// Wait for the process to exit; its exit status and its output.
     pub fn wait(mut self) -> std::process::Output {
         self.0.take().unwrap().wait_with_output().unwrap()
@@ -302,4 +327,41 @@ fn tasks_enqueued_for_later_wait_until_then() {
         ],
     );
     assert!(err.contains("a task needs a kind"), "{err}");
+}
+
+#[test]
+fn a_worker_outlives_a_warehouse_restart() {
+    let w = warehouse();
+    let mut worker = Worker::start(&w, &["--concurrency", "2", "--poll", "200ms"]);
+    let said = worker.follow_stderr();
+    query(
+        &w,
+        "CREATE TABLE done_log (n int);
+         SELECT pgdw.enqueue('sql', '{\"sql\": \"INSERT INTO done_log VALUES (1)\"}')",
+    );
+    converges(&w, "SELECT count(*) FROM done_log", "1");
+    // The server stopped under the worker, until its look at the queue fails (a connection
+    // is waited for 30 s first), then started again.
+    ok(&w, &["down"]);
+    assert!(
+        wait_for(Duration::from_secs(90), || said
+            .lock()
+            .unwrap()
+            .contains("looking at the queue")),
+        "the worker says it cannot reach the queue: {}",
+        said.lock().unwrap()
+    );
+    assert!(worker.running(), "the worker is still running");
+    ok(&w, &["up"]);
+    query(
+        &w,
+        "SELECT pgdw.enqueue('sql', '{\"sql\": \"INSERT INTO done_log VALUES (2)\"}')",
+    );
+    converges(
+        &w,
+        "SELECT string_agg(n::text, ',' ORDER BY n) FROM done_log",
+        "1,2",
+    );
+    worker.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(worker.wait().status.success());
 }

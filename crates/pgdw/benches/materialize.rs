@@ -1,7 +1,7 @@
 //! Materialized columns: 1,000,000 venues whose country (a city lookup) and name key are
 //! computed by `pgdw worker`: the time to compute all of them with 1, 2 and 4 workers; then 1%
-//! of the rows changed and the time until all are fresh again, against `REFRESH MATERIALIZED
-//! VIEW` of the equivalent view in the same run.
+//! of the rows changed and the time until all are fresh again (a running worker, medians of
+//! five rounds), against `REFRESH MATERIALIZED VIEW` of the equivalent view in the same run.
 //!
 //!     cargo bench -p pgdw --bench materialize -- [ROWS]      (default 1000000)
 
@@ -22,6 +22,34 @@ async fn exec(c: &mut PgConnection, sql: &str) {
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
 
+/// `pgdw worker`'s loop with `concurrency` tasks at once, in this process, until stopped.
+struct Running {
+    stop: tokio::sync::watch::Sender<bool>,
+    worker: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    fn start(opts: &PgConnectOptions, concurrency: usize) -> Running {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let worker = tokio::spawn(worker::run(
+            opts.clone(),
+            Options {
+                concurrency,
+                lease: Duration::from_secs(60),
+                poll: Duration::from_millis(100),
+            },
+            stopped,
+            Arc::new(Stats::default()),
+        ));
+        Running { stop, worker }
+    }
+
+    async fn stop(self) {
+        self.stop.send(true).unwrap();
+        self.worker.await.unwrap().unwrap();
+    }
+}
+
 /// Run `concurrency` workers until the venues have nothing pending; how long it took.
 async fn compute_all(
     opts: &PgConnectOptions,
@@ -30,20 +58,9 @@ async fn compute_all(
     concurrency: usize,
 ) -> Duration {
     let start = Instant::now();
-    let (stop_tx, stop) = tokio::sync::watch::channel(false);
-    let running = tokio::spawn(worker::run(
-        opts.clone(),
-        Options {
-            concurrency,
-            lease: Duration::from_secs(60),
-            poll: Duration::from_millis(100),
-        },
-        stop,
-        Arc::new(Stats::default()),
-    ));
+    let running = Running::start(opts, concurrency);
     let took = wait_fresh(c, batches, start).await;
-    stop_tx.send(true).unwrap();
-    running.await.unwrap().unwrap();
+    running.stop().await;
     took
 }
 
@@ -153,17 +170,7 @@ async fn run(opts: PgConnectOptions, rows: u64) {
     // refreshes whole. The worker keeps running between rounds, as in a deployment; its first
     // change is reported apart (new connections: every function, regular expression and
     // shared buffer is new to their backends).
-    let (stop_tx, stop) = tokio::sync::watch::channel(false);
-    let running = tokio::spawn(worker::run(
-        opts.clone(),
-        Options {
-            concurrency: 2,
-            lease: Duration::from_secs(60),
-            poll: Duration::from_millis(100),
-        },
-        stop,
-        Arc::new(Stats::default()),
-    ));
+    let running = Running::start(&opts, 2);
     let mut changes = Vec::new();
     for round in 0..=ROUNDS {
         eprintln!("1% of the rows changed (round {round} of {ROUNDS})...");
@@ -178,8 +185,7 @@ async fn run(opts: PgConnectOptions, rows: u64) {
         // From the change's commit (the UPDATE returned) to every row fresh again.
         changes.push(wait_fresh(&mut c, &mut batches, Instant::now()).await);
     }
-    stop_tx.send(true).unwrap();
-    running.await.unwrap().unwrap();
+    running.stop().await;
     let first = changes.remove(0);
     let incremental = median(changes);
     let mut refreshes = Vec::new();

@@ -212,22 +212,24 @@ DROP FUNCTION IF EXISTS pgdw.materialize_batch(regclass, int);  -- before the sl
 CREATE OR REPLACE FUNCTION pgdw.materialize_batch(tbl regclass, size int DEFAULT 1000, slot int DEFAULT 1)
 RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE
-    q    record := pgdw.materialize_sql(tbl);
-    ks   record := pgdw.materialize_keys(tbl);
+    stmt text := pgdw.materialize_statement(tbl, size, slot % 2 = 0,
+        EXISTS (SELECT 1 FROM pgdw.materialize_failures f WHERE f.tbl = materialize_batch.tbl));
+    q    record;
+    ks   record;
     keys jsonb[];
     n    bigint;
 BEGIN
-    IF q.sets IS NULL THEN
-        RETURN 0;
+    IF stmt IS NULL THEN
+        RETURN 0;  -- no functions registered
     END IF;
     BEGIN
-        EXECUTE pgdw.materialize_statement(tbl, size, slot % 2 = 0,
-            EXISTS (SELECT 1 FROM pgdw.materialize_failures f WHERE f.tbl = materialize_batch.tbl))
-          INTO n;
+        EXECUTE stmt INTO n;
         RETURN n;
     EXCEPTION WHEN others THEN
         NULL;  -- some row's function raised: row by row below
     END;
+    q := pgdw.materialize_sql(tbl);
+    ks := pgdw.materialize_keys(tbl);
     -- The batch's rows are locked (SKIP LOCKED: parallel tasks take different rows).
     EXECUTE format('SELECT array_agg(jsonb_build_object(%s)) FROM (SELECT %s FROM %s WHERE materialized_at IS NULL LIMIT %s FOR UPDATE SKIP LOCKED) b',
                    ks.kobj, ks.klist, tbl, size)
@@ -332,11 +334,9 @@ BEGIN
      WHERE EXISTS (SELECT 1 FROM pgdw.task_history h WHERE h.id = m.task AND h.state = 'failed');
     -- Tables dropped since they were registered are forgotten (else every look would fail on
     -- them, and no other table would be computed).
-    IF EXISTS (SELECT 1 FROM pgdw.materializations m WHERE NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = m.tbl)) THEN
-        DELETE FROM pgdw.materializations m WHERE NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = m.tbl);
-        DELETE FROM pgdw.materialize_failures f WHERE NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = f.tbl);
-        DELETE FROM pgdw.materialize_slots m WHERE NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = m.tbl);
-    END IF;
+    DELETE FROM pgdw.materializations m WHERE NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = m.tbl);
+    DELETE FROM pgdw.materialize_failures f WHERE NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = f.tbl);
+    DELETE FROM pgdw.materialize_slots m WHERE NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = m.tbl);
     FOR t IN SELECT DISTINCT m.tbl FROM pgdw.materializations m LOOP
         EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s WHERE materialized_at IS NULL)', t) INTO pending;
         pending := pending OR EXISTS (SELECT 1 FROM pgdw.materializations m WHERE m.tbl = t AND NOT m.backfilled);

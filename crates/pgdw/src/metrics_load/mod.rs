@@ -409,7 +409,7 @@ fn series_runs(
 /// A window's samples (its scan's batches) into the target, in the connection's open
 /// transaction.
 async fn copy_window(
-    pool: &PgPool,
+    side: &PgPool,
     conn: &mut PgConnection,
     def: &Arc<Definition>,
     ids: &mut LabelIds,
@@ -434,7 +434,7 @@ async fn copy_window(
         while let Some(batch) = rx.recv().await {
             let batch = batch?;
             let runs = series_runs(&batch, name_col, labels_col);
-            ids.resolve(pool, def, runs.iter().map(|(_, k)| k.clone()).collect())
+            ids.resolve(side, def, runs.iter().map(|(_, k)| k.clone()).collect())
                 .await?;
             for (r, (first, key)) in runs.iter().enumerate() {
                 let end = runs.get(r + 1).map_or(batch.len(), |(next, _)| *next);

@@ -217,7 +217,9 @@ pub async fn run(
     let mut scheduled = Instant::now() - options.poll;
     // Woken by a notification (a write to a materialized table, a task enqueued): look now.
     let mut woken = false;
-    let mut retry = options.poll.min(Duration::from_millis(100));
+    // The wait after a failed look at the queue; doubles while they fail.
+    let first_retry = options.poll.min(Duration::from_millis(100));
+    let mut retry = first_retry;
     let result: anyhow::Result<()> = async {
         loop {
             let first = tokio::select! {
@@ -238,7 +240,7 @@ pub async fn run(
             let mut claimed = match claim(&pool, &id, permits.len(), after, &options, &stats).await
             {
                 Ok(claimed) => {
-                    retry = options.poll.min(Duration::from_millis(100));
+                    retry = first_retry;
                     claimed
                 }
                 Err(e) => {

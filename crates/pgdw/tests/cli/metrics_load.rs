@@ -387,9 +387,7 @@ fn a_stopping_worker_ends_a_long_load_after_its_chunk_and_the_next_run_goes_on()
         "t",
     );
     // Stopped while loading: it ends after the chunk it writes, not after the whole window.
-    worker.signal(nix::sys::signal::Signal::SIGTERM);
-    let out = worker.wait();
-    assert!(out.status.success(), "{}", pgdw_testkit::transcript(&out));
+    worker.stop();
     let stopped: Vec<i64> = query(
         &w,
         "SELECT rows_inserted || ' ' || (SELECT count(*) FROM long.samples) FROM pgdw.runs

@@ -58,6 +58,14 @@ impl Worker {
         self.0.as_mut().unwrap().try_wait().unwrap().is_none()
     }
 
+    /// Ask it to stop (SIGTERM) and wait until it has; it must exit successfully. Its output.
+    pub fn stop(self) -> std::process::Output {
+        self.signal(nix::sys::signal::Signal::SIGTERM);
+        let out = self.wait();
+        assert!(out.status.success(), "{}", pgdw_testkit::transcript(&out));
+        out
+    }
+
     /// Wait for the process to exit; its exit status and its output.
     pub fn wait(mut self) -> std::process::Output {
         self.0.take().unwrap().wait_with_output().unwrap()
@@ -272,9 +280,7 @@ fn sigterm_lets_running_tasks_finish() {
         "SELECT count(*) FROM pgdw.tasks WHERE state = 'running'",
         "1",
     );
-    worker.signal(nix::sys::signal::Signal::SIGTERM);
-    let out = worker.wait();
-    assert!(out.status.success(), "{}", pgdw_testkit::transcript(&out));
+    let out = worker.stop();
     assert!(String::from_utf8_lossy(&out.stdout).contains("stopped after 1 tasks"));
     assert_eq!(
         query(&w, &format!("SELECT state FROM pgdw.tasks WHERE id = {id}")),
@@ -362,6 +368,5 @@ fn a_worker_outlives_a_warehouse_restart() {
         "SELECT string_agg(n::text, ',' ORDER BY n) FROM done_log",
         "1,2",
     );
-    worker.signal(nix::sys::signal::Signal::SIGTERM);
-    assert!(worker.wait().status.success());
+    worker.stop();
 }

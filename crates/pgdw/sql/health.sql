@@ -411,6 +411,26 @@ BEGIN
         RETURN NEXT;
     END IF;
 
+    -- Rollups no longer kept: their table or source was dropped (by a user, or a tool that
+    -- replaces tables, as dbt's --full-refresh does), which only a NOTICE said at the time.
+    FOR r IN SELECT * FROM pgdw.rollups_lost ORDER BY lost_at LOOP
+        check_name := 'rollup_lost'; severity := 'warning'; object := 'rollup ' || r.name;
+        value := extract(epoch FROM now() - r.lost_at);
+        figure := format('no longer kept since %s: %s', to_char(r.lost_at, 'YYYY-MM-DD HH24:MI'), r.reason);
+        advice := format('register it again: SELECT pgdw.rollup(%L, %L, source => %L, keys => %L); or, if it is gone for good: SELECT pgdw.rollup_forget(%L);',
+                         r.name, r.query, r.source, r.keys, r.name);
+        RETURN NEXT;
+    END LOOP;
+    -- Rollups whose query reads tables besides its source: changes there are not captured.
+    FOR r IN SELECT name::text AS name, source::text AS source, also_reads FROM pgdw.rollups WHERE cardinality(also_reads) > 0 LOOP
+        check_name := 'rollup_reads_uncaptured'; severity := 'info'; object := 'rollup ' || r.name;
+        value := cardinality(r.also_reads);
+        figure := format('its query reads %s besides its source %s: a change there reaches the rollup only when the group''s source rows change',
+                         array_to_string(r.also_reads, ', '), r.source);
+        advice := 'keep what it reads there as a materialized column of the source (pgdw.materialize), or make that table the source of a rollup of its own';
+        RETURN NEXT;
+    END LOOP;
+
     -- Column order: per large table, what a better order would save per row.
     FOR r IN SELECT c.oid::regclass AS t, c.reltuples
                FROM pg_class c

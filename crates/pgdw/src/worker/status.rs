@@ -20,6 +20,17 @@ pub struct QueueStatus {
     pub recent_failures: Vec<String>,
     /// Each rollup (`pgdw.rollup`) with how far it is behind its source.
     pub rollups: Vec<RollupLag>,
+    /// Rollups no longer kept: their table or source was dropped (`pgdw.rollups_lost`).
+    pub lost_rollups: Vec<LostRollup>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LostRollup {
+    pub name: String,
+    pub source: String,
+    /// Why, as `its table was dropped (DROP TABLE)`.
+    pub reason: String,
+    pub lost_at: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -32,6 +43,8 @@ pub struct RollupLag {
     pub lag_seconds: f64,
     /// Every group is to be recomputed (a TRUNCATE, a partition dropped while attached).
     pub recompute_all: bool,
+    /// Tables the query reads besides its source, whose changes are not captured.
+    pub also_reads: Vec<String>,
 }
 
 /// None when the warehouse has no queue (pgdw not installed there).
@@ -57,7 +70,7 @@ pub async fn read(conn: &mut PgConnection) -> anyhow::Result<Option<QueueStatus>
     .await?;
     let rollups = sqlx::query(
         "SELECT rollup, source, dirty_groups,
-                coalesce(extract(epoch FROM oldest_change_age), 0)::float8 AS lag, recompute_all
+                coalesce(extract(epoch FROM oldest_change_age), 0)::float8 AS lag, recompute_all, also_reads
            FROM pgdw.rollup_status ORDER BY rollup",
     )
     .fetch_all(&mut *conn)
@@ -69,10 +82,26 @@ pub async fn read(conn: &mut PgConnection) -> anyhow::Result<Option<QueueStatus>
         dirty_groups: r.get("dirty_groups"),
         lag_seconds: r.get("lag"),
         recompute_all: r.get("recompute_all"),
+        also_reads: r.get("also_reads"),
+    })
+    .collect();
+    let lost_rollups = sqlx::query(
+        "SELECT name, source, reason, to_char(lost_at, 'YYYY-MM-DD HH24:MI:SS TZ') AS lost_at
+           FROM pgdw.rollups_lost ORDER BY lost_at",
+    )
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(|r| LostRollup {
+        name: r.get("name"),
+        source: r.get("source"),
+        reason: r.get("reason"),
+        lost_at: r.get("lost_at"),
     })
     .collect();
     Ok(Some(QueueStatus {
         rollups,
+        lost_rollups,
         due: r.get("due"),
         scheduled: r.get("scheduled"),
         running: r.get("running"),
@@ -116,5 +145,21 @@ pub fn print(q: &QueueStatus) {
             )
         };
         outln!("  rollup {} (from {}): {behind}", r.name, r.source);
+        if !r.also_reads.is_empty() {
+            outln!(
+                "    also reads {}: changes there are not captured",
+                r.also_reads.join(", ")
+            );
+        }
+    }
+    for l in &q.lost_rollups {
+        outln!(
+            "  rollup {} (from {}): no longer kept since {}: {}; register it again with pgdw.rollup, or SELECT pgdw.rollup_forget('{}')",
+            l.name,
+            l.source,
+            l.lost_at,
+            l.reason,
+            l.name
+        );
     }
 }

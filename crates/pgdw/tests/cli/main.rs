@@ -19,6 +19,7 @@ mod output;
 mod queue;
 mod replicate;
 mod rollup;
+mod rollup_cases;
 mod runtime;
 mod serve;
 

@@ -361,7 +361,7 @@ fn bad_registrations_are_refused_with_nothing_installed() {
         ),
         (
             refused("r", ORDERS_DAILY, "shop.orders", "ARRAY['customer_id', $$date_trunc('hour', created_at)$$]"),
-            "which the keys never give over a row of shop.orders",
+            "groups by (orders.customer_id, (date_trunc('day'::text, orders.created_at))), but its keys over a row of shop.orders are (customer_id, date_trunc('hour', created_at))",
         ),
         (
             refused("taken", ORDERS_DAILY, "shop.orders", "ARRAY['customer_id', $$date_trunc('day', created_at)$$]"),

@@ -83,7 +83,7 @@ fn nothing_installed(w: &TempWarehouse) {
     );
 }
 
-/// 1. The stored query and keys are resolved in the schemas they were registered with, not the
+/// Case 1: The stored query and keys are resolved in the schemas they were registered with, not the
 /// search_path of whoever runs, verifies or writes.
 #[test]
 fn a_rollup_reads_the_tables_it_was_registered_with_whatever_the_search_path() {
@@ -99,11 +99,11 @@ fn a_rollup_reads_the_tables_it_was_registered_with_whatever_the_search_path() {
         "SELECT fns.bucket(customer_id) AS bucket, sum(amount) AS revenue FROM orders GROUP BY 1";
     query(
         &w,
-        &format!(
-            "SET search_path = shop, fns, public;
+                    "SET search_path = shop, fns, public;
              SELECT pgdw.rollup('public.by_bucket', $q$SELECT bucket(customer_id) AS bucket, sum(amount) AS revenue FROM orders GROUP BY 1$q$,
                                 source => 'shop.orders', keys => ARRAY['bucket(customer_id)'])"
-        ),
+        ,
+
     );
     // A writer whose path has neither schema (the key's function is not on it), and a run and
     // a verify whose path finds another `orders` first.
@@ -141,7 +141,7 @@ fn a_rollup_reads_the_tables_it_was_registered_with_whatever_the_search_path() {
     );
 }
 
-/// 2. LIMIT/OFFSET and window functions make a group's row depend on other groups.
+/// Case 2: LIMIT/OFFSET and window functions make a group's row depend on other groups.
 #[test]
 fn limit_offset_and_window_functions_are_refused() {
     let w = shop();
@@ -171,7 +171,7 @@ fn limit_offset_and_window_functions_are_refused() {
     nothing_installed(&w);
 }
 
-/// 3. A source with inheritance children: their changes are captured too, children created,
+/// Case 3: A source with inheritance children: their changes are captured too, children created,
 /// attached (INHERIT) and detached (NO INHERIT) later included.
 #[test]
 fn changes_to_inheritance_children_are_captured() {
@@ -222,7 +222,7 @@ fn changes_to_inheritance_children_are_captured() {
     );
 }
 
-/// 4. Keys must be unique in the query's result: refused at registration, a recompute that
+/// Case 4: Keys must be unique in the query's result: refused at registration, a recompute that
 /// meets a repeated one fails (the rollup left as it was), and verify counts duplicates.
 #[test]
 fn keys_that_repeat_are_refused_and_never_dropped_silently() {
@@ -274,7 +274,7 @@ fn keys_that_repeat_are_refused_and_never_dropped_silently() {
     );
 }
 
-/// 5. Keys that are not the query's GROUP BY are refused, even when their types match and
+/// Case 5: Keys that are not the query's GROUP BY are refused, even when their types match and
 /// their values overlap (the old check over the data let them through).
 #[test]
 fn keys_that_are_not_the_group_by_are_refused() {
@@ -324,7 +324,7 @@ fn register_by_customer() -> String {
     )
 }
 
-/// 6. Isolation: a registration only in READ COMMITTED (a REPEATABLE READ snapshot would miss
+/// Case 6: Isolation: a registration only in READ COMMITTED (a REPEATABLE READ snapshot would miss
 /// rows committed while it waits for writers); writers at every level, in each commit order
 /// against the registration and against a run, all captured.
 #[test]
@@ -450,7 +450,7 @@ fn registrations_and_writers_race_safely_at_every_isolation_level() {
     );
 }
 
-/// 7. A query that reads other tables is named at registration (a warning, recorded, shown by
+/// Case 7: A query that reads other tables is named at registration (a warning, recorded, shown by
 /// status and doctor): their changes are not captured.
 #[test]
 fn a_query_reading_other_tables_is_named_at_registration() {
@@ -495,7 +495,7 @@ fn a_query_reading_other_tables_is_named_at_registration() {
     );
 }
 
-/// 8. A rollup whose table is replaced by another tool (dbt's --full-refresh drops and
+/// Case 8: A rollup whose table is replaced by another tool (dbt's --full-refresh drops and
 /// recreates it) is reported where it is seen until it is registered again.
 #[test]
 fn a_rollup_whose_table_is_replaced_is_reported_until_registered_again() {

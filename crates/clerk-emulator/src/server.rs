@@ -41,6 +41,10 @@ pub struct Faults {
     /// Say this many more memberships in `total_count` than there are: a count no crawl can
     /// reach.
     pub membership_total_extra: usize,
+    /// Drop the `starting_after` parameter of GET /users, as a proxy that passes only the
+    /// parameters it knows does (the cursor entered Clerk's specification on 2026-08-12): the
+    /// first page is answered again.
+    pub ignore_starting_after: bool,
 }
 
 /// API versions Clerk knows (docs "Versioning overview"); any other is an invalid request.
@@ -420,11 +424,12 @@ async fn users(
     RawQuery(raw): RawQuery,
 ) -> Response {
     let q = Query::parse(raw);
+    let ignore_cursor = emu.0.lock().unwrap().faults.ignore_starting_after;
     respond(&emu, &headers, |d| {
         let (limit, offset) = q.page()?;
         let (after, before) = time_filters(&q)?;
         let (field, desc) = q.order();
-        let cursor = q.one("starting_after");
+        let cursor = q.one("starting_after").filter(|_| !ignore_cursor);
         // The spec: the cursor requires created_at ordering and cannot be combined with a
         // non-zero offset (422 both); a large offset "gets progressively slower and eventually
         // times out", which the emulator makes certain above DEEP_OFFSET.

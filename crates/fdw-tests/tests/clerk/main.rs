@@ -18,6 +18,19 @@ fn spec(users: usize) -> Spec {
     }
 }
 
+/// An instance with more users than offset paging reaches (GET /users times out past
+/// DEEP_OFFSET): how many, and its emulator.
+fn deep_emulator() -> (usize, (Emulator, u16)) {
+    let users = clerk_emulator::server::DEEP_OFFSET + 700;
+    let spec = Spec {
+        users,
+        organizations: 5,
+        memberships: 10,
+        ..Spec::default()
+    };
+    (users, emulator(spec, None))
+}
+
 fn emulator(spec: Spec, limit: Option<(usize, Duration)>) -> (Emulator, u16) {
     let emu = Emulator::new(Dataset::generate(&spec), KEY, limit);
     let port = clerk_emulator::spawn(emu.clone());
@@ -511,16 +524,7 @@ fn an_unknown_organization_has_no_memberships_instead_of_failing_the_query() {
 /// full scan past that depth pages by cursor, every user once, ceil(rows / 500) requests.
 #[test]
 fn users_page_by_cursor_past_the_depth_where_offsets_time_out() {
-    let users = clerk_emulator::server::DEEP_OFFSET + 700;
-    let (emu, port) = emulator(
-        Spec {
-            users,
-            organizations: 5,
-            memberships: 10,
-            ..Spec::default()
-        },
-        None,
-    );
+    let (users, (emu, port)) = deep_emulator();
     let w = setup(port, ", rate_limit 'off'");
     let before = emu.requests();
     assert_eq!(
@@ -531,6 +535,53 @@ fn users_page_by_cursor_past_the_depth_where_offsets_time_out() {
     assert!(
         requests == users.div_ceil(500) || requests == users.div_ceil(500) + 1,
         "{requests} requests for {users} users"
+    );
+    w.assert_no_crash();
+}
+
+/// Clerk's `starting_after` entered its specification on 2026-08-12; a proxy that passes only
+/// the parameters it knows drops it, and Clerk answers the first page again. The crawl sees the
+/// cursor did not advance and pages by offset (every user once, no request wasted on repeats),
+/// or, past the depth offsets reach, fails at once saying why instead of repeating the page
+/// until the rate limit's wait runs out.
+#[test]
+fn an_ignored_cursor_falls_back_to_offsets_or_fails_saying_why() {
+    let (emu, port) = emulator(spec(1_200), None);
+    let w = setup(port, ", rate_limit 'off'");
+    emu.set_faults(Faults {
+        ignore_starting_after: true,
+        ..Faults::default()
+    });
+    let before = emu.requests();
+    assert_eq!(
+        w.sql("SELECT count(*) || ' ' || count(DISTINCT user_id) FROM clerk_users;"),
+        "1200 1200"
+    );
+    let requests = (emu.requests() - before) as usize;
+    assert!(
+        requests <= 1_200usize.div_ceil(500) + 2,
+        "{requests} requests for 1,200 users"
+    );
+
+    let (_, (emu, port)) = deep_emulator();
+    let w = setup(port, ", rate_limit 'off', max_wait '2m'");
+    emu.set_faults(Faults {
+        ignore_starting_after: true,
+        ..Faults::default()
+    });
+    let before = emu.requests();
+    let err = w.sql_err("SELECT count(*) FROM clerk_users;");
+    assert!(
+        err.contains("Clerk ignored the starting_after cursor of GET /users")
+            && err.contains("not returning a partial result")
+            && !err.contains("429"),
+        "{err}"
+    );
+    // The first page, its repeat, then offsets to the depth: no request spent on repeats.
+    let requests = (emu.requests() - before) as usize;
+    assert!(
+        requests <= clerk_emulator::server::DEEP_OFFSET / 500 + 3,
+        "failed at once, not after repeating pages: {requests} requests"
     );
     w.assert_no_crash();
 }

@@ -11,7 +11,7 @@ const ORDERS_DAILY: &str = "SELECT customer_id, date_trunc('day', created_at) AS
            count(*) AS orders, sum(amount) AS revenue, count(DISTINCT product_id) AS products
       FROM shop.orders GROUP BY 1, 2";
 
-fn register(w: &TempWarehouse, name: &str, query_: &str, source: &str, keys: &str) -> String {
+pub fn register(w: &TempWarehouse, name: &str, query_: &str, source: &str, keys: &str) -> String {
     query(
         w,
         &format!(

@@ -7,6 +7,7 @@ use std::thread;
 use pgdw_testkit::TempWarehouse;
 
 use super::queue::{converges, Worker};
+use super::rollup::register;
 use super::{ok, query, PGDW};
 
 /// A warehouse with `shop.orders` (plain, no partitions: pg_ivm's cases are single tables).
@@ -20,13 +21,6 @@ fn shop() -> TempWarehouse {
          INSERT INTO shop.orders SELECT g, g % 10, g % 7, g FROM generate_series(1, 200) g",
     );
     w
-}
-
-fn register(w: &TempWarehouse, name: &str, q: &str, source: &str, keys: &str) -> String {
-    query(
-        w,
-        &format!("SELECT pgdw.rollup('{name}', $q${q}$q$, source => '{source}', keys => {keys})"),
-    )
 }
 
 fn refused(w: &TempWarehouse, name: &str, q: &str, source: &str, keys: &str) -> String {
@@ -99,11 +93,9 @@ fn a_rollup_reads_the_tables_it_was_registered_with_whatever_the_search_path() {
         "SELECT fns.bucket(customer_id) AS bucket, sum(amount) AS revenue FROM orders GROUP BY 1";
     query(
         &w,
-                    "SET search_path = shop, fns, public;
-             SELECT pgdw.rollup('public.by_bucket', $q$SELECT bucket(customer_id) AS bucket, sum(amount) AS revenue FROM orders GROUP BY 1$q$,
-                                source => 'shop.orders', keys => ARRAY['bucket(customer_id)'])"
-        ,
-
+        "SET search_path = shop, fns, public;
+         SELECT pgdw.rollup('public.by_bucket', $q$SELECT bucket(customer_id) AS bucket, sum(amount) AS revenue FROM orders GROUP BY 1$q$,
+                            source => 'shop.orders', keys => ARRAY['bucket(customer_id)'])",
     );
     // A writer whose path has neither schema (the key's function is not on it), and a run and
     // a verify whose path finds another `orders` first.

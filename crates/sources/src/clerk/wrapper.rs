@@ -330,12 +330,28 @@ struct Cursor {
     /// Users page by cursor (the id of the previous page's last user): Clerk's spec says a
     /// large offset on /users gets slower and eventually times out.
     starting_after: Option<String>,
+    /// Users page by offset: Clerk (or a proxy before it) ignored the cursor.
+    users_by_offset: bool,
     returned: u64,
     /// New ids this crawl brought, and the full passes over its pages so far.
     new_ids: u64,
     passes: u32,
     done: bool,
 }
+
+/// A page whose every object was returned before (and not an empty page).
+fn all_seen(items: &[Json], seen: &HashSet<String>) -> bool {
+    !items.is_empty()
+        && items.iter().all(|o| {
+            o.get("id")
+                .and_then(Json::as_str)
+                .is_some_and(|id| seen.contains(id))
+        })
+}
+
+/// How deep offset paging over users may go when the cursor is ignored: past this, Clerk's
+/// specification says a large offset "gets progressively slower and eventually times out".
+const USERS_OFFSET_DEPTH: usize = 10_000;
 
 /// Passes over a list whose `total_count` the first pass did not reach (offset paging over
 /// tied sort keys can skip rows; each pass brings what earlier ones missed).
@@ -362,6 +378,7 @@ impl Source for Crawler {
                             crawl,
                             offset: 0,
                             starting_after: None,
+                            users_by_offset: false,
                             returned: 0,
                             new_ids: 0,
                             passes: 1,
@@ -382,7 +399,17 @@ impl Source for Crawler {
                 ("limit".to_string(), want.to_string()),
                 ("order_by".to_string(), "+created_at".to_string()),
             ];
-            if self.object == Object::Users {
+            if cur.users_by_offset && cur.offset > USERS_OFFSET_DEPTH {
+                return Err(FdwError::new(
+                    ErrorKind::BadReply,
+                    format!(
+                        "Clerk ignored the starting_after cursor of GET {} (it answered the first page again), and the users past the first {} lie deeper than offset paging reaches ({USERS_OFFSET_DEPTH}); not returning a partial result",
+                        cur.crawl.path, cur.offset
+                    ),
+                )
+                .with_hint("The cursor entered Clerk's API on 2026-08-12: a proxy between pgdw and Clerk that passes only the parameters it knows drops it; let it pass starting_after, or narrow the scan (created_at bounds) below 10,000 users"));
+            }
+            if self.object == Object::Users && !cur.users_by_offset {
                 // The cursor needs created_at ordering and no offset (else a 422).
                 if let Some(last) = &cur.starting_after {
                     query.push(("starting_after".to_string(), last.clone()));
@@ -420,6 +447,26 @@ impl Source for Crawler {
                     ),
                 )
             })?;
+            // A page of users all returned before: the cursor did not advance (an API or a
+            // proxy that drops `starting_after` answers the first page again). Asking again
+            // would repeat it until the rate limit. Page by offset instead, where Clerk still
+            // answers that deep; a page that repeats by offset too is an error at once.
+            let repeated = self.object == Object::Users && all_seen(&items, &self.seen);
+            if repeated && cur.starting_after.is_some() {
+                if cur.users_by_offset {
+                    return Err(FdwError::new(
+                        ErrorKind::BadReply,
+                        format!(
+                            "Clerk answered GET {} at offset {} with users already returned: neither the starting_after cursor nor offset paging advanced; not returning a partial result",
+                            cur.crawl.path, cur.offset
+                        ),
+                    ));
+                }
+                let at = cur.new_ids as usize;
+                cur.users_by_offset = true;
+                cur.offset = at;
+                continue;
+            }
             // Membership listings sort by user fields, so one user's memberships tie, and a
             // tie group at a page boundary can move between two requests (skipping a row in
             // one, repeating another). Pages overlap by more than such a group, so each group

@@ -27,6 +27,12 @@ pub enum ClusterError {
     )]
     PortInUse { port: u16 },
 
+    #[error(
+        "server processes {pids:?} of this data directory outlived their postmaster and could not be ended; \
+         end them (kill -9) before starting it again"
+    )]
+    OrphanedBackends { pids: Vec<i32> },
+
     #[error("unix socket path {0} is longer than the 107 bytes the kernel allows; use a shorter --data-dir")]
     SocketPathTooLong(PathBuf),
 

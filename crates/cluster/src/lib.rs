@@ -30,6 +30,9 @@ pub const WAREHOUSE_DB: &str = "warehouse";
 pub const PG_MAJOR: &str = "15";
 const SERVER_LOG: &str = "server.log";
 const PGDW_CONF: &str = "pgdw.conf";
+/// How long backends that outlived their postmaster get to end on their own, then to be gone
+/// after SIGKILL.
+const ORPHAN_GRACE: Duration = Duration::from_secs(5);
 
 /// How to open (or create) a cluster.
 #[derive(Debug, Clone, Default)]
@@ -223,6 +226,7 @@ impl Cluster {
             return Ok(StartOutcome::AlreadyRunning);
         }
         self.remove_stale_pidfile()?;
+        self.end_orphaned_backends()?;
         if TcpListener::bind(("127.0.0.1", self.state.port)).is_err() {
             return Err(ClusterError::PortInUse {
                 port: self.state.port,
@@ -299,6 +303,24 @@ impl Cluster {
             .status()
             .context(|| "running pg_ctl stop".into())?;
         Ok(status.success() || self.running_pid().is_none())
+    }
+
+    /// Backends that outlived their postmaster (it was SIGKILLed, say) hold its shared memory:
+    /// wait a little for them, end them, and say so, before a new postmaster starts.
+    fn end_orphaned_backends(&self) -> Result<(), ClusterError> {
+        let (ended, left) = process::end_orphaned_backends(&self.data_dir, ORPHAN_GRACE);
+        if ended.is_empty() {
+            return Ok(());
+        }
+        if left {
+            return Err(ClusterError::OrphanedBackends { pids: ended });
+        }
+        eprintln!(
+            "pgdw: {} server processes of this data directory outlived their postmaster (pids {}); ended them before starting",
+            ended.len(),
+            ended.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ")
+        );
+        Ok(())
     }
 
     fn remove_stale_pidfile(&self) -> Result<(), ClusterError> {

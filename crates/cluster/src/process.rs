@@ -17,6 +17,46 @@ use nix::unistd::Pid;
 /// How often a condition is polled.
 const POLL: Duration = Duration::from_millis(50);
 
+/// Server processes still running in `data_dir` (their working directory: PostgreSQL's
+/// processes chdir into their data directory) whose postmaster is gone: a backend busy in a
+/// CPU-bound statement notices its postmaster's death only when it next waits, and while it
+/// lives it holds the old shared memory, which makes the next start fail ("pre-existing
+/// shared memory block ... is still in use"). Zombies (exited, not yet reaped) hold nothing.
+pub fn orphaned_backends(data_dir: &std::path::Path) -> Vec<i32> {
+    let Ok(want) = data_dir.canonicalize() else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            comm.trim() == "postgres"
+                && std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd == want)
+        })
+        .collect()
+}
+
+/// End the orphaned backends of `data_dir` (see [`orphaned_backends`]): up to `grace` for them
+/// to finish on their own, then SIGKILL, then up to `grace` again for them to be gone. Returns
+/// the pids ended, and whether any is still there.
+pub fn end_orphaned_backends(data_dir: &std::path::Path, grace: Duration) -> (Vec<i32>, bool) {
+    let found = orphaned_backends(data_dir);
+    if found.is_empty() {
+        return (found, false);
+    }
+    if !wait_for(grace, || orphaned_backends(data_dir).is_empty()) {
+        for pid in orphaned_backends(data_dir) {
+            // Checked against /proc just now: a postgres process of this data directory.
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+    let left = !wait_for(grace, || orphaned_backends(data_dir).is_empty());
+    (found, left)
+}
+
 /// Poll `ready` until it holds (true) or `limit` passes (false).
 pub fn wait_for(limit: Duration, mut ready: impl FnMut() -> bool) -> bool {
     let start = Instant::now();

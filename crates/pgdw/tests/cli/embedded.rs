@@ -149,6 +149,52 @@ fn stale_pidfile_after_a_crash_is_recovered() {
     assert_eq!(query(&w, "SELECT v FROM survived"), "42");
 }
 
+/// A backend busy in a CPU-bound statement outlives its SIGKILLed postmaster (it notices only
+/// when it next waits) and holds the old shared memory, which made the next start fail with
+/// "pre-existing shared memory block ... is still in use". `pgdw up` ends it and says so.
+#[test]
+fn backends_that_outlive_a_killed_postmaster_are_ended_by_up() {
+    let w = TempWarehouse::new();
+    ok(&w, &["up"]);
+    query(&w, "CREATE TABLE survived AS SELECT 42 AS v");
+    let mut busy = std::process::Command::new(super::PGDW)
+        .env_remove("DATABASE_URL")
+        .env("PGDW_DATA_DIR", w.data_dir())
+        .args(["psql", "-c", "DO $$ BEGIN LOOP END LOOP; END $$"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until(Duration::from_secs(20), || {
+        query(
+            &w,
+            "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'DO $$ BEGIN LOOP%'",
+        ) == "1"
+    });
+    let pid = w.cluster().unwrap().running_pid().unwrap();
+    nix_kill(pid);
+    wait_until(Duration::from_secs(20), || {
+        w.cluster().unwrap().running_pid().is_none()
+    });
+    let data_dir = pgdw_cluster::place::resolve(&w.data_dir()).unwrap();
+    assert_eq!(
+        pgdw_cluster::process::orphaned_backends(&data_dir).len(),
+        1,
+        "the busy backend outlived its postmaster"
+    );
+    let out = w.pgdw(super::PGDW.as_ref(), &["up"]);
+    assert!(out.status.success(), "{}", pgdw_testkit::transcript(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("1 server processes of this data directory outlived their postmaster"),
+        "{}",
+        pgdw_testkit::transcript(&out)
+    );
+    assert_eq!(query(&w, "SELECT v FROM survived"), "42");
+    let _ = busy.kill();
+    let _ = busy.wait();
+}
+
 #[test]
 fn pidfile_naming_another_live_process_is_stale() {
     let w = TempWarehouse::new();

@@ -1,9 +1,11 @@
 //! Materialized columns: 1,000,000 venues whose country (a city lookup) and name key are
 //! computed by `pgdw worker`: the time to compute all of them with 1, 2 and 4 workers; then 1%
 //! of the rows changed and the time until all are fresh again (a running worker, medians of
-//! five rounds), against `REFRESH MATERIALIZED VIEW` of the equivalent view in the same run.
+//! five rounds), against `REFRESH MATERIALIZED VIEW` of the equivalent view in the same run;
+//! the share of the worker's write-backs that were HOT updates, and what the registration
+//! costs a writer (single-row updates per second, against the same table unregistered).
 //!
-//!     cargo bench -p pgdw --bench materialize -- [ROWS]      (default 1000000)
+//!     cargo bench -p pgdw --bench materialize -- [ROWS] [FILLFACTOR]   (default 1000000 90)
 
 mod common;
 
@@ -73,11 +75,11 @@ const ROUNDS: usize = 5;
 /// the workers.
 async fn wait_fresh(c: &mut PgConnection, batches: &mut PgListener, start: Instant) -> Duration {
     loop {
-        let pending: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM venue WHERE materialized_at IS NULL)")
-                .fetch_one(&mut *c)
-                .await
-                .unwrap();
+        // The pending set's keys, not a scan of the rows (no index names materialized_at).
+        let pending: bool = sqlx::query_scalar("SELECT pgdw.materialize_waiting('venue')")
+            .fetch_one(&mut *c)
+            .await
+            .unwrap();
         if !pending {
             return start.elapsed();
         }
@@ -112,12 +114,44 @@ async fn agree(c: &mut PgConnection) {
     assert_eq!(wrong, 0, "the materialized columns agree with the view");
 }
 
+/// `n_tup_upd` and `n_tup_hot_upd` of venue once they reach `at_least` (statistics arrive
+/// when a backend commits or idles, seconds later).
+async fn updates(c: &mut PgConnection, at_least: i64) -> (i64, i64) {
+    loop {
+        let (upd, hot): (i64, i64) = sqlx::query_as(
+            "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'venue'",
+        )
+        .fetch_one(&mut *c)
+        .await
+        .unwrap();
+        if upd >= at_least {
+            return (upd, hot);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Single-row updates of `table` (a rename of one random row each, committed) per second.
+async fn writer_rate(c: &mut PgConnection, table: &str, rows: u64) -> f64 {
+    const N: u64 = 5_000;
+    let sql = format!("UPDATE {table} SET name = name || '.' WHERE id = $1");
+    let start = Instant::now();
+    for i in 0..N {
+        sqlx::query(&sql)
+            .bind(((i * 7919) % rows + 1) as i64)
+            .execute(&mut *c)
+            .await
+            .unwrap();
+    }
+    N as f64 / start.elapsed().as_secs_f64()
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
 }
 
-async fn run(opts: PgConnectOptions, rows: u64) {
+async fn run(opts: PgConnectOptions, rows: u64, fillfactor: u64) {
     let mut c = PgConnection::connect_with(&opts).await.unwrap();
     let listening = sqlx::PgPool::connect_with(opts.clone()).await.unwrap();
     let mut batches = PgListener::connect_with(&listening).await.unwrap();
@@ -128,7 +162,8 @@ async fn run(opts: PgConnectOptions, rows: u64) {
         &format!(
             "CREATE TABLE city (id int PRIMARY KEY, country text NOT NULL);
              INSERT INTO city SELECT g, (ARRAY['GB','FR','DE','US','ES','IT'])[g % 6 + 1] FROM generate_series(1, 1000) g;
-             CREATE TABLE venue (id bigint PRIMARY KEY, name text NOT NULL, city_id int NOT NULL, seats int NOT NULL);
+             CREATE TABLE venue (id bigint PRIMARY KEY, name text NOT NULL, city_id int NOT NULL, seats int NOT NULL)
+               WITH (fillfactor = {fillfactor});
              INSERT INTO venue SELECT g, 'Cinéma No. ' || g || ' (' || md5(g::text) || ')', g % 1000 + 1, g % 500
                FROM generate_series(1, {rows}) g;
              ALTER TABLE venue ADD COLUMN country text, ADD COLUMN name_key text;
@@ -165,6 +200,26 @@ async fn run(opts: PgConnectOptions, rows: u64) {
         full.push((n, took));
     }
     agree(&mut c).await;
+    // The writer's cost of the registration: the same table without it, side by side.
+    exec(
+        &mut c,
+        &format!(
+            "CREATE TABLE venue_plain (LIKE venue INCLUDING ALL) WITH (fillfactor = {fillfactor});
+         INSERT INTO venue_plain SELECT * FROM venue"
+        ),
+    )
+    .await;
+    exec(&mut c, "VACUUM ANALYZE venue_plain, venue").await;
+    eprintln!("single-row updates, with and without the registration...");
+    let plain_rate = writer_rate(&mut c, "venue_plain", rows).await;
+    let registered_rate = writer_rate(&mut c, "venue", rows).await;
+    let plain_rate2 = writer_rate(&mut c, "venue_plain", rows).await;
+    let registered_rate2 = writer_rate(&mut c, "venue", rows).await;
+    let (plain_rate, registered_rate) = (
+        (plain_rate + plain_rate2) / 2.0,
+        (registered_rate + registered_rate2) / 2.0,
+    );
+    compute_all(&opts, &mut c, &mut batches, 2).await;
 
     // 1% of the rows renamed, a different 1% each round: the worker recomputes them; the view
     // refreshes whole. The worker keeps running between rounds, as in a deployment; its first
@@ -186,6 +241,21 @@ async fn run(opts: PgConnectOptions, rows: u64) {
         changes.push(wait_fresh(&mut c, &mut batches, Instant::now()).await);
     }
     running.stop().await;
+    // The HOT share of the write-backs of one more 1% change: the renames' updates counted
+    // first (no worker running), then the worker's.
+    exec(&mut c, "VACUUM venue").await;
+    let (base, _) = updates(&mut c, 0).await;
+    exec(
+        &mut c,
+        "UPDATE venue SET name = name || ' ter' WHERE id % 100 = 42",
+    )
+    .await;
+    let (renamed, hot_renamed) = updates(&mut c, base + (rows / 100) as i64).await;
+    let running = Running::start(&opts, 2);
+    wait_fresh(&mut c, &mut batches, Instant::now()).await;
+    running.stop().await;
+    let (written, hot_written) = updates(&mut c, renamed + (rows / 100) as i64).await;
+    let hot_share = (hot_written - hot_renamed) as f64 / (written - renamed) as f64;
     let first = changes.remove(0);
     let incremental = median(changes);
     let mut refreshes = Vec::new();
@@ -209,7 +279,7 @@ async fn run(opts: PgConnectOptions, rows: u64) {
     agree(&mut c).await;
 
     println!(
-        "\nmaterialized columns over {rows} rows (country by city lookup, name key by regexp):"
+        "\nmaterialized columns over {rows} rows (country by city lookup, name key by regexp), fillfactor {fillfactor}:"
     );
     println!("  {:<52} {:>9}", "compute every row", "seconds");
     for (n, d) in &full {
@@ -250,12 +320,30 @@ async fn run(opts: PgConnectOptions, rows: u64) {
         refresh.as_secs_f64() / incremental.as_secs_f64(),
         refresh_concurrently.as_secs_f64() / incremental.as_secs_f64()
     );
+    println!(
+        "  write-backs that were HOT updates: {:.1}% ({} of {})",
+        hot_share * 100.0,
+        hot_written - hot_renamed,
+        written - renamed
+    );
+    println!(
+        "  a writer's single-row updates: {registered_rate:.0}/s registered, {plain_rate:.0}/s unregistered ({:.1}% cost)",
+        (1.0 - registered_rate / plain_rate) * 100.0
+    );
+    if let [(_, one), (_, two), (_, four)] = full[..] {
+        println!(
+            "  every row: 2 workers {:.2}x the speed of 1, 4 workers {:.2}x the speed of 2",
+            one.as_secs_f64() / two.as_secs_f64(),
+            two.as_secs_f64() / four.as_secs_f64()
+        );
+    }
 }
 
 fn main() {
     let rows = arg(0, 1_000_000);
+    let fillfactor = arg(1, 90);
     let (_w, opts) = common::fresh_warehouse();
     tokio::runtime::Runtime::new()
         .unwrap()
-        .block_on(run(opts, rows));
+        .block_on(run(opts, rows, fillfactor));
 }

@@ -411,6 +411,22 @@ BEGIN
         RETURN NEXT;
     END IF;
 
+    -- An index on a materialized column (or materialized_at): the workers' write-backs of a
+    -- table with one cannot be HOT updates (a new entry in every index, a dead version each).
+    FOR r IN SELECT DISTINCT i.indexrelid::regclass::text AS idx, m.tbl::text AS tbl, a.attname::text AS col
+               FROM pgdw.materializations m
+               JOIN pg_index i ON i.indrelid = m.tbl
+               JOIN pg_attribute a ON a.attrelid = m.tbl AND (a.attnum = ANY (i.indkey)
+                    OR pg_get_expr(i.indexprs, i.indrelid) ~ ('\m' || a.attname || '\M')
+                    OR pg_get_expr(i.indpred, i.indrelid) ~ ('\m' || a.attname || '\M'))
+              WHERE a.attname = 'materialized_at' OR a.attname = ANY (m.columns) LOOP
+        check_name := 'materialized_column_index'; severity := 'warning'; object := r.idx;
+        value := NULL;
+        figure := format('%s indexes %s, a column pgdw worker writes on %s: its write-backs cannot be HOT updates', r.idx, r.col, r.tbl);
+        advice := format('DROP INDEX %s; -- unless reads need it: then give %s room to spare (ALTER TABLE %s SET (fillfactor = 80)) and expect each write-back to add an entry to every index', r.idx, r.tbl, r.tbl);
+        RETURN NEXT;
+    END LOOP;
+
     -- Rollups no longer kept: their table or source was dropped (by a user, or a tool that
     -- replaces tables, as dbt's --full-refresh does), which only a NOTICE said at the time.
     FOR r IN SELECT * FROM pgdw.rollups_lost ORDER BY lost_at LOOP

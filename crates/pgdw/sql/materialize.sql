@@ -6,6 +6,24 @@
 -- and writes back only the columns the functions return. A row whose function raises is
 -- set aside (materialized_at = '-infinity', the error in pgdw.materialize_failed) and does
 -- not block the others. Full refreshes never happen: a change costs the rows it touched.
+--
+-- Which rows wait is kept outside them, in the table's pending set (pgdw.materialize_pending_<id>):
+-- no index names materialized_at or a derived column, so a write-back changes only unindexed
+-- columns and is a HOT update when its page has room (PostgreSQL counts a partial index's
+-- predicate column as indexed: the pending index this replaced made every write-back a new
+-- tuple in every index, and a dead version for the next reader to prune). The set is keys
+-- only, in 8 buckets (a hash of the key) of two partitions each, as the rollups' changes
+-- tables: writers only insert (the trigger that marks a row also records its key), into the
+-- partition their bucket's `gen` names, so they never wait for each other and leave no dead
+-- tuples. A worker switches a bucket's writers to its other partition, waits for those still
+-- inside the old one (LOCK ... EXCLUSIVE), computes the pending rows of its keys a range of
+-- blocks per transaction, and TRUNCATEs it when done. Buckets spread workers over the keys: a
+-- bucket is drained by one worker at a time (an advisory lock), and each slot starts at
+-- another bucket.
+--
+-- The invariant: a pending row's key is in its set, in a part not yet drained. A key leaves
+-- only when a drain passes it, and a drain computes the pending rows of the keys it passes
+-- (locked as read; one locked by another transaction is recorded again for a later drain).
 
 CREATE TABLE IF NOT EXISTS pgdw.materializations (
     tbl            regclass NOT NULL,
@@ -38,6 +56,16 @@ CREATE TABLE IF NOT EXISTS pgdw.materialize_slots (
     PRIMARY KEY (tbl, slot)
 );
 
+-- Each materialized table's pending set: per bucket, the partition writers add to and how
+-- far the other one is drained (its next block).
+CREATE TABLE IF NOT EXISTS pgdw.materialize_sets (
+    tbl       regclass PRIMARY KEY,
+    id        serial UNIQUE,
+    gens      smallint[] NOT NULL DEFAULT '{0,0,0,0,0,0,0,0}',
+    positions int[] NOT NULL DEFAULT '{0,0,0,0,0,0,0,0}'
+);
+COMMENT ON TABLE pgdw.materialize_sets IS 'The pending set of each materialized table: its buckets'' partitions and how far each is drained';
+
 CREATE OR REPLACE VIEW pgdw.materialize_failed AS
 SELECT tbl AS table_name, key, error, failed_at FROM pgdw.materialize_failures;
 COMMENT ON VIEW pgdw.materialize_failed IS
@@ -52,6 +80,98 @@ LANGUAGE sql STABLE AS $$
       JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
      WHERE i.indrelid = tbl AND i.indisprimary;
 $$;
+
+-- The pending set of set `id`, or one of its partitions (bucket * 2 + gen).
+CREATE OR REPLACE FUNCTION pgdw.materialize_set(id int, part int DEFAULT NULL) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT format('pgdw.%I', 'materialize_pending_' || id || coalesce('_' || part, ''));
+$$;
+
+-- The bucket (0 to 7) of the key of a row aliased `a`: the same expression wherever a key
+-- enters a set.
+CREATE OR REPLACE FUNCTION pgdw.materialize_bucket(tbl regclass, a text) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT format('(hashtextextended(row(%s)::text, 0) & 7)::int', string_agg(format('%s.%I', a, k), ', '))
+      FROM unnest(pgdw.primary_key(tbl)) k;
+$$;
+
+-- `INSERT INTO <set> ...` of the keys of the rows `rows_sql` gives (aliased r): into the
+-- partition their bucket's writers use, read from pgdw.materialize_sets when the statement
+-- runs (NULL there, for a writer whose snapshot predates the set: partition 0 of the bucket,
+-- which is drained in its turn too).
+CREATE OR REPLACE FUNCTION pgdw.materialize_record_sql(tbl regclass, id int, rows_sql text) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT format('INSERT INTO %1$s (pgdw_part, %2$s)
+                   SELECT r.pgdw_b * 2 + coalesce(m.gens[r.pgdw_b + 1], 0), %4$s
+                     FROM (SELECT %5$s AS pgdw_b, %6$s FROM (%7$s) r) r LEFT JOIN pgdw.materialize_sets m ON m.id = %3$s',
+                  pgdw.materialize_set(id), pgdw.idents(key), id,
+                  (SELECT string_agg(format('r.%I', k), ', ') FROM unnest(key) k),
+                  pgdw.materialize_bucket(tbl, 'r'),
+                  (SELECT string_agg(format('r.%I', k), ', ') FROM unnest(key) k),
+                  rows_sql)
+      FROM (SELECT pgdw.primary_key(tbl) AS key) k;
+$$;
+
+-- The set of tbl, its partitions, and the trigger function that records keys in it (one,
+-- for the statement-level trigger with its transition table and the row-level ones).
+CREATE OR REPLACE FUNCTION pgdw.materialize_install_set(tbl regclass) RETURNS pgdw.materialize_sets
+LANGUAGE plpgsql AS $$
+DECLARE
+    s pgdw.materialize_sets;
+    p int;
+BEGIN
+    INSERT INTO pgdw.materialize_sets AS m (tbl) VALUES (materialize_install_set.tbl) ON CONFLICT ON CONSTRAINT materialize_sets_pkey DO NOTHING;
+    SELECT * INTO s FROM pgdw.materialize_sets m WHERE m.tbl = materialize_install_set.tbl;
+    EXECUTE format('CREATE TABLE IF NOT EXISTS %s (pgdw_part smallint NOT NULL, %s) PARTITION BY LIST (pgdw_part)',
+                   pgdw.materialize_set(s.id),
+                   (SELECT string_agg(format('%I %s', k, format_type(a.atttypid, a.atttypmod)), ', ' ORDER BY i)
+                      FROM unnest(pgdw.primary_key(tbl)) WITH ORDINALITY u (k, i)
+                      JOIN pg_attribute a ON a.attrelid = tbl AND a.attname = k));
+    FOR p IN 0 .. 15 LOOP
+        -- Only inserts and TRUNCATE reach them: autovacuum has nothing to do there.
+        EXECUTE format('CREATE TABLE IF NOT EXISTS %s PARTITION OF %s FOR VALUES IN (%s) WITH (autovacuum_enabled = false)',
+                       pgdw.materialize_set(s.id, p), pgdw.materialize_set(s.id), p);
+    END LOOP;
+    -- A row's key (a writer's single-row update) costs a hash, a lookup of its bucket's gen
+    -- and one INSERT of a prepared plan: what the writer pays.
+    EXECUTE format($f$
+CREATE OR REPLACE FUNCTION pgdw.%1$I() RETURNS trigger LANGUAGE plpgsql AS $body$
+DECLARE
+    b int;
+BEGIN
+    IF TG_LEVEL = 'STATEMENT' THEN
+        %2$s;
+    ELSE
+        b := %3$s;
+        INSERT INTO %4$s (pgdw_part, %5$s)
+        VALUES (b * 2 + coalesce((SELECT m.gens[b + 1] FROM pgdw.materialize_sets m WHERE m.id = %6$s), 0), %7$s);
+    END IF;
+    RETURN NULL;
+END $body$
+$f$, 'materialize_record_' || s.id,
+        pgdw.materialize_record_sql(tbl, s.id, 'SELECT * FROM pgdw_new WHERE materialized_at IS NULL'),
+        pgdw.materialize_bucket(tbl, 'NEW'),
+        pgdw.materialize_set(s.id), pgdw.idents(pgdw.primary_key(tbl)), s.id,
+        (SELECT string_agg(format('NEW.%I', k), ', ') FROM unnest(pgdw.primary_key(tbl)) k));
+    RETURN s;
+END $$;
+
+-- Record the keys of tbl's pending rows that its set does not hold (a registration, or a
+-- table registered before the set existed). Returns how many.
+CREATE OR REPLACE FUNCTION pgdw.materialize_record_pending(tbl regclass) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    s pgdw.materialize_sets;
+    n bigint;
+BEGIN
+    SELECT * INTO s FROM pgdw.materialize_sets m WHERE m.tbl = materialize_record_pending.tbl;
+    EXECUTE pgdw.materialize_record_sql(tbl, s.id, format(
+        'SELECT v.* FROM %s v WHERE v.materialized_at IS NULL AND NOT EXISTS (SELECT 1 FROM %s p WHERE %s)',
+        tbl, pgdw.materialize_set(s.id),
+        (SELECT string_agg(format('p.%1$I = v.%1$I', k), ' AND ') FROM unnest(pgdw.primary_key(tbl)) k)));
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END $$;
 
 CREATE OR REPLACE FUNCTION pgdw.materialize_mark() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -146,20 +266,19 @@ BEGIN
     END LOOP;
 END $$;
 
--- The one statement that computes and writes up to `size` pending rows of tbl (every
--- function's columns) and returns how many it wrote, or NULL when tbl has no functions. The
--- rows are locked as they are read (SKIP LOCKED: parallel tasks take different rows;
--- `descending` reads the pending index from its other end, so two tasks do not start on the
--- same rows), and only then do the functions join them (a function is never called for a row
--- another task holds; a LATERAL call the planner can inline: a SQL function becomes a join it
--- can hash or memoize, as in a view); each row is written
--- back where it was read: by its ctid, or by its key on a partitioned table, whose ctids
--- repeat across partitions. A row changed meanwhile is not written (its new version fails
--- the ctid condition) and stays pending. With `clear`, the rows written lose their entries in
--- pgdw.materialize_failures (a row set aside, changed since, computed now).
+-- The one statement that computes and writes the pending rows among the keys `keys_sql`
+-- gives (every function's columns) and returns how many it wrote and how many keys there
+-- were, or NULL when tbl has no functions. Each key's row is looked up by the primary key and locked as it is read (SKIP
+-- LOCKED: a row another transaction holds is left for a later drain, pgdw.materialize_batch
+-- records it again), and only then do the functions join them (a function is never called
+-- for a row another task holds; a LATERAL call the planner can inline: a SQL function becomes
+-- a join it can hash or memoize, as in a view); each row is written back where it was read:
+-- by its ctid, or by its key on a partitioned table, whose ctids repeat across partitions.
+-- With `clear`, the rows written lose their entries in pgdw.materialize_failures (a row set
+-- aside, changed since, computed now).
 DROP FUNCTION IF EXISTS pgdw.materialize_statement(regclass, int, boolean);
-CREATE OR REPLACE FUNCTION pgdw.materialize_statement(tbl regclass, size int, descending boolean,
-    clear boolean DEFAULT false)
+DROP FUNCTION IF EXISTS pgdw.materialize_statement(regclass, int, boolean, boolean);
+CREATE OR REPLACE FUNCTION pgdw.materialize_statement(tbl regclass, keys_sql text, clear boolean DEFAULT false)
 RETURNS text LANGUAGE sql STABLE AS $$
     WITH f AS (
         SELECT fn, columns, row_number() OVER (ORDER BY created_at, fn) AS i
@@ -167,23 +286,24 @@ RETURNS text LANGUAGE sql STABLE AS $$
     c AS (SELECT c, f.i FROM f, unnest(f.columns) c),
     k AS (SELECT k FROM unnest(pgdw.primary_key(tbl)) k),
     part AS (SELECT EXISTS (SELECT 1 FROM pg_partitioned_table WHERE partrelid = tbl) AS yes)
-    SELECT format('WITH w AS (
+    SELECT format('WITH pk AS MATERIALIZED (%5$s),
+                   w AS (
                      UPDATE %1$s t SET %2$s, materialized_at = now()
                        FROM (SELECT %3$s, %4$s
-                               FROM (SELECT %5$s, %12$s FROM %1$s v WHERE v.materialized_at IS NULL
-                                      ORDER BY %6$s LIMIT %7$s FOR UPDATE SKIP LOCKED) x %8$s) b
+                               FROM (SELECT x.* FROM pk,
+                                            LATERAL (SELECT %6$s FROM %1$s v WHERE %7$s AND v.materialized_at IS NULL
+                                                        FOR UPDATE SKIP LOCKED) x) x %8$s) b
                       WHERE %9$s
                      RETURNING %10$s)%11$s
-                   SELECT count(*) FROM w',
+                   SELECT (SELECT count(*) FROM w), (SELECT count(*) FROM pk)',
                   tbl,
                   (SELECT string_agg(format('%1$I = b.%1$I', c), ', ') FROM c),
                   CASE WHEN part.yes THEN (SELECT string_agg(format('x.%I', k), ', ') FROM k)
                        ELSE 'x.pgdw_row' END,
                   (SELECT string_agg(format('d%s.%I', i, c), ', ') FROM c),
-                  CASE WHEN part.yes THEN (SELECT string_agg(format('v.%I', k), ', ') FROM k)
-                       ELSE 'v.ctid AS pgdw_row' END,
-                  (SELECT string_agg(format('v.%I%s', k, CASE WHEN descending THEN ' DESC' ELSE '' END), ', ') FROM k),
-                  size,
+                  keys_sql,
+                  cols.v || CASE WHEN part.yes THEN '' ELSE ', v.ctid AS pgdw_row' END,
+                  (SELECT string_agg(format('v.%1$I = pk.%1$I', k), ' AND ') FROM k),
                   (SELECT string_agg(format(' LEFT JOIN LATERAL %s(ROW(%s)::%s) d%s ON true',
                                             (fn::regprocedure)::oid::regproc, cols.x, tbl, i), '') FROM f),
                   CASE WHEN part.yes THEN (SELECT string_agg(format('t.%1$I = b.%1$I', k), ' AND ') FROM k)
@@ -193,52 +313,149 @@ RETURNS text LANGUAGE sql STABLE AS $$
                    d AS (DELETE FROM pgdw.materialize_failures f
                           WHERE f.tbl = %L::regclass AND f.key IN (SELECT jsonb_build_object(%s) FROM w))',
                                               tbl, (pgdw.materialize_keys(tbl)).kobj)
-                       ELSE '' END,
-                  cols.v)
+                       ELSE '' END)
       FROM part,
            -- The row passed to the functions is rebuilt from its columns: an inlined function's
            -- field of it is then the column itself, not read from a row value made per row.
-           (SELECT string_agg(format('v.%I AS %I', a.attname, 'pgdw_' || a.attnum), ', ' ORDER BY a.attnum) AS v,
+           -- The key columns keep their names too (the write-back joins by them).
+           (SELECT string_agg(format('v.%I AS %I', a.attname, 'pgdw_' || a.attnum), ', ' ORDER BY a.attnum)
+                   || ', ' || (SELECT string_agg(format('v.%1$I', k), ', ') FROM unnest(pgdw.primary_key(tbl)) k) AS v,
                    string_agg(format('x.%I', 'pgdw_' || a.attnum), ', ' ORDER BY a.attnum) AS x
               FROM pg_attribute a WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped) cols
      WHERE EXISTS (SELECT 1 FROM f);
 $$;
 
--- Compute up to `size` pending rows of tbl (every function's columns); returns how many rows
--- it took (computed or set aside). Slot 2, 4, ... read the pending rows from the other end.
--- In one statement; when it fails (a function raised for some row), the batch's keys are
--- locked and written row by row by pgdw.materialize_write, which sets the failing rows aside.
-DROP FUNCTION IF EXISTS pgdw.materialize_batch(regclass, int);  -- before the slot argument
+-- Blocks of a set's partition one batch drains: about `size` keys (a key of a bigint takes
+-- 40 bytes of a block's 8,192).
+CREATE OR REPLACE FUNCTION pgdw.materialize_batch_blocks(size int) RETURNS int
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT greatest(1, size / 150);
+$$;
+
+-- Compute the pending rows among the keys `keys_sql` gives: in one statement; when it fails
+-- (a function raised for some row), the keys' pending rows are locked and written row by row
+-- by pgdw.materialize_write, which sets the failing rows aside. A pending row left (another
+-- transaction held it) is recorded in the set again. Returns the keys' rows computed or set
+-- aside, and those recorded again.
+CREATE OR REPLACE FUNCTION pgdw.materialize_keys_compute(tbl regclass, s pgdw.materialize_sets, keys_sql text,
+    OUT done bigint, OUT again bigint)
+LANGUAGE plpgsql AS $$
+DECLARE
+    stmt text := pgdw.materialize_statement(tbl, keys_sql,
+        EXISTS (SELECT 1 FROM pgdw.materialize_failures f WHERE f.tbl = materialize_keys_compute.tbl));
+    q    record;
+    ks   record := pgdw.materialize_keys(tbl);
+    keys jsonb[];
+    pk   text := (SELECT string_agg(format('v.%1$I = pk.%1$I', k), ' AND ') FROM unnest(pgdw.primary_key(tbl)) k);
+    nkeys bigint;
+BEGIN
+    again := 0;
+    BEGIN
+        EXECUTE stmt INTO done, nkeys;
+        IF done = nkeys THEN
+            RETURN;  -- every key's row computed: none left to record again
+        END IF;
+    EXCEPTION WHEN others THEN
+        -- Some row's function raised: row by row.
+        q := pgdw.materialize_sql(tbl);
+        EXECUTE format('SELECT array_agg(jsonb_build_object(%s)) FROM (%s) pk,
+                          LATERAL (SELECT 1 FROM %s v WHERE %s AND v.materialized_at IS NULL FOR UPDATE SKIP LOCKED) x',
+                       (SELECT string_agg(format('%L, pk.%I', k, k), ', ') FROM unnest(pgdw.primary_key(tbl)) k),
+                       keys_sql, tbl, pk)
+          INTO keys;
+        done := coalesce(cardinality(keys), 0);
+        IF keys IS NOT NULL THEN
+            PERFORM pgdw.materialize_write(tbl, keys, q.sets, q.laterals, true);
+        END IF;
+    END;
+    EXECUTE pgdw.materialize_record_sql(tbl, s.id, format(
+        'SELECT v.* FROM (%s) pk, LATERAL (SELECT * FROM %s v WHERE %s AND v.materialized_at IS NULL OFFSET 0) v',
+        keys_sql, tbl, pk));
+    GET DIAGNOSTICS again = ROW_COUNT;
+END $$;
+
+-- One batch of tbl's pending rows for task slot `slot`, up to about `size` keys: over the
+-- buckets from where this slot starts, those no other batch holds (an advisory lock), the next
+-- blocks of each drained partition, TRUNCATEd once passed whole; and a bucket whose other
+-- partition is drained and whose writers' one holds keys is switched (its writers go to the
+-- other partition when this commits; a later batch drains it), so one task switches every
+-- bucket a change reached and the next ones drain them. Returns how many keys it took
+-- (computed or set aside; 1 for each switch or empty last step), 0 when it could do nothing.
+DROP FUNCTION IF EXISTS pgdw.materialize_batch(regclass, int);
 CREATE OR REPLACE FUNCTION pgdw.materialize_batch(tbl regclass, size int DEFAULT 1000, slot int DEFAULT 1)
 RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE
-    stmt text := pgdw.materialize_statement(tbl, size, slot % 2 = 0,
-        EXISTS (SELECT 1 FROM pgdw.materialize_failures f WHERE f.tbl = materialize_batch.tbl));
-    q    record;
-    ks   record;
-    keys jsonb[];
-    n    bigint;
+    s      pgdw.materialize_sets;
+    b      int;
+    leaf   text;
+    any_   boolean;
+    blocks int;
+    lo     int;
+    hi     int;
+    r      record;
+    taken  bigint := 0;
+    keys   text := pgdw.idents(pgdw.primary_key(tbl));
 BEGIN
-    IF stmt IS NULL THEN
-        RETURN 0;  -- no functions registered
-    END IF;
-    BEGIN
-        EXECUTE stmt INTO n;
-        RETURN n;
-    EXCEPTION WHEN others THEN
-        NULL;  -- some row's function raised: row by row below
-    END;
-    q := pgdw.materialize_sql(tbl);
-    ks := pgdw.materialize_keys(tbl);
-    -- The batch's rows are locked (SKIP LOCKED: parallel tasks take different rows).
-    EXECUTE format('SELECT array_agg(jsonb_build_object(%s)) FROM (SELECT %s FROM %s WHERE materialized_at IS NULL LIMIT %s FOR UPDATE SKIP LOCKED) b',
-                   ks.kobj, ks.klist, tbl, size)
-      INTO keys;
-    IF keys IS NULL THEN
+    SELECT * INTO s FROM pgdw.materialize_sets m WHERE m.tbl = materialize_batch.tbl;
+    IF NOT FOUND OR NOT EXISTS (SELECT 1 FROM pgdw.materializations m WHERE m.tbl = materialize_batch.tbl) THEN
         RETURN 0;
     END IF;
-    PERFORM pgdw.materialize_write(tbl, keys, q.sets, q.laterals, true);
-    RETURN cardinality(keys);
+    FOR i IN 0 .. 7 LOOP
+        EXIT WHEN taken >= size;
+        -- Slots 1, 2, 3, 4 start at buckets 0, 3, 6, 1: apart, whatever their number.
+        b := ((slot - 1) * 3 + i) % 8;
+        CONTINUE WHEN NOT pg_try_advisory_xact_lock(s.id, b);
+        SELECT * INTO s FROM pgdw.materialize_sets m WHERE m.id = s.id;
+        leaf := pgdw.materialize_set(s.id, b * 2 + 1 - s.gens[b + 1]);
+        EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s)', leaf) INTO any_;
+        IF NOT any_ THEN
+            EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s)', pgdw.materialize_set(s.id, b * 2 + s.gens[b + 1])) INTO any_;
+            CONTINUE WHEN NOT any_;
+            UPDATE pgdw.materialize_sets m SET gens[b + 1] = 1 - m.gens[b + 1], positions[b + 1] = 0 WHERE m.id = s.id;
+            taken := taken + 1;
+            CONTINUE;
+        END IF;
+        -- Writers that read the old `gen` may still be inserting: keep any later one (a
+        -- snapshot older than the switch) out until this commits, and leave the bucket to a
+        -- later batch while one is still inside it. Never wait for it: this transaction may
+        -- already hold rows that writer waits for (a deadlock, the writer's transaction lost).
+        BEGIN
+            EXECUTE format('LOCK TABLE %s IN EXCLUSIVE MODE NOWAIT', leaf);
+            any_ := true;
+        EXCEPTION WHEN lock_not_available THEN
+            any_ := false;
+        END;
+        CONTINUE WHEN NOT any_;
+        blocks := pg_relation_size(leaf::regclass) / current_setting('block_size')::int;
+        lo := s.positions[b + 1];
+        LOOP
+            hi := lo + pgdw.materialize_batch_blocks(greatest(size - taken, 150)::int);
+            IF lo < blocks THEN
+                r := pgdw.materialize_keys_compute(tbl, s, format(
+                    'SELECT DISTINCT %s FROM ONLY %s WHERE ctid >= ''(%s,0)''::tid AND ctid < ''(%s,0)''::tid',
+                    keys, leaf, lo, hi));
+                -- Only rows others hold, recorded again: nothing done; the next look tries again.
+                taken := taken + CASE WHEN r.done = 0 AND r.again > 0 THEN 0 ELSE greatest(r.done, 1) END;
+            ELSE
+                taken := taken + 1;
+            END IF;
+            lo := hi;
+            EXIT WHEN lo >= blocks OR taken >= size;
+        END LOOP;
+        IF lo >= blocks THEN
+            -- Every key passed (no writer can add one while the lock is held). TRUNCATE waits
+            -- for readers of the set; none is waited for: a later batch empties it instead.
+            BEGIN
+                EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE NOWAIT', leaf);
+                EXECUTE format('TRUNCATE %s', leaf);
+                lo := 0;
+            EXCEPTION WHEN lock_not_available THEN
+                lo := blocks;
+            END;
+        END IF;
+        UPDATE pgdw.materialize_sets m SET positions[b + 1] = lo WHERE m.id = s.id;
+    END LOOP;
+    RETURN taken;
 END $$;
 
 -- One step of a later function's pass over rows computed before it: up to `size` rows after
@@ -309,7 +526,14 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM pgdw.materializations m WHERE m.tbl = materialize_pending.tbl) THEN
         RAISE EXCEPTION 'pgdw.materialize_pending: % has no materialized columns (pgdw.materialize registers them)', tbl;
     END IF;
-    EXECUTE format('SELECT count(*) FROM %s WHERE materialized_at IS NULL', tbl) INTO n;
+    -- The pending rows are those of the set's keys (each looked up by the primary key): no
+    -- scan of the table, which has no index on materialized_at.
+    EXECUTE format('SELECT count(*) FROM (SELECT DISTINCT %s FROM %s) pk,
+                      LATERAL (SELECT 1 FROM %s v WHERE %s AND v.materialized_at IS NULL OFFSET 0) v',
+                   pgdw.idents(pgdw.primary_key(tbl)),
+                   pgdw.materialize_set((SELECT id FROM pgdw.materialize_sets m WHERE m.tbl = materialize_pending.tbl)),
+                   tbl, (SELECT string_agg(format('v.%1$I = pk.%1$I', k), ' AND ') FROM unnest(pgdw.primary_key(tbl)) k))
+      INTO n;
     FOR r IN SELECT * FROM pgdw.materializations m WHERE m.tbl = materialize_pending.tbl AND NOT m.backfilled LOOP
         EXECUTE format('SELECT count(*) FROM %s WHERE materialized_at > ''-infinity'' AND %s',
                        tbl, pgdw.materialize_after(tbl, r.backfill_after))
@@ -317,6 +541,19 @@ BEGIN
         n := n + more;
     END LOOP;
     RETURN n;
+END $$;
+
+-- Whether any key of tbl waits in its pending set (cheap: no row looked up). False: no row is
+-- pending. True: some may be (a drained part is emptied at its last step).
+CREATE OR REPLACE FUNCTION pgdw.materialize_waiting(tbl regclass) RETURNS boolean
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    any_ boolean;
+BEGIN
+    EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s)',
+                   pgdw.materialize_set((SELECT id FROM pgdw.materialize_sets m WHERE m.tbl = materialize_waiting.tbl)))
+      INTO any_;
+    RETURN any_;
 END $$;
 
 -- Queue tasks for tables with rows to compute, up to `parallel` per table. Workers call it
@@ -337,8 +574,12 @@ BEGIN
     DELETE FROM pgdw.materializations m WHERE NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = m.tbl);
     DELETE FROM pgdw.materialize_failures f WHERE NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = f.tbl);
     DELETE FROM pgdw.materialize_slots m WHERE NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = m.tbl);
+    FOR s IN DELETE FROM pgdw.materialize_sets m WHERE NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = m.tbl) RETURNING id LOOP
+        EXECUTE format('DROP TABLE IF EXISTS %s', pgdw.materialize_set(s));
+        EXECUTE format('DROP FUNCTION IF EXISTS pgdw.%I()', 'materialize_record_' || s);
+    END LOOP;
     FOR t IN SELECT DISTINCT m.tbl FROM pgdw.materializations m LOOP
-        EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s WHERE materialized_at IS NULL)', t) INTO pending;
+        pending := pgdw.materialize_waiting(t);
         pending := pending OR EXISTS (SELECT 1 FROM pgdw.materializations m WHERE m.tbl = t AND NOT m.backfilled);
         CONTINUE WHEN NOT pending;
         FOR s IN INSERT INTO pgdw.materialize_slots (tbl, slot)
@@ -350,6 +591,66 @@ BEGIN
         END LOOP;
     END LOOP;
     RETURN queued;
+END $$;
+
+-- The pending set of tbl and the triggers that keep it: run at each registration, and at
+-- `pgdw up` for tables registered before the set existed (their pending index dropped, their
+-- pending rows' keys recorded, nothing recomputed that was computed).
+CREATE OR REPLACE FUNCTION pgdw.materialize_install(tbl regclass) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    s     pgdw.materialize_sets := pgdw.materialize_install_set(tbl);
+    deps  text[];
+    part  regclass;
+    trig  text;
+    rec   text := format('pgdw.%I()', 'materialize_record_' || s.id);
+    plain boolean := NOT EXISTS (SELECT 1 FROM pg_partitioned_table WHERE partrelid = tbl);
+BEGIN
+    -- The pending index of the contract before the set: it made every write-back non-HOT.
+    EXECUTE format('DROP INDEX IF EXISTS %s', (SELECT format('%I.%I', n.nspname, left(c.relname, 40) || '_pgdw_pending')
+                                                  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl));
+    SELECT array_agg(DISTINCT d ORDER BY d) INTO deps
+      FROM pgdw.materializations m, unnest(m.depends_on) d WHERE m.tbl = materialize_install.tbl;
+    FOR trig IN SELECT tgname FROM pg_trigger WHERE tgrelid = tbl AND tgname LIKE 'pgdw\_materialize\_%' AND tgparentid = 0 LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', trig, tbl);
+    END LOOP;
+    EXECUTE format('CREATE TRIGGER pgdw_materialize_insert BEFORE INSERT ON %s FOR EACH ROW EXECUTE FUNCTION pgdw.materialize_mark()', tbl);
+    IF deps IS NOT NULL THEN
+        -- Only a change of a column the values depend on makes the row pending again.
+        EXECUTE format('CREATE TRIGGER pgdw_materialize_update BEFORE UPDATE OF %s ON %s FOR EACH ROW WHEN (%s) EXECUTE FUNCTION pgdw.materialize_mark()',
+                       pgdw.idents(deps), tbl,
+                       (SELECT string_agg(format('OLD.%1$I IS DISTINCT FROM NEW.%1$I', d), ' OR ') FROM unnest(deps) d));
+    END IF;
+    -- Keys into the set: a row that became pending (the worker's write-backs set
+    -- materialized_at, so their WHEN is false and no trigger runs for them).
+    EXECUTE format('CREATE TRIGGER pgdw_materialize_record_update AFTER UPDATE ON %s FOR EACH ROW
+                      WHEN (NEW.materialized_at IS NULL AND OLD.materialized_at IS NOT NULL) EXECUTE FUNCTION %s', tbl, rec);
+    IF plain THEN
+        -- Inserted rows once per statement (a bulk load is one call), and a row-level one for
+        -- rows applied by logical replication (its apply worker fires row triggers only).
+        EXECUTE format('CREATE TRIGGER pgdw_materialize_record_insert AFTER INSERT ON %s REFERENCING NEW TABLE AS pgdw_new
+                          FOR EACH STATEMENT EXECUTE FUNCTION %s', tbl, rec);
+        EXECUTE format('CREATE TRIGGER pgdw_materialize_record_applied AFTER INSERT ON %s FOR EACH ROW
+                          WHEN (NEW.materialized_at IS NULL) EXECUTE FUNCTION %s', tbl, rec);
+    ELSE
+        -- A partitioned table: row-level, cloned onto partitions created later, whichever
+        -- table a statement names.
+        EXECUTE format('CREATE TRIGGER pgdw_materialize_record_applied AFTER INSERT ON %s FOR EACH ROW
+                          WHEN (NEW.materialized_at IS NULL) EXECUTE FUNCTION %s', tbl, rec);
+    END IF;
+    EXECUTE format('CREATE TRIGGER pgdw_materialize_wake AFTER INSERT OR UPDATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION pgdw.materialize_wake()', tbl);
+    -- Rows applied by logical replication too (its apply worker runs as a replica). The
+    -- partitions' clones of the row triggers are set the same way.
+    FOR part IN SELECT tbl UNION ALL SELECT inhrelid::regclass FROM pg_inherits WHERE inhparent = tbl LOOP
+        FOR trig IN SELECT tgname FROM pg_trigger WHERE tgrelid = part AND tgname LIKE 'pgdw\_materialize\_%' LOOP
+            EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER %I', part, trig);
+        END LOOP;
+    END LOOP;
+    IF plain THEN
+        -- The statement-level trigger records locally inserted rows; this one, replicated ones.
+        EXECUTE format('ALTER TABLE %s ENABLE REPLICA TRIGGER pgdw_materialize_record_applied', tbl);
+    END IF;
+    PERFORM pgdw.materialize_record_pending(tbl);
 END $$;
 
 -- Register `fn` as computing columns of `tbl`. See the top of this file; the checks come
@@ -365,11 +666,7 @@ DECLARE
     missing  text;
     had_col  boolean;
     old      pgdw.materializations;
-    deps     text[];
-    rel      text;
     retried  bigint := 0;
-    part     regclass;
-    trig     text;
 BEGIN
     IF key IS NULL THEN
         RAISE EXCEPTION 'pgdw.materialize: % has no primary key', tbl
@@ -426,33 +723,7 @@ BEGIN
     ON CONFLICT ON CONSTRAINT materializations_pkey
     DO UPDATE SET columns = EXCLUDED.columns, depends_on = EXCLUDED.depends_on;
 
-    rel := (SELECT relname FROM pg_class WHERE oid = tbl);
-    IF NOT EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-                    WHERE i.indrelid = tbl AND c.relname = left(rel, 40) || '_pgdw_pending') THEN
-        EXECUTE format('CREATE INDEX %I ON %s (%s) WHERE materialized_at IS NULL',
-                       left(rel, 40) || '_pgdw_pending', tbl,
-                       pgdw.idents(key));
-    END IF;
-    SELECT array_agg(DISTINCT d ORDER BY d) INTO deps
-      FROM pgdw.materializations m, unnest(m.depends_on) d WHERE m.tbl = materialize.tbl;
-    FOR trig IN SELECT tgname FROM pg_trigger WHERE tgrelid = tbl AND tgname LIKE 'pgdw\_materialize\_%' LOOP
-        EXECUTE format('DROP TRIGGER %I ON %s', trig, tbl);
-    END LOOP;
-    EXECUTE format('CREATE TRIGGER pgdw_materialize_insert BEFORE INSERT ON %s FOR EACH ROW EXECUTE FUNCTION pgdw.materialize_mark()', tbl);
-    IF deps IS NOT NULL THEN
-        -- Only a change of a column the values depend on makes the row pending again.
-        EXECUTE format('CREATE TRIGGER pgdw_materialize_update BEFORE UPDATE OF %s ON %s FOR EACH ROW WHEN (%s) EXECUTE FUNCTION pgdw.materialize_mark()',
-                       pgdw.idents(deps), tbl,
-                       (SELECT string_agg(format('OLD.%1$I IS DISTINCT FROM NEW.%1$I', d), ' OR ') FROM unnest(deps) d));
-    END IF;
-    EXECUTE format('CREATE TRIGGER pgdw_materialize_wake AFTER INSERT OR UPDATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION pgdw.materialize_wake()', tbl);
-    -- Rows applied by logical replication too (its apply worker runs as a replica). The
-    -- partitions' clones of the row triggers are set the same way.
-    FOR part IN SELECT tbl UNION ALL SELECT inhrelid::regclass FROM pg_inherits WHERE inhparent = tbl LOOP
-        FOR trig IN SELECT tgname FROM pg_trigger WHERE tgrelid = part AND tgname LIKE 'pgdw\_materialize\_%' LOOP
-            EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER %I', part, trig);
-        END LOOP;
-    END LOOP;
+    PERFORM pgdw.materialize_install(tbl);
 
     -- Called again (a fixed function): rows set aside are computed again.
     IF old.fn IS NOT NULL THEN
@@ -467,3 +738,16 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION pgdw.materialize(regclass, text, text[]) IS
     'Keep columns of a table computed by a function of its row; pgdw worker computes pending rows';
+
+-- Tables registered before the pending set existed: their set made, their pending index
+-- dropped, the keys of their pending rows recorded (computed rows stay as they are).
+DO $$
+DECLARE
+    t regclass;
+BEGIN
+    FOR t IN SELECT DISTINCT m.tbl FROM pgdw.materializations m
+              WHERE NOT EXISTS (SELECT 1 FROM pgdw.materialize_sets x WHERE x.tbl = m.tbl)
+                AND EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = m.tbl) LOOP
+        PERFORM pgdw.materialize_install(t);
+    END LOOP;
+END $$;

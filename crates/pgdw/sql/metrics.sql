@@ -33,6 +33,19 @@ LANGUAGE sql STABLE AS $$
      WHERE attrelid = tbl AND attname = col AND attnum > 0 AND NOT attisdropped;
 $$;
 
+-- The wrapper a foreign table reads through, named by its handler's function (the
+-- extension's `<wrapper>_handler`), not by the FOREIGN DATA WRAPPER's name: the seeds and
+-- Tembo's README create their own (`CREATE FOREIGN DATA WRAPPER prometheus_wrapper HANDLER
+-- prometheus_fdw_handler ...`). NULL: not a foreign table, or a wrapper without a handler.
+CREATE OR REPLACE FUNCTION pgdw.foreign_table_wrapper(t regclass) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT regexp_replace(p.proname, '_handler$', '')
+      FROM pg_foreign_table ft JOIN pg_foreign_server s ON s.oid = ft.ftserver
+      JOIN pg_foreign_data_wrapper w ON w.oid = s.srvfdw
+      JOIN pg_proc p ON p.oid = w.fdwhandler
+     WHERE ft.ftrelid = t;
+$$;
+
 CREATE OR REPLACE FUNCTION pgdw.metric_load_check(source regclass, metric text, target regclass, labels regclass)
 RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
@@ -40,12 +53,12 @@ DECLARE
     got  regtype;
     kind text;
 BEGIN
-    SELECT w.fdwname, coalesce((SELECT split_part(o, '=', 2) FROM unnest(t.ftoptions) o WHERE o LIKE 'object=%'), 'metrics') AS object
+    SELECT pgdw.foreign_table_wrapper(source) AS wrapper,
+           coalesce((SELECT split_part(o, '=', 2) FROM unnest(t.ftoptions) o WHERE o LIKE 'object=%'), 'metrics') AS object
       INTO want
-      FROM pg_foreign_table t JOIN pg_foreign_server s ON s.oid = t.ftserver
-      JOIN pg_foreign_data_wrapper w ON w.oid = s.srvfdw
+      FROM pg_foreign_table t
      WHERE t.ftrelid = source;
-    IF NOT FOUND OR want.fdwname IS DISTINCT FROM 'prometheus_fdw' THEN
+    IF NOT FOUND OR want.wrapper IS DISTINCT FROM 'prometheus_fdw' THEN
         RAISE EXCEPTION 'pgdw.load_metrics: % is not a prometheus_fdw foreign table', source
             USING HINT = 'CREATE FOREIGN TABLE ... (metric_name text, metric_labels jsonb, metric_time bigint, metric_value float8) SERVER <prometheus server> OPTIONS (object ''metrics'')';
     END IF;

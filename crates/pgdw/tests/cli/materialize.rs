@@ -153,7 +153,8 @@ fn derived_columns_follow_their_dependencies_only() {
     );
     assert_eq!(
         query(&w, "SELECT string_agg(tgname, ',' ORDER BY tgname) FROM pg_trigger WHERE tgrelid = 'venue'::regclass"),
-        "pgdw_materialize_insert,pgdw_materialize_update,pgdw_materialize_wake"
+        "pgdw_materialize_insert,pgdw_materialize_record_applied,pgdw_materialize_record_insert,\
+         pgdw_materialize_record_update,pgdw_materialize_update,pgdw_materialize_wake"
     );
     assert_eq!(query(&w, "SELECT count(*) FROM pgdw.materializations"), "2");
 }
@@ -345,5 +346,190 @@ fn a_dropped_table_is_forgotten_and_the_others_go_on() {
             "SELECT string_agg(tbl::text, ',') FROM pgdw.materializations"
         ),
         "b"
+    );
+}
+
+/// `n_tup_upd` and `n_tup_hot_upd` of a table once they reach `updates` (statistics reach
+/// pg_stat_user_tables when a backend commits or goes idle, up to seconds later).
+fn updates(w: &TempWarehouse, table: &str, updates: i64) -> (i64, i64) {
+    converges(
+        w,
+        &format!("SELECT n_tup_upd >= {updates} FROM pg_stat_user_tables WHERE relid = '{table}'::regclass"),
+        "t",
+    );
+    let got = query(
+        w,
+        &format!("SELECT n_tup_upd || ' ' || n_tup_hot_upd FROM pg_stat_user_tables WHERE relid = '{table}'::regclass"),
+    );
+    let (a, b) = got.split_once(' ').unwrap();
+    (a.parse().unwrap(), b.parse().unwrap())
+}
+
+/// The pending set lives outside the rows: no index names materialized_at or a derived column,
+/// so a worker's write-back of a 1% change is a HOT update (on a table with the fillfactor the
+/// docs recommend, vacuumed after its first computation).
+#[test]
+fn write_backs_are_hot_updates() {
+    let w = warehouse();
+    query(
+        &w,
+        "CREATE TABLE place (id bigint PRIMARY KEY, name text NOT NULL, city_id int NOT NULL) WITH (fillfactor = 90);
+         CREATE INDEX ON place (city_id);
+         INSERT INTO place SELECT g, 'Place ' || g, g % 100 FROM generate_series(1, 20000) g;
+         ALTER TABLE place ADD COLUMN name_key text;
+         CREATE FUNCTION place_key(p place) RETURNS TABLE (name_key text) LANGUAGE sql STABLE
+           AS $$ SELECT lower(p.name) $$;
+         SELECT pgdw.materialize('place', 'place_key', depends_on => '{name}')",
+    );
+    assert_eq!(
+        query(
+            &w,
+            "SELECT count(*) FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+              WHERE i.indrelid = 'place'::regclass AND a.attname IN ('materialized_at', 'name_key')
+                 OR i.indrelid = 'place'::regclass AND pg_get_expr(i.indpred, i.indrelid) IS NOT NULL"
+        ),
+        "0",
+        "no index names materialized_at or a derived column"
+    );
+    let first = worker(&w);
+    converges(&w, "SELECT pgdw.materialize_pending('place')", "0");
+    drop(first);
+    query(&w, "VACUUM place");
+    let (before, _) = updates(&w, "place", 20_000);
+    // 1% renamed (200 rows), then computed by a worker.
+    query(
+        &w,
+        "UPDATE place SET name = name || ' bis' WHERE id % 100 = 7",
+    );
+    let (renamed, hot_renamed) = updates(&w, "place", before + 200);
+    assert_eq!(query(&w, "SELECT pgdw.materialize_pending('place')"), "200");
+    let _worker = worker(&w);
+    converges(&w, "SELECT pgdw.materialize_pending('place')", "0");
+    let (after, hot_after) = updates(&w, "place", renamed + 200);
+    assert_eq!(after - renamed, 200, "one write-back a row");
+    assert!(
+        hot_after - hot_renamed >= 180,
+        "{} of 200 write-backs were HOT",
+        hot_after - hot_renamed
+    );
+    assert_eq!(
+        query(
+            &w,
+            "SELECT count(*) FROM place WHERE name_key IS DISTINCT FROM lower(name)"
+        ),
+        "0"
+    );
+    // A user's index on a derived column makes its write-backs non-HOT again: doctor says so.
+    let finding = "SELECT coalesce(string_agg(object, ','), '') FROM pgdw.doctor() WHERE check_name = 'materialized_column_index'";
+    assert_eq!(query(&w, finding), "");
+    query(&w, "CREATE INDEX place_key_idx ON place (name_key)");
+    assert_eq!(query(&w, finding), "public.place_key_idx");
+}
+
+/// A table registered under the contract before the pending set (a partial index on
+/// `materialized_at IS NULL`, the previous release's SQL) is moved over at `pgdw up`: the
+/// index dropped, its waiting rows still waiting, its computed rows untouched.
+#[test]
+fn a_table_registered_before_the_pending_set_is_upgraded_at_up() {
+    let w = warehouse();
+    w.psql_db(
+        "warehouse",
+        include_str!("fixtures/materialize_before_pending_sets.sql"),
+    )
+    .expect("the previous release's materialize.sql installs");
+    query(&w, VENUES);
+    query(
+        &w,
+        "SELECT pgdw.materialize('venue', 'venue_derive', depends_on => '{name,city_id}');
+         DELETE FROM pgdw.task_ready; DELETE FROM pgdw.materialize_slots",
+    );
+    // Half computed by the previous release's batches; then some renamed (pending again).
+    for _ in 0..3 {
+        query(&w, "SELECT pgdw.materialize_batch('venue', 500)");
+    }
+    query(
+        &w,
+        "UPDATE venue SET name = name || '!' WHERE id IN (2, 3, 5)",
+    );
+    assert_eq!(
+        query(
+            &w,
+            "SELECT count(*) FROM pg_indexes WHERE indexname = 'venue_pgdw_pending'"
+        ),
+        "1"
+    );
+    let waiting = query(
+        &w,
+        "SELECT count(*) FROM venue WHERE materialized_at IS NULL",
+    );
+    assert_ne!(waiting, "0");
+    query(
+        &w,
+        "CREATE TABLE computed_before AS SELECT id, materialized_at FROM venue WHERE materialized_at IS NOT NULL",
+    );
+    let touched = "SELECT count(*) FROM computed_before c JOIN venue v USING (id) WHERE v.materialized_at IS DISTINCT FROM c.materialized_at";
+
+    ok(&w, &["up"]);
+    assert_eq!(
+        query(
+            &w,
+            "SELECT count(*) FROM pg_indexes WHERE indexname = 'venue_pgdw_pending'"
+        ),
+        "0"
+    );
+    assert_eq!(
+        query(&w, "SELECT pgdw.materialize_pending('venue')"),
+        waiting
+    );
+    assert_eq!(query(&w, touched), "0", "nothing computed was touched");
+    let _worker = worker(&w);
+    converges(&w, "SELECT pgdw.materialize_pending('venue')", "0");
+    assert_eq!(query(&w, WRONG), "0");
+    assert_eq!(
+        query(&w, touched),
+        "0",
+        "the rows computed before were not computed again"
+    );
+    assert_ne!(query(&w, "SELECT count(*) FROM computed_before"), "0");
+}
+
+/// The pending set holds no dead tuples whatever the changes (writers only insert into it, a
+/// drained part is TRUNCATEd), and is empty once the workers caught up: a million changes.
+#[test]
+fn the_pending_set_stays_free_of_dead_tuples_through_a_million_changes() {
+    let w = warehouse();
+    query(
+        &w,
+        "CREATE TABLE counter (id int PRIMARY KEY, n int NOT NULL);
+         INSERT INTO counter SELECT g, 0 FROM generate_series(1, 100000) g;
+         ALTER TABLE counter ADD COLUMN twice int;
+         CREATE FUNCTION counter_twice(c counter) RETURNS TABLE (twice int) LANGUAGE sql STABLE AS $$ SELECT c.n * 2 $$;
+         SELECT pgdw.materialize('counter', 'counter_twice', depends_on => '{n}')",
+    );
+    let _worker = worker(&w);
+    for _ in 0..10 {
+        query(&w, "UPDATE counter SET n = n + 1");
+    }
+    converges(&w, "SELECT pgdw.materialize_pending('counter')", "0");
+    assert_eq!(
+        query(
+            &w,
+            "SELECT count(*) FROM counter WHERE twice IS DISTINCT FROM n * 2"
+        ),
+        "0"
+    );
+    let set = query(
+        &w,
+        "SELECT pgdw.materialize_set(id) FROM pgdw.materialize_sets WHERE tbl = 'counter'::regclass",
+    );
+    converges(&w, &format!("SELECT count(*) FROM {set}"), "0");
+    assert_eq!(
+        query(
+            &w,
+            &format!("SELECT coalesce(sum(n_dead_tup + n_tup_upd + n_tup_del), 0) || ' ' || coalesce(sum(pg_relation_size(relid)), 0)
+                        FROM pg_stat_user_tables WHERE relid IN (SELECT relid FROM pg_partition_tree('{set}'))")
+        ),
+        "0 0",
+        "no dead tuple, no update or delete, and nothing kept"
     );
 }

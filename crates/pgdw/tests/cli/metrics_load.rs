@@ -46,7 +46,8 @@ fn samples(start: i64, end: i64) -> i64 {
     3 * ((end - start) / 60 + 1 + 5)
 }
 
-/// A warehouse reading `prom` through the foreign table `metrics`, with a load of `metric`
+/// A warehouse reading `prom` through the foreign table `metrics` (on a wrapper named as the
+/// seeds name theirs, `prometheus_wrapper`: a wrapper is what its handler is), with a load of `metric`
 /// for each name: its labels and samples tables in a schema of that name (samples in daily
 /// partitions, as the example's), registered from `since` ago. The tests tick by hand:
 /// pg_cron's minutely ticks would race them.
@@ -54,7 +55,8 @@ fn loads(prom: &Prometheus, metric: &str, since: &str, names: &[&str]) -> TempWa
     let w = TempWarehouse::new();
     ok(&w, &["up"]);
     let mut sql = format!(
-        "CREATE SERVER prom FOREIGN DATA WRAPPER prometheus_fdw OPTIONS (base_url '{}');
+        "CREATE FOREIGN DATA WRAPPER prometheus_wrapper HANDLER prometheus_fdw_handler VALIDATOR prometheus_fdw_validator;
+         CREATE SERVER prom FOREIGN DATA WRAPPER prometheus_wrapper OPTIONS (base_url '{}');
          CREATE FOREIGN TABLE metrics (metric_name text, metric_labels jsonb, metric_time bigint, metric_value float8)
            SERVER prom OPTIONS (object 'metrics', step '1m');",
         prom.url()
@@ -306,7 +308,9 @@ fn bad_definitions_are_refused_and_install_nothing() {
          CREATE TABLE loose_labels (id bigserial PRIMARY KEY, name text NOT NULL, labels jsonb NOT NULL);
          CREATE TABLE samples (label_id bigint NOT NULL, time bigint NOT NULL, value float8 NOT NULL);
          CREATE TABLE stamped (label_id bigint NOT NULL, time timestamptz NOT NULL, value float8 NOT NULL);
-         CREATE TABLE plain (metric_name text, metric_labels jsonb, metric_time bigint, metric_value float8);",
+         CREATE TABLE plain (metric_name text, metric_labels jsonb, metric_time bigint, metric_value float8);
+         CREATE SERVER clerk FOREIGN DATA WRAPPER clerk_fdw;
+         CREATE FOREIGN TABLE clerk_users (user_id text) SERVER clerk OPTIONS (object 'users');",
     );
     let refused = |args: &str| {
         let out = w
@@ -321,6 +325,10 @@ fn bad_definitions_are_refused_and_install_nothing() {
         (
             "'plain', 'up', 'samples', 'labels'",
             "plain is not a prometheus_fdw foreign table",
+        ),
+        (
+            "'clerk_users', 'up', 'samples', 'labels'",
+            "clerk_users is not a prometheus_fdw foreign table",
         ),
         (
             "'series', 'up', 'samples', 'labels'",

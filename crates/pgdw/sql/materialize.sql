@@ -16,8 +16,8 @@
 -- tables: writers only insert (the trigger that marks a row also records its key), into the
 -- partition their bucket's `gen` names, so they never wait for each other and leave no dead
 -- tuples. A worker switches a bucket's writers to its other partition, waits for those still
--- inside the old one (LOCK ... EXCLUSIVE), computes the pending rows of its keys a range of
--- blocks per transaction, and TRUNCATEs it when done. Buckets spread workers over the keys: a
+-- inside the old one (LOCK ... EXCLUSIVE), computes the pending rows of all its keys in one
+-- transaction, and TRUNCATEs it. Buckets spread workers over the keys: a
 -- bucket is drained by one worker at a time (an advisory lock), and each slot starts at
 -- another bucket.
 --
@@ -56,15 +56,13 @@ CREATE TABLE IF NOT EXISTS pgdw.materialize_slots (
     PRIMARY KEY (tbl, slot)
 );
 
--- Each materialized table's pending set: per bucket, the partition writers add to and how
--- far the other one is drained (its next block).
+-- Each materialized table's pending set: per bucket, the partition writers add to.
 CREATE TABLE IF NOT EXISTS pgdw.materialize_sets (
     tbl       regclass PRIMARY KEY,
     id        serial UNIQUE,
-    gens      smallint[] NOT NULL DEFAULT '{0,0,0,0,0,0,0,0}',
-    positions int[] NOT NULL DEFAULT '{0,0,0,0,0,0,0,0}'
+    gens      smallint[] NOT NULL DEFAULT '{0,0,0,0,0,0,0,0}'
 );
-COMMENT ON TABLE pgdw.materialize_sets IS 'The pending set of each materialized table: its buckets'' partitions and how far each is drained';
+COMMENT ON TABLE pgdw.materialize_sets IS 'The pending set of each materialized table: the partition of each bucket writers add to';
 
 CREATE OR REPLACE VIEW pgdw.materialize_failed AS
 SELECT tbl AS table_name, key, error, failed_at FROM pgdw.materialize_failures;
@@ -87,6 +85,18 @@ LANGUAGE sql IMMUTABLE AS $$
     SELECT format('pgdw.%I', 'materialize_pending_' || id || coalesce('_' || part, ''));
 $$;
 
+-- The pending set of tbl (see pgdw.materialize_set).
+CREATE OR REPLACE FUNCTION pgdw.materialize_set_of(tbl regclass) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT pgdw.materialize_set(id) FROM pgdw.materialize_sets m WHERE m.tbl = materialize_set_of.tbl;
+$$;
+
+-- `v.k1 = pk.k1 AND ...`: a row of tbl aliased v joined to its key aliased pk.
+CREATE OR REPLACE FUNCTION pgdw.materialize_key_join(tbl regclass) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT string_agg(format('v.%1$I = pk.%1$I', k), ' AND ') FROM unnest(pgdw.primary_key(tbl)) k;
+$$;
+
 -- The bucket (0 to 7) of the key of a row aliased `a`: the same expression wherever a key
 -- enters a set.
 CREATE OR REPLACE FUNCTION pgdw.materialize_bucket(tbl regclass, a text) RETURNS text
@@ -103,11 +113,10 @@ CREATE OR REPLACE FUNCTION pgdw.materialize_record_sql(tbl regclass, id int, row
 LANGUAGE sql STABLE AS $$
     SELECT format('INSERT INTO %1$s (pgdw_part, %2$s)
                    SELECT r.pgdw_b * 2 + coalesce(m.gens[r.pgdw_b + 1], 0), %4$s
-                     FROM (SELECT %5$s AS pgdw_b, %6$s FROM (%7$s) r) r LEFT JOIN pgdw.materialize_sets m ON m.id = %3$s',
+                     FROM (SELECT %5$s AS pgdw_b, %4$s FROM (%6$s) r) r LEFT JOIN pgdw.materialize_sets m ON m.id = %3$s',
                   pgdw.materialize_set(id), pgdw.idents(key), id,
                   (SELECT string_agg(format('r.%I', k), ', ') FROM unnest(key) k),
                   pgdw.materialize_bucket(tbl, 'r'),
-                  (SELECT string_agg(format('r.%I', k), ', ') FROM unnest(key) k),
                   rows_sql)
       FROM (SELECT pgdw.primary_key(tbl) AS key) k;
 $$;
@@ -166,9 +175,8 @@ DECLARE
 BEGIN
     SELECT * INTO s FROM pgdw.materialize_sets m WHERE m.tbl = materialize_record_pending.tbl;
     EXECUTE pgdw.materialize_record_sql(tbl, s.id, format(
-        'SELECT v.* FROM %s v WHERE v.materialized_at IS NULL AND NOT EXISTS (SELECT 1 FROM %s p WHERE %s)',
-        tbl, pgdw.materialize_set(s.id),
-        (SELECT string_agg(format('p.%1$I = v.%1$I', k), ' AND ') FROM unnest(pgdw.primary_key(tbl)) k)));
+        'SELECT v.* FROM %s v WHERE v.materialized_at IS NULL AND NOT EXISTS (SELECT 1 FROM %s pk WHERE %s)',
+        tbl, pgdw.materialize_set(s.id), pgdw.materialize_key_join(tbl)));
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
 END $$;
@@ -303,7 +311,7 @@ RETURNS text LANGUAGE sql STABLE AS $$
                   (SELECT string_agg(format('d%s.%I', i, c), ', ') FROM c),
                   keys_sql,
                   cols.v || CASE WHEN part.yes THEN '' ELSE ', v.ctid AS pgdw_row' END,
-                  (SELECT string_agg(format('v.%1$I = pk.%1$I', k), ' AND ') FROM k),
+                  pgdw.materialize_key_join(tbl),
                   (SELECT string_agg(format(' LEFT JOIN LATERAL %s(ROW(%s)::%s) d%s ON true',
                                             (fn::regprocedure)::oid::regproc, cols.x, tbl, i), '') FROM f),
                   CASE WHEN part.yes THEN (SELECT string_agg(format('t.%1$I = b.%1$I', k), ' AND ') FROM k)
@@ -344,9 +352,8 @@ DECLARE
     stmt text := pgdw.materialize_statement(tbl, keys_sql,
         EXISTS (SELECT 1 FROM pgdw.materialize_failures f WHERE f.tbl = materialize_keys_compute.tbl));
     q    record;
-    ks   record := pgdw.materialize_keys(tbl);
     keys jsonb[];
-    pk   text := (SELECT string_agg(format('v.%1$I = pk.%1$I', k), ' AND ') FROM unnest(pgdw.primary_key(tbl)) k);
+    pk   text := pgdw.materialize_key_join(tbl);
     nkeys bigint;
 BEGIN
     again := 0;
@@ -375,8 +382,8 @@ BEGIN
 END $$;
 
 -- One batch of tbl's pending rows for task slot `slot`, up to about `size` keys: over the
--- buckets from where this slot starts, those no other batch holds (an advisory lock), the next
--- blocks of each drained partition, TRUNCATEd once passed whole; and a bucket whose other
+-- buckets from where this slot starts, those no other batch holds (an advisory lock), each
+-- drained partition whole, then TRUNCATEd; and a bucket whose other
 -- partition is drained and whose writers' one holds keys is switched (its writers go to the
 -- other partition when this commits; a later batch drains it), so one task switches every
 -- bucket a change reached and the next ones drain them. Returns how many keys it took
@@ -411,7 +418,7 @@ BEGIN
         IF NOT any_ THEN
             EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s)', pgdw.materialize_set(s.id, b * 2 + s.gens[b + 1])) INTO any_;
             CONTINUE WHEN NOT any_;
-            UPDATE pgdw.materialize_sets m SET gens[b + 1] = 1 - m.gens[b + 1], positions[b + 1] = 0 WHERE m.id = s.id;
+            UPDATE pgdw.materialize_sets m SET gens[b + 1] = 1 - m.gens[b + 1] WHERE m.id = s.id;
             taken := taken + 1;
             CONTINUE;
         END IF;
@@ -426,34 +433,30 @@ BEGIN
             any_ := false;
         END;
         CONTINUE WHEN NOT any_;
+        -- The whole partition, from its first block, in this transaction: a writer that read
+        -- the old gen before the switch may still add a key after this commits, into any
+        -- block with room (not only past the last), so no position is kept between batches;
+        -- a batch that could not TRUNCATE leaves it whole for the next one (its computed rows
+        -- are no longer pending: passing them again costs a lookup each).
         blocks := pg_relation_size(leaf::regclass) / current_setting('block_size')::int;
-        lo := s.positions[b + 1];
-        LOOP
-            hi := lo + pgdw.materialize_batch_blocks(greatest(size - taken, 150)::int);
-            IF lo < blocks THEN
-                r := pgdw.materialize_keys_compute(tbl, s, format(
-                    'SELECT DISTINCT %s FROM ONLY %s WHERE ctid >= ''(%s,0)''::tid AND ctid < ''(%s,0)''::tid',
-                    keys, leaf, lo, hi));
-                -- Only rows others hold, recorded again: nothing done; the next look tries again.
-                taken := taken + CASE WHEN r.done = 0 AND r.again > 0 THEN 0 ELSE greatest(r.done, 1) END;
-            ELSE
-                taken := taken + 1;
-            END IF;
+        lo := 0;
+        WHILE lo < blocks LOOP
+            hi := lo + pgdw.materialize_batch_blocks(size);
+            r := pgdw.materialize_keys_compute(tbl, s, format(
+                'SELECT DISTINCT %s FROM ONLY %s WHERE ctid >= ''(%s,0)''::tid AND ctid < ''(%s,0)''::tid',
+                keys, leaf, lo, hi));
+            -- Only rows others hold, recorded again: nothing done; the next look tries again.
+            taken := taken + CASE WHEN r.done = 0 AND r.again > 0 THEN 0 ELSE greatest(r.done, 1) END;
             lo := hi;
-            EXIT WHEN lo >= blocks OR taken >= size;
         END LOOP;
-        IF lo >= blocks THEN
-            -- Every key passed (no writer can add one while the lock is held). TRUNCATE waits
-            -- for readers of the set; none is waited for: a later batch empties it instead.
-            BEGIN
-                EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE NOWAIT', leaf);
-                EXECUTE format('TRUNCATE %s', leaf);
-                lo := 0;
-            EXCEPTION WHEN lock_not_available THEN
-                lo := blocks;
-            END;
-        END IF;
-        UPDATE pgdw.materialize_sets m SET positions[b + 1] = lo WHERE m.id = s.id;
+        -- Every key passed (no writer can add one while the lock is held). TRUNCATE waits for
+        -- readers of the set; none is waited for: a later batch passes it again instead.
+        BEGIN
+            EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE NOWAIT', leaf);
+            EXECUTE format('TRUNCATE %s', leaf);
+        EXCEPTION WHEN lock_not_available THEN
+            NULL;
+        END;
     END LOOP;
     RETURN taken;
 END $$;
@@ -530,9 +533,7 @@ BEGIN
     -- scan of the table, which has no index on materialized_at.
     EXECUTE format('SELECT count(*) FROM (SELECT DISTINCT %s FROM %s) pk,
                       LATERAL (SELECT 1 FROM %s v WHERE %s AND v.materialized_at IS NULL OFFSET 0) v',
-                   pgdw.idents(pgdw.primary_key(tbl)),
-                   pgdw.materialize_set((SELECT id FROM pgdw.materialize_sets m WHERE m.tbl = materialize_pending.tbl)),
-                   tbl, (SELECT string_agg(format('v.%1$I = pk.%1$I', k), ' AND ') FROM unnest(pgdw.primary_key(tbl)) k))
+                   pgdw.idents(pgdw.primary_key(tbl)), pgdw.materialize_set_of(tbl), tbl, pgdw.materialize_key_join(tbl))
       INTO n;
     FOR r IN SELECT * FROM pgdw.materializations m WHERE m.tbl = materialize_pending.tbl AND NOT m.backfilled LOOP
         EXECUTE format('SELECT count(*) FROM %s WHERE materialized_at > ''-infinity'' AND %s',
@@ -550,9 +551,7 @@ LANGUAGE plpgsql STABLE AS $$
 DECLARE
     any_ boolean;
 BEGIN
-    EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s)',
-                   pgdw.materialize_set((SELECT id FROM pgdw.materialize_sets m WHERE m.tbl = materialize_waiting.tbl)))
-      INTO any_;
+    EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s)', pgdw.materialize_set_of(tbl)) INTO any_;
     RETURN any_;
 END $$;
 
@@ -625,18 +624,15 @@ BEGIN
     -- materialized_at, so their WHEN is false and no trigger runs for them).
     EXECUTE format('CREATE TRIGGER pgdw_materialize_record_update AFTER UPDATE ON %s FOR EACH ROW
                       WHEN (NEW.materialized_at IS NULL AND OLD.materialized_at IS NOT NULL) EXECUTE FUNCTION %s', tbl, rec);
+    -- Inserted rows: row by row on a partitioned table (cloned onto partitions created later,
+    -- whichever table a statement names) and for rows logical replication applies (its apply
+    -- worker fires row triggers only); on a plain table, once per statement besides (a bulk
+    -- load is one call), the row-level one then enabled for replicas only (below).
+    EXECUTE format('CREATE TRIGGER pgdw_materialize_record_applied AFTER INSERT ON %s FOR EACH ROW
+                      WHEN (NEW.materialized_at IS NULL) EXECUTE FUNCTION %s', tbl, rec);
     IF plain THEN
-        -- Inserted rows once per statement (a bulk load is one call), and a row-level one for
-        -- rows applied by logical replication (its apply worker fires row triggers only).
         EXECUTE format('CREATE TRIGGER pgdw_materialize_record_insert AFTER INSERT ON %s REFERENCING NEW TABLE AS pgdw_new
                           FOR EACH STATEMENT EXECUTE FUNCTION %s', tbl, rec);
-        EXECUTE format('CREATE TRIGGER pgdw_materialize_record_applied AFTER INSERT ON %s FOR EACH ROW
-                          WHEN (NEW.materialized_at IS NULL) EXECUTE FUNCTION %s', tbl, rec);
-    ELSE
-        -- A partitioned table: row-level, cloned onto partitions created later, whichever
-        -- table a statement names.
-        EXECUTE format('CREATE TRIGGER pgdw_materialize_record_applied AFTER INSERT ON %s FOR EACH ROW
-                          WHEN (NEW.materialized_at IS NULL) EXECUTE FUNCTION %s', tbl, rec);
     END IF;
     EXECUTE format('CREATE TRIGGER pgdw_materialize_wake AFTER INSERT OR UPDATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION pgdw.materialize_wake()', tbl);
     -- Rows applied by logical replication too (its apply worker runs as a replica). The

@@ -800,10 +800,10 @@ BEGIN
         EXECUTE format('EXPLAIN (VERBOSE, FORMAT JSON) SELECT 1 FROM %s GROUP BY %s', source, array_to_string(keys, ', ')) INTO pj;
         probe := pj::jsonb->0->'Plan';
         pg := pgdw.rollup_plan_grouping(probe);
-        SELECT coalesce(array_agg(pgdw.rollup_expr_norm(x, pgdw.rollup_plan_aliases(plan, family, source)) ORDER BY 1), '{}')
-          INTO got FROM jsonb_array_elements_text(g->'Group Key') x;
-        SELECT coalesce(array_agg(pgdw.rollup_expr_norm(x, pgdw.rollup_plan_aliases(probe, family, source)) ORDER BY 1), '{}')
-          INTO want FROM jsonb_array_elements_text(coalesce(pg->'Group Key', '[]')) x;
+        SELECT coalesce(array_agg(pgdw.rollup_expr_norm(x, a.aliases) ORDER BY 1), '{}') INTO got
+          FROM jsonb_array_elements_text(g->'Group Key') x, (SELECT pgdw.rollup_plan_aliases(plan, family, source) AS aliases) a;
+        SELECT coalesce(array_agg(pgdw.rollup_expr_norm(x, a.aliases) ORDER BY 1), '{}') INTO want
+          FROM jsonb_array_elements_text(coalesce(pg->'Group Key', '[]')) x, (SELECT pgdw.rollup_plan_aliases(probe, family, source) AS aliases) a;
         IF got <> want THEN
             RAISE EXCEPTION 'pgdw.rollup: the query of % groups by (%), but its keys over a row of % are (%)', name,
                 (SELECT string_agg(x, ', ') FROM jsonb_array_elements_text(g->'Group Key') x), source, array_to_string(keys, ', ')
@@ -914,12 +914,8 @@ BEGIN
         RAISE EXCEPTION 'pgdw.rollup: a key of % cannot be compared, so cannot name a group: %', name, bad
             USING HINT = 'Cast it (in the query and the keys alike) to jsonb or text';
     END IF;
-    BEGIN
-        checked := pgdw.rollup_check_query(name, query, source, keys);
-    EXCEPTION WHEN others THEN
-        EXECUTE format('DROP TABLE %I, %I', probe, probe || '_k');
-        RAISE;
-    END;
+    -- A refusal there rolls the probe tables back with everything else.
+    checked := pgdw.rollup_check_query(name, query, source, keys);
     IF cardinality(checked.also_reads) > 0 THEN
         RAISE WARNING 'pgdw.rollup: the query of % also reads %: their changes are not captured, so its groups go stale when those change until their source rows do',
             name, array_to_string(checked.also_reads, ', ')

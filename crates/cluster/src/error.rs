@@ -55,6 +55,16 @@ pub enum ClusterError {
     #[error("could not stop PostgreSQL (pid {pid}) even in immediate mode")]
     StopFailed { pid: i32 },
 
+    #[error(
+        "this data directory was the warehouse's primary, but its standby {standby} ({dir}) was promoted and \
+         is the warehouse now; starting this one would make two writers. Make it a standby of the new \
+         primary (`pgdw --data-dir {dir} standby create ...` into an empty directory) or delete it"
+    )]
+    Superseded { standby: String, dir: PathBuf },
+
+    #[error("{0} is not a standby (no standby.signal): only a standby can be promoted")]
+    NotAStandby(PathBuf),
+
     #[error("{context}: {source}")]
     Io {
         context: String,

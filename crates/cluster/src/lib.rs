@@ -10,6 +10,7 @@ pub mod place;
 pub mod process;
 pub mod prometheus;
 mod sizing;
+pub mod standby;
 mod state;
 
 use std::fs;
@@ -22,7 +23,7 @@ pub use error::ClusterError;
 use error::IoContext;
 pub use os_user::ServerUser;
 pub use sizing::{machine_memory, parse_size, MemorySettings};
-pub use state::State;
+pub use state::{StandbyRef, State};
 
 /// The database inside the cluster that holds the warehouse; pg_cron runs its jobs there.
 pub const WAREHOUSE_DB: &str = "warehouse";
@@ -225,6 +226,7 @@ impl Cluster {
         if self.running_pid().is_some() {
             return Ok(StartOutcome::AlreadyRunning);
         }
+        self.check_not_superseded()?;
         self.remove_stale_pidfile()?;
         self.end_orphaned_backends()?;
         if TcpListener::bind(("127.0.0.1", self.state.port)).is_err() {
@@ -362,6 +364,9 @@ impl Cluster {
              cron.max_running_jobs = 16\n\
              max_worker_processes = 32\n\
              wal_level = logical\n\
+             # On a standby: the primary keeps the rows its long queries read (a panel is not\n\
+             # cancelled by replay); ignored on a primary.\n\
+             hot_standby_feedback = on\n\
              # A slot (this cluster as a replication source) keeps at most this much WAL: a\n\
              # consumer gone for good cannot fill the disk; its slot is then lost, and pgdw\n\
              # copies afresh.\n\
@@ -482,7 +487,9 @@ fn run_initdb(
         "# Written by pgdw: trust only on the unix socket inside the data directory (mode 0700),\n\
                # a password for TCP, and TCP only on 127.0.0.1.\n\
                local all all trust\n\
-               host  all all 127.0.0.1/32 scram-sha-256\n";
+               host  all all 127.0.0.1/32 scram-sha-256\n\
+               local replication all trust\n\
+               host  replication all 127.0.0.1/32 scram-sha-256\n";
     fs::write(data_dir.join("pg_hba.conf"), hba).context(|| "writing pg_hba.conf".into())?;
     let conf_path = data_dir.join("postgresql.conf");
     let mut conf = fs::read_to_string(&conf_path).context(|| "reading postgresql.conf".into())?;

@@ -21,6 +21,27 @@ pub struct State {
     pub superuser: String,
     pub database: String,
     pub password: String,
+    /// On a primary: the standbys made of it with `pgdw standby create`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub standbys: Vec<StandbyRef>,
+    /// On a standby: its name (its `application_name` on the primary, its slot's suffix).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standby_name: Option<String>,
+    /// On a standby: its primary's data directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standby_of: Option<String>,
+    /// Set when this cluster was a standby and was promoted: the data directory it took over
+    /// from, which must never write again (fencing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promoted_from: Option<String>,
+}
+
+/// A standby as its primary remembers it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StandbyRef {
+    pub name: String,
+    pub data_dir: String,
+    pub sync: bool,
 }
 
 impl State {
@@ -30,6 +51,10 @@ impl State {
             superuser: "postgres".into(),
             database: database.into(),
             password: generate_password(),
+            standbys: Vec::new(),
+            standby_name: None,
+            standby_of: None,
+            promoted_from: None,
         }
     }
 

@@ -39,6 +39,7 @@ impl Running {
                 concurrency,
                 lease: Duration::from_secs(60),
                 poll: Duration::from_millis(100),
+                ..Options::default()
             },
             stopped,
             Arc::new(Stats::default()),

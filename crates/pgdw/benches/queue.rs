@@ -109,6 +109,7 @@ async fn pgdw_queue(opts: &PgConnectOptions, tasks: u64, max: Duration, held: bo
             concurrency: CONCURRENCY,
             lease: Duration::from_secs(60),
             poll: Duration::from_millis(200),
+            ..Options::default()
         },
         stop,
         stats.clone(),

@@ -117,6 +117,7 @@ fn main() {
             alert_every: Duration::from_secs(60),
             listen: "127.0.0.1:0".parse().unwrap(),
             token: None,
+            follow: None,
         }))
         .unwrap();
     println!("serve_load: {secs} s per round, built-in panels + status + alerts vs /healthz");

@@ -411,6 +411,24 @@ BEGIN
         RETURN NEXT;
     END IF;
 
+    -- Standbys pgdw made: one that is not streaming keeps WAL in its slot (up to
+    -- max_slot_wal_keep_size, then it is lost and must be made again); one that streams but
+    -- falls behind serves stale panels and, in --sync mode, slows every commit.
+    FOR r IN SELECT * FROM pgdw.standby_status s WHERE s.seen_from = 'primary' AND (s.state <> 'streaming'
+                 OR s.replay_lag_bytes > 64 * 1024 * 1024 OR s.replay_lag_seconds > 10) LOOP
+        check_name := 'standby'; object := 'standby ' || r.name; value := r.replay_lag_bytes;
+        severity := CASE WHEN r.state <> 'streaming' AND r.sync THEN 'critical' ELSE 'warning' END;
+        figure := CASE WHEN r.state <> 'streaming'
+                       THEN format('%s%s; its slot retains %s of WAL (wal_status %s)', r.state,
+                                   CASE WHEN r.sync THEN ', and it is synchronous: commits wait for it' ELSE '' END,
+                                   pg_size_pretty(r.retained_wal_bytes), coalesce(r.wal_status, 'unknown'))
+                       ELSE format('replays %s behind (%s s)', pg_size_pretty(r.replay_lag_bytes), round(r.replay_lag_seconds::numeric, 1)) END;
+        advice := CASE WHEN r.state <> 'streaming'
+                       THEN format('start it (pgdw --data-dir STANDBY_DIR up); if it is gone for good: pgdw standby remove STANDBY_DIR, or SELECT pg_drop_replication_slot(%L);', 'pgdw_standby_' || r.name)
+                       ELSE 'the standby cannot keep up: look at its disk and CPU, and at long queries there (hot_standby_feedback holds rows they read)' END;
+        RETURN NEXT;
+    END LOOP;
+
     -- An index on a materialized column (or materialized_at): the workers' write-backs of a
     -- table with one cannot be HOT updates (a new entry in every index, a dead version each).
     FOR r IN SELECT DISTINCT i.indexrelid::regclass::text AS idx, m.tbl::text AS tbl, a.attname::text AS col

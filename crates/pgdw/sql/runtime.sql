@@ -682,8 +682,11 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_subscription WHERE subname = sub) THEN
         -- The slot exists already (pgdw creates it on the source): then this may run in a
         -- transaction, and the subscription starts with a copy of every published table.
-        EXECUTE format('CREATE SUBSCRIPTION %I CONNECTION %L PUBLICATION %I WITH (create_slot = false, slot_name = %L, copy_data = true)',
-                       sub, conninfo, sub, sub);
+        -- With a synchronous standby, the apply commits synchronously too: it reports to the
+        -- source only what the standby has (src/standby/mod.rs says why).
+        EXECUTE format('CREATE SUBSCRIPTION %I CONNECTION %L PUBLICATION %I WITH (create_slot = false, slot_name = %L, copy_data = true, synchronous_commit = %L)',
+                       sub, conninfo, sub, sub,
+                       CASE WHEN current_setting('synchronous_standby_names') <> '' THEN 'on' ELSE 'off' END);
         RETURN 'created';
     END IF;
     IF (SELECT subconninfo FROM pg_subscription WHERE subname = sub) IS DISTINCT FROM conninfo THEN

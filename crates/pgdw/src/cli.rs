@@ -70,6 +70,36 @@ pub enum Command {
     /// Replication of the project's `[replicate.NAME]` sections (`pgdw migrate` sets it up).
     #[command(subcommand)]
     Replicate(ReplicateCommand),
+    /// Hot standbys of the embedded warehouse: PostgreSQL's streaming replication (docs/standby.md).
+    #[command(subcommand)]
+    Standby(StandbyCommand),
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum StandbyCommand {
+    /// Make a hot standby of this warehouse in DIR (pg_basebackup on a physical slot), start
+    /// it and wait until it streams.
+    Create {
+        /// The standby's data directory (new or empty).
+        dir: PathBuf,
+        /// Its port on 127.0.0.1 (default: a free one).
+        #[arg(long)]
+        port: Option<u16>,
+        /// Synchronous: a commit returns only once the standby has it, so a failover loses
+        /// no acknowledged commit (and no replicated change).
+        #[arg(long)]
+        sync: bool,
+        /// Its name (its slot is pgdw_standby_NAME); default: DIR's last component.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Promote this standby (--data-dir): it becomes the warehouse.
+    Promote,
+    /// Stop the standby in DIR and drop its slot on this warehouse.
+    Remove {
+        /// The standby's data directory.
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -198,4 +228,8 @@ pub struct ServeArgs {
     /// A read-only role's URL for panels and alert rules (default: pgdw creates pgdw_reader).
     #[arg(long, env = "PGDW_READER_URL", hide_env_values = true)]
     pub reader_url: Option<String>,
+    /// Run panels and alert rules on this hot standby (its data directory; `pgdw standby
+    /// create` made it), as pgdw_reader over its socket; the owner's work stays here.
+    #[arg(long, env = "PGDW_READER_DATA_DIR")]
+    pub reader_data_dir: Option<PathBuf>,
 }

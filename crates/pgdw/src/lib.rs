@@ -21,6 +21,7 @@ pub mod quote;
 pub mod replicate;
 pub mod requirements;
 pub mod serve;
+pub mod standby;
 pub mod target;
 pub mod worker;
 

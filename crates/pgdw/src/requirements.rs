@@ -143,6 +143,7 @@ pub async fn install(conn: &mut PgConnection) -> anyhow::Result<Report> {
             (MATERIALIZE_SQL, "materialized columns"),
             (ROLLUP_SQL, "incremental rollups"),
             (METRICS_SQL, "metric loads"),
+            (crate::standby::SQL, "standbys"),
             (HEALTH_SQL, "health checks"),
         ] {
             sqlx::raw_sql(sql)

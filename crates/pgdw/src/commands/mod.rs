@@ -41,7 +41,23 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Replicate(crate::cli::ReplicateCommand::Resync { name, project }) => {
             migrate::resync(&target, &project, &name).await
         }
+        Command::Standby(cmd) => standby(&target, cmd).await,
     }
 }
 
 use crate::target::{existing_cluster, running_cluster};
+
+async fn standby(target: &Target, cmd: crate::cli::StandbyCommand) -> anyhow::Result<ExitCode> {
+    use crate::cli::StandbyCommand as S;
+    match cmd {
+        S::Create {
+            dir,
+            port,
+            sync,
+            name,
+        } => crate::standby::create(target, &dir, name.as_deref(), port, sync).await?,
+        S::Promote => crate::standby::promote(target).await?,
+        S::Remove { dir } => crate::standby::remove(target, &dir).await?,
+    }
+    Ok(ExitCode::SUCCESS)
+}

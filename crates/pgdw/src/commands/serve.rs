@@ -10,16 +10,16 @@ use crate::serve::{self, reader::Reader};
 use crate::target::Target;
 
 /// The options `pgdw serve` would use for `project` against `target`.
-pub fn options(
+pub async fn options(
     target: &Target,
     project: &Project,
     listen: std::net::SocketAddr,
-    reader_url: Option<String>,
+    reader: Option<Reader>,
 ) -> anyhow::Result<serve::Options> {
     // Panels run as pgdw_reader: over the embedded cluster's socket, or with a password pgdw
     // sets on the server in DATABASE_URL.
-    let owner = target.warehouse_options()?;
-    let reader = match target {
+    let owner = target.warehouse_options().await?;
+    let default_reader = match target {
         Target::Embedded { .. } => Reader::Socket,
         Target::External { .. } => Reader::Password,
     };
@@ -30,7 +30,8 @@ pub fn options(
     })?;
     Ok(serve::Options {
         owner,
-        reader: reader_url.map(Reader::Url).unwrap_or(reader),
+        reader: reader.unwrap_or(default_reader),
+        follow: target.failover_url(),
         dashboards_dir: project.dashboards(),
         alerts: alerts.rules.clone(),
         webhook: alerts
@@ -47,7 +48,15 @@ pub fn options(
 pub async fn run(target: &Target, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let project = Project::load(&args.project)?;
     let dashboards = crate::dashboards::load_dir(&project.dashboards())?;
-    let opts = options(target, &project, args.listen, args.reader_url.clone())?;
+    let reader = match (&args.reader_url, &args.reader_data_dir) {
+        (Some(_), Some(_)) => {
+            anyhow::bail!("give the readers' server once: --reader-url or --reader-data-dir")
+        }
+        (Some(url), None) => Some(Reader::Url(url.clone())),
+        (None, Some(dir)) => Some(Reader::Standby(dir.clone())),
+        (None, None) => None,
+    };
+    let opts = options(target, &project, args.listen, reader).await?;
     let rules = opts.alerts.len();
     let running = serve::start(opts).await?;
     outln!(

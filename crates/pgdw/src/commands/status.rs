@@ -22,15 +22,25 @@ struct Status {
     freshness: Option<crate::freshness::Freshness>,
     replication: Option<Vec<crate::replicate::Status>>,
     queue: Option<crate::worker::status::QueueStatus>,
+    /// "primary" or "standby" (absent when not running).
+    role: Option<&'static str>,
+    /// On a primary: its standbys; on a standby: itself, as it sees its primary.
+    standbys: Option<Vec<crate::standby::Standby>>,
 }
 
 /// The replication section: each source sampled now, then read from `pgdw.replication`.
 async fn replication(
     conn: &mut sqlx::PgConnection,
 ) -> anyhow::Result<Vec<crate::replicate::Status>> {
-    // A source that cannot be sampled is the section's problem, not the status's.
-    if let Err(e) = crate::replicate::watch(conn).await {
-        eprintln!("warning: replication: {e:#}");
+    // A source that cannot be sampled is the section's problem, not the status's. A standby
+    // shows what its primary sampled (it cannot write).
+    let standby: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
+        .fetch_one(&mut *conn)
+        .await?;
+    if !standby {
+        if let Err(e) = crate::replicate::watch(conn).await {
+            eprintln!("warning: replication: {e:#}");
+        }
     }
     crate::replicate::status(conn).await
 }
@@ -41,7 +51,10 @@ pub async fn run(target: &Target, args: &StatusArgs) -> anyhow::Result<ExitCode>
             let mut conn = target.connect().await?;
             let report = requirements::inspect(&mut conn).await?;
             let freshness = Some(crate::freshness::read(&mut conn).await?);
+            let (role, standbys) = crate::standby::status(&mut conn).await?;
             Status {
+                role: Some(role),
+                standbys: Some(standbys),
                 queue: crate::worker::status::read(&mut conn).await?,
                 replication: Some(replication(&mut conn).await?),
                 freshness,
@@ -58,7 +71,7 @@ pub async fn run(target: &Target, args: &StatusArgs) -> anyhow::Result<ExitCode>
         Target::Embedded { data_dir } => {
             let cluster = super::existing_cluster(data_dir)?;
             let pid = cluster.running_pid();
-            let (report, freshness, replicated, queue) = match pid {
+            let (report, freshness, replicated, queue, standbys) = match pid {
                 Some(_) => {
                     let mut conn =
                         target::connect_embedded(&cluster, &cluster.state().database).await?;
@@ -67,11 +80,18 @@ pub async fn run(target: &Target, args: &StatusArgs) -> anyhow::Result<ExitCode>
                         Some(crate::freshness::read(&mut conn).await?),
                         Some(replication(&mut conn).await?),
                         crate::worker::status::read(&mut conn).await?,
+                        Some(crate::standby::status(&mut conn).await?),
                     )
                 }
-                None => (None, None, None, None),
+                None => (None, None, None, None, None),
+            };
+            let (role, standbys) = match standbys {
+                Some((r, s)) => (Some(r), Some(s)),
+                None => (None, None),
             };
             Status {
+                role,
+                standbys,
                 queue,
                 replication: replicated,
                 freshness,
@@ -131,6 +151,9 @@ fn print_text(s: &Status) {
         for p in &report.problems {
             outln!("  problem: {p}");
         }
+    }
+    if let (Some(role), Some(list)) = (s.role, &s.standbys) {
+        crate::standby::print(role, list);
     }
     if let Some(f) = &s.freshness {
         crate::freshness::print(f);

@@ -42,6 +42,15 @@ pub async fn run(target: &Target, args: &UpArgs) -> anyhow::Result<ExitCode> {
                     outln!("already running on 127.0.0.1:{}", cluster.port())
                 }
             }
+            if cluster.is_standby() {
+                // Read-only until promoted: what it runs is what the primary installed.
+                let mut conn =
+                    target::connect_embedded(&cluster, &cluster.state().database).await?;
+                let report = requirements::inspect(&mut conn).await?;
+                outln!("a hot standby: read-only, replaying the primary (pgdw standby promote makes it the warehouse)");
+                print_extensions(&report);
+                return Ok(ExitCode::SUCCESS);
+            }
             let mut admin = target::connect_embedded(&cluster, "postgres").await?;
             if requirements::ensure_database(&mut admin, &cluster.state().database).await? {
                 outln!("created database {}", cluster.state().database);

@@ -14,6 +14,7 @@ pub async fn run(target: &Target, args: &WorkerArgs) -> anyhow::Result<ExitCode>
         concurrency: args.concurrency.max(1),
         lease: args.lease,
         poll: args.poll,
+        follow: target.failover_url(),
     };
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let mut term = signal(SignalKind::terminate())?;
@@ -32,7 +33,13 @@ pub async fn run(target: &Target, args: &WorkerArgs) -> anyhow::Result<ExitCode>
         options.concurrency,
         options.lease.as_secs_f64()
     );
-    worker::run(target.warehouse_options()?, options, stop, stats.clone()).await?;
+    worker::run(
+        target.warehouse_options().await?,
+        options,
+        stop,
+        stats.clone(),
+    )
+    .await?;
     outln!(
         "pgdw worker: stopped after {} tasks ({} failed attempts)",
         stats.succeeded.load(Ordering::Relaxed),

@@ -258,6 +258,9 @@ pub struct Options {
     pub listen: std::net::SocketAddr,
     /// The token every request must carry (`PGDW_SERVE_TOKEN`); required beyond loopback.
     pub token: Option<String>,
+    /// A `DATABASE_URL` of several hosts: the owner's pool (and a reader on the same
+    /// server) follows its read-write one (a failover).
+    pub follow: Option<String>,
 }
 
 pub struct Running {
@@ -265,12 +268,16 @@ pub struct Running {
     pub server: tokio::task::JoinHandle<std::io::Result<()>>,
     pub alerting: Option<tokio::task::JoinHandle<()>>,
     pub watching: Option<tokio::task::JoinHandle<()>>,
+    pub following: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
     pub fn stop(&self) {
         self.server.abort();
-        for task in [&self.alerting, &self.watching].into_iter().flatten() {
+        for task in [&self.alerting, &self.watching, &self.following]
+            .into_iter()
+            .flatten()
+        {
             task.abort();
         }
     }
@@ -325,6 +332,14 @@ pub async fn start(o: Options) -> anyhow::Result<Running> {
     // Refuse an open port before anything else happens.
     let access = auth::Access::for_listen(o.listen, o.token.as_deref())?;
     let (owner, reader) = pools(&o.owner, &o.reader).await?;
+    let same_server = matches!(o.reader, reader::Reader::Socket | reader::Reader::Password);
+    let following = o.follow.clone().and_then(|url| {
+        let mut list = vec![owner.clone()];
+        if same_server {
+            list.push(reader.clone());
+        }
+        crate::target::hosts::follow(url, list)
+    });
     let listener = tokio::net::TcpListener::bind(o.listen)
         .await
         .map_err(|e| anyhow::anyhow!("listening on {}: {e}", o.listen))?;
@@ -334,6 +349,15 @@ pub async fn start(o: Options) -> anyhow::Result<Running> {
     let mut rules = o.alerts.clone();
     if replicating && !rules.iter().any(|r| r.name == "replication") {
         rules.push(crate::replicate::alert_rule());
+    }
+    // With standbys, the built-in standby rule joins them too.
+    let standbys: bool = sqlx::query_scalar(
+        "SELECT to_regclass('pgdw.standby_status') IS NOT NULL AND EXISTS (SELECT 1 FROM pgdw.standby_status WHERE seen_from = 'primary')",
+    )
+    .fetch_one(&owner)
+    .await?;
+    if standbys && !rules.iter().any(|r| r.name == "standby") {
+        rules.push(crate::standby::alert_rule());
     }
     let watching = replicating.then(|| watch_replication(owner.clone()));
     let alerting = (!rules.is_empty()).then(|| {
@@ -357,5 +381,6 @@ pub async fn start(o: Options) -> anyhow::Result<Running> {
         server,
         alerting,
         watching,
+        following,
     })
 }

@@ -24,6 +24,9 @@ pub enum Reader {
     Password,
     /// A URL given by the user; pgdw creates no role.
     Url(String),
+    /// A hot standby of the embedded warehouse (its data directory), over its socket as
+    /// `pgdw_reader`: the role is made on the primary and replicated.
+    Standby(std::path::PathBuf),
 }
 
 /// Ensure the role exists with its settings; with `password`, give it a new random one.
@@ -76,6 +79,18 @@ pub async fn options(
         Reader::Password => {
             let secret = ensure_role(owner, true).await?.unwrap_or_default();
             owner_options.clone().username(ROLE).password(&secret)
+        }
+        Reader::Standby(dir) => {
+            ensure_role(owner, false).await?;
+            let standby = crate::target::running_cluster(dir)?;
+            // The role exists on the standby once it replayed past its creation.
+            let lsn: String = sqlx::query_scalar("SELECT pg_current_wal_lsn()::text")
+                .fetch_one(owner)
+                .await?;
+            let mut conn =
+                crate::target::connect_embedded(&standby, &standby.state().database).await?;
+            crate::standby::wait_replayed(&mut conn, &lsn).await?;
+            crate::target::embedded_options(&standby, &standby.state().database).username(ROLE)
         }
     }
     .application_name("pgdw serve (panels)"))

@@ -36,6 +36,8 @@ pub struct Options {
     pub lease: Duration,
     /// The longest idle wait between looks at the queue, notifications aside.
     pub poll: Duration,
+    /// A `DATABASE_URL` of several hosts: the pools follow its read-write one (a failover).
+    pub follow: Option<String>,
 }
 
 impl Default for Options {
@@ -44,6 +46,7 @@ impl Default for Options {
             concurrency: 8,
             lease: Duration::from_secs(60),
             poll: Duration::from_secs(1),
+            follow: None,
         }
     }
 }
@@ -128,6 +131,10 @@ pub async fn run(
         .connect_with(connect)
         .await
         .context("connecting the worker to the warehouse")?;
+    let following = options
+        .follow
+        .clone()
+        .and_then(|url| crate::target::hosts::follow(url, vec![pool.clone(), task_pool.clone()]));
     let pools = tasks::Pools {
         tasks: task_pool,
         side: pool.clone(),
@@ -358,6 +365,9 @@ pub async fn run(
     heartbeat.abort();
     rollup_ticker.abort();
     listening.abort();
+    if let Some(f) = following {
+        f.abort();
+    }
     me.seen(&pool, true).await.ok();
     pool.close().await;
     result?;

@@ -22,6 +22,7 @@ mod rollup;
 mod rollup_cases;
 mod runtime;
 mod serve;
+mod standby;
 
 use std::process::Output;
 

@@ -12,9 +12,21 @@ pub struct Worker(Option<Child>);
 
 impl Worker {
     pub fn start(w: &TempWarehouse, args: &[&str]) -> Worker {
-        let child = Command::new(PGDW)
-            .env_remove("DATABASE_URL")
-            .env("PGDW_DATA_DIR", w.data_dir())
+        let mut cmd = Command::new(PGDW);
+        cmd.env_remove("DATABASE_URL")
+            .env("PGDW_DATA_DIR", w.data_dir());
+        Worker::spawn(cmd, args)
+    }
+
+    /// A worker of the warehouse at `url` (DATABASE_URL).
+    pub fn at_url(url: &str, args: &[&str]) -> Worker {
+        let mut cmd = Command::new(PGDW);
+        cmd.env("DATABASE_URL", url);
+        Worker::spawn(cmd, args)
+    }
+
+    fn spawn(mut cmd: Command, args: &[&str]) -> Worker {
+        let child = cmd
             .arg("worker")
             .args(args)
             .stdin(Stdio::null())

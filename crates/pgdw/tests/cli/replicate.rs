@@ -9,11 +9,11 @@ use pgdw_testkit::{transcript, wait_for, TempWarehouse};
 use super::{ok, query, PGDW};
 
 /// A source cluster, a warehouse, and a project replicating `tables` from the source.
-struct Fixture {
-    source: TempWarehouse,
-    wh: TempWarehouse,
-    project: tempfile::TempDir,
-    url: String,
+pub(super) struct Fixture {
+    pub(super) source: TempWarehouse,
+    pub(super) wh: TempWarehouse,
+    pub(super) project: tempfile::TempDir,
+    pub(super) url: String,
 }
 
 impl Fixture {
@@ -35,7 +35,7 @@ impl Fixture {
     }
 
     /// The organizations replicated (SECTION), copied and streaming.
-    fn streaming() -> Fixture {
+    pub(super) fn streaming() -> Fixture {
         let f = Fixture::new(ORGS);
         f.config(SECTION);
         f.migrate();
@@ -75,7 +75,7 @@ impl Fixture {
     }
 
     /// Wait (bounded) until `sql` gives the same answer in the warehouse as on the source.
-    fn converges(&self, sql: &str) {
+    pub(super) fn converges(&self, sql: &str) {
         let want = query(&self.source, sql);
         let mut got = String::new();
         let same = wait_for(Duration::from_secs(90), || {
@@ -101,7 +101,7 @@ const ORGS: &str = "CREATE TABLE organizations (id int PRIMARY KEY, name text NO
 
 const SECTION: &str = "[replicate.cp]\nsource = \"env:CP_URL\"\ntables = [\"public.organizations\"]\nmax_lag = \"30s\"\n";
 
-const ALL_ORGS: &str = "SELECT count(*) || ':' || coalesce(string_agg(id || name || coalesce(plan, '-'), ',' ORDER BY id), '') FROM organizations";
+pub(super) const ALL_ORGS: &str = "SELECT count(*) || ':' || coalesce(string_agg(id || name || coalesce(plan, '-'), ',' ORDER BY id), '') FROM organizations";
 
 #[test]
 fn the_initial_copy_then_inserts_updates_and_deletes_arrive() {
@@ -496,6 +496,7 @@ fn serve_watches_replication_with_its_panel_and_alert() {
             alert_every: Duration::from_secs(1),
             listen: "127.0.0.1:0".parse().unwrap(),
             token: None,
+            follow: None,
         }))
         .unwrap();
     let url = format!("{}api/dashboards/ops/panels/0", running.url);

@@ -193,7 +193,7 @@ pub async fn run(target: &Target, args: &DemoArgs) -> anyhow::Result<ExitCode> {
     // Workers for the queue: the organizations' materialized columns.
     let (stop_workers, workers_stop) = tokio::sync::watch::channel(false);
     let workers = tokio::spawn(crate::worker::run(
-        target.warehouse_options()?,
+        target.warehouse_options().await?,
         crate::worker::Options {
             concurrency: 4,
             ..Default::default()
@@ -227,7 +227,7 @@ pub async fn run(target: &Target, args: &DemoArgs) -> anyhow::Result<ExitCode> {
         // Taken (another demo?): any free port.
         std::net::SocketAddr::from(([127, 0, 0, 1], 0))
     };
-    let dashboards = super::serve::options(target, &loaded, listen, None)?;
+    let dashboards = super::serve::options(target, &loaded, listen, None).await?;
     let web = crate::serve::start(dashboards).await?;
     outln!("      {}d/customers", web.url);
     outln!("      {}d/operations", web.url);

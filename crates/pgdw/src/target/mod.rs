@@ -1,7 +1,9 @@
-//! Which server a command talks to: the embedded cluster, or the one named by `DATABASE_URL`.
+//! Which server a command talks to: the embedded cluster, or the one named by `DATABASE_URL`
+//! (which may name several hosts: `hosts`).
+
+pub mod hosts;
 
 use std::path::PathBuf;
-use std::str::FromStr;
 
 use anyhow::Context;
 use pgdw_cluster::Cluster;
@@ -35,20 +37,24 @@ impl Target {
 impl Target {
     /// Options for the warehouse database: the embedded cluster's socket (it must be
     /// running) or `DATABASE_URL`. The one place that choice is made for a connection.
-    pub fn warehouse_options(&self) -> anyhow::Result<PgConnectOptions> {
+    pub async fn warehouse_options(&self) -> anyhow::Result<PgConnectOptions> {
         match self {
-            Target::External { url } => Ok(PgConnectOptions::from_str(url)
-                .map_err(|e| {
-                    anyhow::anyhow!(
-                        "DATABASE_URL is not a valid PostgreSQL URL: {}",
-                        redact(&e.to_string(), url)
-                    )
-                })?
-                .application_name("pgdw")),
+            Target::External { url } => Ok(hosts::resolve(url).await?.application_name("pgdw")),
             Target::Embedded { data_dir } => {
                 let cluster = running_cluster(data_dir)?;
                 Ok(embedded_options(&cluster, &cluster.state().database))
             }
+        }
+    }
+
+    /// The URL a long-running pool follows through a failover: `DATABASE_URL` when it names
+    /// several hosts (see [`hosts::follow`]).
+    pub fn failover_url(&self) -> Option<String> {
+        match self {
+            Target::External { url } => hosts::split(url)
+                .filter(|(h, _)| h.len() > 1)
+                .map(|_| url.clone()),
+            Target::Embedded { .. } => None,
         }
     }
 
@@ -111,7 +117,8 @@ pub async fn connect_url(url: &str) -> anyhow::Result<PgConnection> {
     let opts = Target::External {
         url: url.to_string(),
     }
-    .warehouse_options()?;
+    .warehouse_options()
+    .await?;
     PgConnection::connect_with(&opts)
         .await
         .map_err(|e| anyhow::anyhow!("connecting to {}: {}", redact_url(url), e))

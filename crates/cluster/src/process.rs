@@ -17,12 +17,13 @@ use nix::unistd::Pid;
 /// How often a condition is polled.
 const POLL: Duration = Duration::from_millis(50);
 
-/// Server processes still running in `data_dir` (their working directory: PostgreSQL's
-/// processes chdir into their data directory) whose postmaster is gone: a backend busy in a
-/// CPU-bound statement notices its postmaster's death only when it next waits, and while it
-/// lives it holds the old shared memory, which makes the next start fail ("pre-existing
-/// shared memory block ... is still in use"). Zombies (exited, not yet reaped) hold nothing.
-pub fn orphaned_backends(data_dir: &std::path::Path) -> Vec<i32> {
+/// The server processes running in `data_dir` (their working directory: PostgreSQL's
+/// processes chdir into their data directory), the postmaster among them while it lives.
+/// Once it is gone, these are its orphans: a backend busy in a CPU-bound statement notices its
+/// postmaster's death only when it next waits, and while it lives it holds the old shared
+/// memory, which makes the next start fail ("pre-existing shared memory block ... is still in
+/// use"). Zombies (exited, not yet reaped) hold nothing.
+pub fn server_processes(data_dir: &std::path::Path) -> Vec<i32> {
     let Ok(want) = data_dir.canonicalize() else {
         return Vec::new();
     };
@@ -43,17 +44,17 @@ pub fn orphaned_backends(data_dir: &std::path::Path) -> Vec<i32> {
 /// to finish on their own, then SIGKILL, then up to `grace` again for them to be gone. Returns
 /// the pids ended, and whether any is still there.
 pub fn end_orphaned_backends(data_dir: &std::path::Path, grace: Duration) -> (Vec<i32>, bool) {
-    let found = orphaned_backends(data_dir);
+    let found = server_processes(data_dir);
     if found.is_empty() {
         return (found, false);
     }
-    if !wait_for(grace, || orphaned_backends(data_dir).is_empty()) {
-        for pid in orphaned_backends(data_dir) {
+    if !wait_for(grace, || server_processes(data_dir).is_empty()) {
+        for pid in server_processes(data_dir) {
             // Checked against /proc just now: a postgres process of this data directory.
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
         }
     }
-    let left = !wait_for(grace, || orphaned_backends(data_dir).is_empty());
+    let left = !wait_for(grace, || server_processes(data_dir).is_empty());
     (found, left)
 }
 

@@ -5,8 +5,12 @@
 //!
 //!     cargo bench -p pgdw --bench serve_load [-- SECONDS]      (default 10 s per round)
 
-use std::sync::{Arc, Barrier};
+mod common;
+
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use common::{viewers, Round};
 
 use pgdw::serve::{self, reader::Reader};
 use pgdw_testkit::TempWarehouse;
@@ -19,61 +23,16 @@ const PANELS: &[&str] = &[
     "api/alerts",
 ];
 
-struct Round {
-    requests: usize,
-    failures: usize,
-    per_sec: f64,
-    p50_ms: f64,
-    p95_ms: f64,
-}
-
-fn round(base: &str, paths: &'static [&'static str], clients: usize, secs: u64) -> Round {
-    let start = Arc::new(Barrier::new(clients));
-    let threads: Vec<_> = (0..clients)
-        .map(|c| {
-            let base = base.to_string();
-            let start = start.clone();
-            std::thread::spawn(move || {
-                let agent = ureq::AgentBuilder::new()
-                    .timeout(Duration::from_secs(60))
-                    .build();
-                start.wait();
-                let until = Instant::now() + Duration::from_secs(secs);
-                let (mut lat, mut failures) = (Vec::new(), 0);
-                let mut i = c;
-                while Instant::now() < until {
-                    let t = Instant::now();
-                    match agent
-                        .get(&format!("{base}{}", paths[i % paths.len()]))
-                        .call()
-                    {
-                        Ok(r) if r.status() == 200 => {
-                            let _ = r.into_string();
-                        }
-                        _ => failures += 1,
-                    }
-                    lat.push(t.elapsed().as_secs_f64() * 1000.0);
-                    i += 1;
-                }
-                (lat, failures)
-            })
-        })
-        .collect();
-    let (mut all, mut failures) = (Vec::new(), 0);
-    for t in threads {
-        let (l, f) = t.join().unwrap();
-        all.extend(l);
-        failures += f;
-    }
-    all.sort_by(f64::total_cmp);
-    let pct = |p: f64| all[((all.len() as f64 - 1.0) * p).round() as usize];
-    Round {
-        requests: all.len(),
-        failures,
-        per_sec: all.len() as f64 / secs as f64,
-        p50_ms: pct(0.5),
-        p95_ms: pct(0.95),
-    }
+fn round(base: &str, paths: &[&str], clients: usize, secs: u64) -> Round {
+    let until = Instant::now() + Duration::from_secs(secs);
+    let mut r = viewers(
+        base,
+        paths,
+        clients,
+        Arc::new(move || Instant::now() < until),
+    );
+    r.per_sec = r.requests as f64 / secs as f64;
+    r
 }
 
 fn main() {

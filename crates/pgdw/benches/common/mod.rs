@@ -7,7 +7,8 @@
 // Each benchmark compiles this module on its own and uses part of it.
 #![allow(dead_code)]
 
-use std::time::Instant;
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
 
 use pgdw::dashboards::query::{self, Bindings};
 use pgdw::serve::{self, reader::Reader};
@@ -278,5 +279,75 @@ pub fn chart(timings: &[Timing], range_days: i64) {
             if t.p95 > 100.0 { " over" } else { "" },
             t.p95
         );
+    }
+}
+
+/// What `clients` viewers looping over `paths` saw.
+pub struct Round {
+    pub requests: usize,
+    pub failures: usize,
+    pub per_sec: f64,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+}
+
+/// `clients` threads, each requesting `paths` of the server at `base` in turn over real HTTP
+/// while `keep_going` holds (all start together).
+pub fn viewers(
+    base: &str,
+    paths: &[&str],
+    clients: usize,
+    keep_going: Arc<dyn Fn() -> bool + Send + Sync>,
+) -> Round {
+    let start = Arc::new(Barrier::new(clients));
+    let began = Instant::now();
+    let threads: Vec<_> = (0..clients)
+        .map(|c| {
+            let base = base.to_string();
+            let paths: Vec<String> = paths.iter().map(|p| p.to_string()).collect();
+            let (start, keep_going) = (start.clone(), keep_going.clone());
+            std::thread::spawn(move || {
+                let agent = ureq::AgentBuilder::new()
+                    .timeout(Duration::from_secs(60))
+                    .build();
+                start.wait();
+                let (mut lat, mut failures) = (Vec::new(), 0);
+                let mut i = c;
+                while keep_going() {
+                    let t = Instant::now();
+                    match agent
+                        .get(&format!("{base}{}", paths[i % paths.len()]))
+                        .call()
+                    {
+                        Ok(r) if r.status() == 200 => {
+                            let _ = r.into_string();
+                        }
+                        _ => failures += 1,
+                    }
+                    lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                    i += 1;
+                }
+                (lat, failures)
+            })
+        })
+        .collect();
+    let (mut all, mut failures) = (Vec::new(), 0);
+    for t in threads {
+        let (l, f) = t.join().unwrap();
+        all.extend(l);
+        failures += f;
+    }
+    all.sort_by(f64::total_cmp);
+    let pct = |p: f64| {
+        all.get(((all.len().max(1) as f64 - 1.0) * p).round() as usize)
+            .copied()
+            .unwrap_or(0.0)
+    };
+    Round {
+        requests: all.len(),
+        failures,
+        per_sec: all.len() as f64 / began.elapsed().as_secs_f64(),
+        p50_ms: pct(0.5),
+        p95_ms: pct(0.95),
     }
 }

@@ -447,7 +447,8 @@ pub async fn promote(target: &Target) -> anyhow::Result<()> {
 async fn positions(conn: &mut PgConnection) -> anyhow::Result<Vec<Positions>> {
     let subs = sqlx::query(
         "SELECT s.subname::text AS name, s.subconninfo AS conninfo, s.subslotname::text AS slot,
-                pg_replication_origin_progress('pg_' || s.oid, false)::text AS applied
+                -- Nothing replayed here since the origin began (its initial copy only): 0/0.
+                coalesce(pg_replication_origin_progress('pg_' || s.oid, false), '0/0')::text AS applied
            FROM pg_subscription s WHERE s.subname LIKE 'pgdw\\_%' AND s.subenabled",
     )
     .fetch_all(&mut *conn)

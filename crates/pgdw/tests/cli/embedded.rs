@@ -180,10 +180,10 @@ fn backends_that_outlive_a_killed_postmaster_are_ended_by_up() {
     // wait and go, on a loaded machine some seconds later; the busy backend never waits.
     let data_dir = pgdw_cluster::place::resolve(&w.data_dir()).unwrap();
     wait_until(Duration::from_secs(30), || {
-        pgdw_cluster::process::orphaned_backends(&data_dir).len() <= 1
+        pgdw_cluster::process::server_processes(&data_dir).len() <= 1
     });
     assert_eq!(
-        pgdw_cluster::process::orphaned_backends(&data_dir).len(),
+        pgdw_cluster::process::server_processes(&data_dir).len(),
         1,
         "the busy backend outlived its postmaster"
     );

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use pgdw_testkit::prometheus::{History, Prometheus};
 use pgdw_testkit::{transcript, wait_for, TempWarehouse};
 
 use super::queue::Worker;
@@ -24,12 +25,21 @@ fn status(w: &TempWarehouse) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-fn kill9(pid: i32) {
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+/// The primary's machine dies: every process of the server at once (SIGKILL). Killing only
+/// the postmaster is another fault: its backends live on until they next wait, and an apply
+/// worker among them goes on applying and confirming changes without the synchronous standby
+/// (PostgreSQL cancels the wait once the postmaster is gone); docs/standby.md says so.
+fn machine_dies(w: &TempWarehouse) {
+    let dir = pgdw_cluster::place::resolve(&w.data_dir()).unwrap();
+    for pid in pgdw_cluster::process::server_processes(&dir) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    assert!(wait_for(Duration::from_secs(10), || {
+        pgdw_cluster::process::server_processes(&dir).is_empty()
+    }));
 }
 
 /// The whole failover: a synchronous standby of a warehouse that replicates a source and runs
@@ -39,6 +49,26 @@ fn kill9(pid: i32) {
 #[test]
 fn a_synchronous_standby_takes_over_with_every_acknowledged_commit() {
     let f = Fixture::streaming();
+    // 20 days of 40 series at a minute: a metric load of some seconds, in chunks.
+    let history = History::new("failover_load", 20, 40, 60);
+    let prom = Prometheus::with_history(&history);
+    let samples = history.series * (history.points() + 5);
+    query(
+        &f.wh,
+        &format!(
+            "CREATE SERVER prom FOREIGN DATA WRAPPER prometheus_fdw OPTIONS (base_url '{}');
+             CREATE FOREIGN TABLE metrics (metric_name text, metric_labels jsonb, metric_time bigint, metric_value float8)
+               SERVER prom OPTIONS (object 'metrics', step '1m');
+             CREATE SCHEMA m;
+             CREATE TABLE m.labels (id bigserial PRIMARY KEY, name text NOT NULL, labels jsonb NOT NULL, UNIQUE (name, labels));
+             CREATE TABLE m.samples (label_id bigint NOT NULL REFERENCES m.labels (id), time bigint NOT NULL,
+                                     value float8 NOT NULL, UNIQUE (label_id, time)) PARTITION BY RANGE (time);
+             SELECT pgdw.partition_daily('m.samples', 'time', retention => '30 days');
+             SELECT pgdw.load_metrics('m', 'metrics', 'failover_load', 'm.samples', 'm.labels', since => '21 days');
+             UPDATE cron.job SET active = false WHERE jobname = 'm';",
+            prom.url()
+        ),
+    );
     query(
         &f.wh,
         "CREATE TABLE acked (id bigint PRIMARY KEY);
@@ -117,6 +147,12 @@ fn a_synchronous_standby_takes_over_with_every_acknowledged_commit() {
             }
         })
     };
+    // The worker loading metrics when the primary dies.
+    query(&f.wh, "SELECT pgdw.enqueue('metrics', '{\"job\": \"m\"}')");
+    assert!(wait_for(Duration::from_secs(60), || query(
+        &f.wh,
+        "SELECT count(*) > 0 FROM m.samples"
+    ) == "t"));
     assert!(wait_for(Duration::from_secs(30), || acked
         .lock()
         .unwrap()
@@ -128,7 +164,7 @@ fn a_synchronous_standby_takes_over_with_every_acknowledged_commit() {
     ) == "t"));
 
     let died = Instant::now();
-    kill9(primary_cluster.running_pid().unwrap());
+    machine_dies(&f.wh);
     warehouse_writer.join().unwrap();
     ok(&standby, &["standby", "promote"]);
     let mut client = standby.client_db("warehouse");
@@ -136,6 +172,7 @@ fn a_synchronous_standby_takes_over_with_every_acknowledged_commit() {
         .execute("INSERT INTO venue VALUES (2, 'After', NULL, NULL)", &[])
         .unwrap();
     let failover = died.elapsed();
+    let promoted_at = query(&standby, "SELECT now()");
     eprintln!(
         "failover: {:.2} s from the primary's death to the first write on the new one",
         failover.as_secs_f64()
@@ -174,11 +211,25 @@ fn a_synchronous_standby_takes_over_with_every_acknowledged_commit() {
         worker_said.lock().unwrap()
     );
     assert!(worker.running());
+    // The metric load: what the dead primary's task committed is there with its watermark;
+    // the rest is loaded by the next run, every sample once.
+    query(
+        &promoted.wh,
+        "SELECT pgdw.enqueue('metrics', '{\"job\": \"m\"}')",
+    );
+    assert!(
+        wait_for(Duration::from_secs(120), || query(
+            &promoted.wh,
+            "SELECT count(*) FROM m.samples"
+        ) == samples.to_string()),
+        "{} of {samples} samples",
+        query(&promoted.wh, "SELECT count(*) FROM m.samples")
+    );
     assert!(
         wait_for(Duration::from_secs(90), || {
             query(
             &promoted.wh,
-            "SELECT count(*) > 0 FROM cron.job_run_details WHERE status = 'succeeded' AND start_time > now() - interval '2 minutes'"
+            &format!("SELECT count(*) > 0 FROM cron.job_run_details WHERE status = 'succeeded' AND start_time > '{promoted_at}'")
         ) == "t"
         }),
         "pg_cron ran nothing on the new primary"
@@ -315,4 +366,65 @@ fn panels_are_answered_by_the_standby() {
     assert_eq!(query(&primary, seen), "0", "the primary ran the panel");
     assert_eq!(query(&standby, seen), "1", "the standby did not run it");
     running.stop();
+}
+
+/// An asynchronous standby promoted after its primary died: the source was told of changes
+/// the old primary applied and the standby never received (here it was down meanwhile, as a
+/// standby that lags is). Promotion says so per subscription with the repair, and the repair
+/// (a fresh copy) makes the replica equal to the source again.
+#[test]
+fn an_asynchronous_failover_says_what_may_be_missing_and_resync_repairs_it() {
+    let f = Fixture::streaming();
+    let standby = TempWarehouse::new();
+    create(&f.wh, &standby, &[]);
+    let want = query(&f.source, ALL_ORGS);
+    assert!(wait_for(Duration::from_secs(30), || query(
+        &standby, ALL_ORGS
+    ) == want));
+    ok(&standby, &["down"]);
+    query(
+        &f.source,
+        "INSERT INTO organizations SELECT g, 'org ' || g, 'team' FROM generate_series(2000, 2099) g",
+    );
+    let written = query(&f.source, "SELECT pg_current_wal_lsn()");
+    f.converges(ALL_ORGS);
+    // The old primary told the source it has them (its next feedback).
+    assert!(wait_for(Duration::from_secs(60), || {
+        query(
+        &f.source,
+        &format!("SELECT bool_and(confirmed_flush_lsn >= '{written}') FROM pg_replication_slots WHERE slot_type = 'logical'")
+    ) == "t"
+    }));
+    machine_dies(&f.wh);
+    ok(&standby, &["up"]);
+    let out = standby.pgdw(super::PGDW.as_ref(), &["standby", "promote"]);
+    assert!(out.status.success(), "{}", transcript(&out));
+    let said = transcript(&out);
+    assert!(
+        said.contains("may be missing") && said.contains("pgdw replicate resync"),
+        "{said}"
+    );
+    assert_eq!(
+        query(
+            &standby,
+            "SELECT count(*) FROM organizations WHERE id >= 2000"
+        ),
+        "0",
+        "the standby never had them"
+    );
+    let promoted = Fixture { wh: standby, ..f };
+    let out = std::process::Command::new(super::PGDW)
+        .env_remove("DATABASE_URL")
+        .env("PGDW_DATA_DIR", promoted.wh.data_dir())
+        .env("CP_URL", &promoted.url)
+        .args(["replicate", "resync", "cp", "--project"])
+        .arg(promoted.project.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", transcript(&out));
+    query(
+        &promoted.source,
+        "UPDATE organizations SET plan = 'after' WHERE id = 2000",
+    );
+    promoted.converges(ALL_ORGS);
 }

@@ -67,17 +67,11 @@ fn main() {
         .build()
         .unwrap();
     let running = rt
-        .block_on(serve::start(serve::Options {
-            owner: pgdw::target::embedded_options(&cluster, "warehouse"),
-            reader: Reader::Socket,
-            dashboards_dir: dir.path().to_path_buf(),
-            alerts: vec![],
-            webhook: None,
-            alert_every: Duration::from_secs(60),
-            listen: "127.0.0.1:0".parse().unwrap(),
-            token: None,
-            follow: None,
-        }))
+        .block_on(serve::start(serve::Options::local(
+            pgdw::target::embedded_options(&cluster, "warehouse"),
+            Reader::Socket,
+            dir.path().to_path_buf(),
+        )))
         .unwrap();
     println!("serve_load: {secs} s per round, built-in panels + status + alerts vs /healthz");
     println!(

@@ -263,6 +263,28 @@ pub struct Options {
     pub follow: Option<String>,
 }
 
+impl Options {
+    /// Serving `dashboards_dir` on a free loopback port, with no alert rules of the project's
+    /// own (the built-in ones still join), as the tests and benchmarks serve.
+    pub fn local(
+        owner: sqlx::postgres::PgConnectOptions,
+        reader: reader::Reader,
+        dashboards_dir: PathBuf,
+    ) -> Options {
+        Options {
+            owner,
+            reader,
+            dashboards_dir,
+            alerts: Vec::new(),
+            webhook: None,
+            alert_every: std::time::Duration::from_secs(60),
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            token: None,
+            follow: None,
+        }
+    }
+}
+
 pub struct Running {
     pub url: String,
     pub server: tokio::task::JoinHandle<std::io::Result<()>>,

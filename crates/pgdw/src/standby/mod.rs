@@ -216,13 +216,25 @@ async fn wait_streaming(conn: &mut PgConnection, name: &str) -> anyhow::Result<(
 }
 
 async fn wait_until(conn: &mut PgConnection, name: &str, cond: &str) -> anyhow::Result<()> {
-    let start = Instant::now();
     let sql = format!(
         "SELECT EXISTS (SELECT 1 FROM pg_stat_replication WHERE application_name = $1 AND {cond})"
     );
+    poll(
+        conn,
+        &sql,
+        name,
+        &format!("the standby {name} reached {cond}"),
+    )
+    .await
+}
+
+/// Run `sql` (one bound text parameter, a boolean result) until it says true, for up to
+/// [`READY`]; otherwise fail saying `what` did not happen in time.
+async fn poll(conn: &mut PgConnection, sql: &str, param: &str, what: &str) -> anyhow::Result<()> {
+    let start = Instant::now();
     loop {
-        let ok: bool = sqlx::query_scalar(&sql)
-            .bind(name)
+        let ok: bool = sqlx::query_scalar(sql)
+            .bind(param)
             .fetch_one(&mut *conn)
             .await?;
         if ok {
@@ -230,11 +242,11 @@ async fn wait_until(conn: &mut PgConnection, name: &str, cond: &str) -> anyhow::
         }
         if start.elapsed() > READY {
             bail!(
-                "the standby {name} did not reach {cond} within {} s; its server.log says why",
+                "not within {} s: {what} (the standby's server.log says why)",
                 READY.as_secs()
             );
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -281,25 +293,13 @@ async fn set_synchronous(conn: &mut PgConnection, primary: &Cluster) -> anyhow::
 
 /// Wait (bounded) until this standby replayed the primary's WAL up to `lsn`.
 pub async fn wait_replayed(standby: &mut PgConnection, lsn: &str) -> anyhow::Result<()> {
-    let start = Instant::now();
-    loop {
-        let done: bool = sqlx::query_scalar(
-            "SELECT NOT pg_is_in_recovery() OR pg_last_wal_replay_lsn() >= $1::pg_lsn",
-        )
-        .bind(lsn)
-        .fetch_one(&mut *standby)
-        .await?;
-        if done {
-            return Ok(());
-        }
-        if start.elapsed() > READY {
-            bail!(
-                "the standby did not replay up to {lsn} within {} s",
-                READY.as_secs()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    poll(
+        standby,
+        "SELECT NOT pg_is_in_recovery() OR pg_last_wal_replay_lsn() >= $1::pg_lsn",
+        lsn,
+        &format!("the standby replayed up to {lsn}"),
+    )
+    .await
 }
 
 async fn drop_slot(conn: &mut PgConnection, slot: &str) -> anyhow::Result<()> {

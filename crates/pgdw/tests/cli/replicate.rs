@@ -47,6 +47,20 @@ impl Fixture {
         std::fs::write(self.project.path().join("pgdw.toml"), section).unwrap();
     }
 
+    /// `pgdw replicate resync cp`: its output, insisting it succeeded.
+    pub(super) fn resync(&self) -> String {
+        let out = Command::new(PGDW)
+            .env_remove("DATABASE_URL")
+            .env("PGDW_DATA_DIR", self.wh.data_dir())
+            .env("CP_URL", &self.url)
+            .args(["replicate", "resync", "cp", "--project"])
+            .arg(self.project.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", transcript(&out));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
     fn migrate_with(&self, url: &str) -> Output {
         Command::new(PGDW)
             .env_remove("DATABASE_URL")
@@ -456,16 +470,7 @@ fn resync_copies_a_section_afresh() {
         &f.wh,
         "INSERT INTO organizations VALUES (-1, 'stray', NULL)",
     );
-    let out = Command::new(PGDW)
-        .env_remove("DATABASE_URL")
-        .env("PGDW_DATA_DIR", f.wh.data_dir())
-        .env("CP_URL", &f.url)
-        .args(["replicate", "resync", "cp", "--project"])
-        .arg(f.project.path())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", transcript(&out));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("copying every table afresh"));
+    assert!(f.resync().contains("copying every table afresh"));
     f.converges(ALL_ORGS);
     assert_eq!(
         query(&f.source, "SELECT count(*) FROM pg_replication_slots"),
@@ -488,15 +493,12 @@ fn serve_watches_replication_with_its_panel_and_alert() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let running = rt
         .block_on(pgdw::serve::start(pgdw::serve::Options {
-            owner: pgdw::target::embedded_options(&cluster, "warehouse"),
-            reader: pgdw::serve::reader::Reader::Socket,
-            dashboards_dir: dashboards,
-            alerts: vec![],
-            webhook: None,
             alert_every: Duration::from_secs(1),
-            listen: "127.0.0.1:0".parse().unwrap(),
-            token: None,
-            follow: None,
+            ..pgdw::serve::Options::local(
+                pgdw::target::embedded_options(&cluster, "warehouse"),
+                pgdw::serve::reader::Reader::Socket,
+                dashboards,
+            )
         }))
         .unwrap();
     let url = format!("{}api/dashboards/ops/panels/0", running.url);

@@ -253,15 +253,12 @@ fn a_standby_is_watched_alerted_and_removed() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let running = rt
         .block_on(pgdw::serve::start(pgdw::serve::Options {
-            owner: pgdw::target::embedded_options(&cluster, "warehouse"),
-            reader: pgdw::serve::reader::Reader::Socket,
-            dashboards_dir: project.path().join("dashboards"),
-            alerts: vec![],
-            webhook: None,
             alert_every: Duration::from_millis(500),
-            listen: "127.0.0.1:0".parse().unwrap(),
-            token: None,
-            follow: None,
+            ..pgdw::serve::Options::local(
+                pgdw::target::embedded_options(&cluster, "warehouse"),
+                pgdw::serve::reader::Reader::Socket,
+                project.path().join("dashboards"),
+            )
         }))
         .unwrap();
     let alert = || {
@@ -342,17 +339,11 @@ fn panels_are_answered_by_the_standby() {
     let cluster = primary.cluster().unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let running = rt
-        .block_on(pgdw::serve::start(pgdw::serve::Options {
-            owner: pgdw::target::embedded_options(&cluster, "warehouse"),
-            reader: pgdw::serve::reader::Reader::Standby(standby.data_dir()),
-            dashboards_dir: dashboards.path().to_path_buf(),
-            alerts: vec![],
-            webhook: None,
-            alert_every: Duration::from_secs(60),
-            listen: "127.0.0.1:0".parse().unwrap(),
-            token: None,
-            follow: None,
-        }))
+        .block_on(pgdw::serve::start(pgdw::serve::Options::local(
+            pgdw::target::embedded_options(&cluster, "warehouse"),
+            pgdw::serve::reader::Reader::Standby(standby.data_dir()),
+            dashboards.path().to_path_buf(),
+        )))
         .unwrap();
     let url = format!("{}api/dashboards/sales/panels/0", running.url);
     let panel: serde_json::Value =
@@ -413,15 +404,7 @@ fn an_asynchronous_failover_says_what_may_be_missing_and_resync_repairs_it() {
         "the standby never had them"
     );
     let promoted = Fixture { wh: standby, ..f };
-    let out = std::process::Command::new(super::PGDW)
-        .env_remove("DATABASE_URL")
-        .env("PGDW_DATA_DIR", promoted.wh.data_dir())
-        .env("CP_URL", &promoted.url)
-        .args(["replicate", "resync", "cp", "--project"])
-        .arg(promoted.project.path())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", transcript(&out));
+    promoted.resync();
     query(
         &promoted.source,
         "UPDATE organizations SET plan = 'after' WHERE id = 2000",

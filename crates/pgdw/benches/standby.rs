@@ -12,6 +12,11 @@
 //! timed to the first write on it. During every load the standby's replay lag is sampled every
 //! 20 ms from the primary's `pg_stat_replication` (as `pgdw.standby_status` reports it).
 //!
+//! Two machines are emulated on one: with two or more cores, the primary's server processes
+//! run on core 0 and the standby's on core 1 (`taskset`; a server's new backends inherit its
+//! postmaster's), so panels read on the standby take no CPU from the primary's load; the
+//! loader, the viewers' HTTP and Prometheus run where the kernel puts them.
+//!
 //!     cargo bench -p pgdw --bench standby [-- DAYS SERIES CLIENTS]     (default 7 200 8)
 
 mod common;
@@ -27,6 +32,26 @@ use pgdw_testkit::TempWarehouse;
 
 const ROUNDS: usize = 2;
 const PANELS: &[&str] = &["api/dashboards/m/panels/0", "api/dashboards/m/panels/1"];
+
+/// Pin every server process of the cluster in `dir` (the postmaster's later children inherit
+/// it) to `cpu`. Returns whether the postmaster could be pinned (a backend may end meanwhile).
+fn pin(dir: &std::path::Path, cpu: usize) -> bool {
+    let dir = pgdw_cluster::place::resolve(dir).unwrap();
+    let postmaster = std::fs::read_to_string(dir.join("postmaster.pid"))
+        .ok()
+        .and_then(|t| t.lines().next().map(str::to_string));
+    let mut pinned = false;
+    for pid in pgdw_cluster::process::server_processes(&dir) {
+        let ok = std::process::Command::new("taskset")
+            .args(["-p", "-c", &cpu.to_string(), &pid.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        pinned |= ok && postmaster.as_deref() == Some(pid.to_string().as_str());
+    }
+    pinned
+}
 
 struct Load {
     way: &'static str,
@@ -107,7 +132,18 @@ fn main() {
         )
         .unwrap();
 
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let pinned = cores >= 2 && {
+        let (primary, standby) = (w.data_dir(), standby.data_dir());
+        move || pin(&primary, 0) && pin(&standby, 1)
+    }();
+
     let load = |way: &'static str, viewers_at: Option<&str>| -> Load {
+        if pinned {
+            // The pools' connections made since: pinned like their postmaster already.
+            pin(&w.data_dir(), 0);
+            pin(&standby.data_dir(), 1);
+        }
         sql(
             &w,
             &format!(
@@ -232,7 +268,12 @@ fn main() {
         .unwrap();
 
     println!(
-        "standby: {days} days x {series} series at 60 s loaded by binary COPY; {clients} viewers over 2 SQL panels"
+        "standby: {days} days x {series} series at 60 s loaded by binary COPY; {clients} viewers over 2 SQL panels; {}",
+        if pinned {
+            "the primary's server on core 0, the standby's on core 1"
+        } else {
+            "one core: the servers share it"
+        }
     );
     let base = results[0].rows as f64 / results[0].secs;
     for r in &results {

@@ -59,3 +59,27 @@ pub fn query(w: &TempWarehouse, sql: &str) -> String {
         .trim()
         .to_string()
 }
+
+/// The warehouse's machine dies: every process of the server at once (SIGKILL). Killing only
+/// the postmaster is another fault: its backends live on until they next wait, and an apply
+/// worker among them goes on applying and confirming changes without the synchronous standby
+/// (PostgreSQL cancels the wait once the postmaster is gone); docs/standby.md says so.
+pub fn machine_dies(w: &TempWarehouse) {
+    use nix::sys::signal::{kill, Signal};
+    let dir = pgdw_cluster::place::resolve(&w.data_dir()).unwrap();
+    // Frozen first, all of them, then killed: killed one by one, a process still running
+    // would see its postmaster gone meanwhile, which no machine's death lets it see.
+    // The second look finds what was forked during the first (the postmaster is stopped then).
+    let signal_all = |signal| {
+        for pid in pgdw_cluster::process::server_processes(&dir) {
+            let _ = kill(nix::unistd::Pid::from_raw(pid), signal);
+        }
+    };
+    signal_all(Signal::SIGSTOP);
+    signal_all(Signal::SIGSTOP);
+    signal_all(Signal::SIGKILL);
+    assert!(pgdw_testkit::wait_for(
+        std::time::Duration::from_secs(10),
+        || { pgdw_cluster::process::server_processes(&dir).is_empty() }
+    ));
+}

@@ -1,7 +1,7 @@
 //! Incremental rollups (`pgdw.rollup`), kept by real `pgdw worker` processes: after any mix
 //! of changes, once the worker caught up, the rollup equals its query, both ways.
 
-use pgdw_testkit::TempWarehouse;
+use pgdw_testkit::{wait_for, TempWarehouse};
 
 use super::queue::{converges, Worker};
 use super::{ok, query};
@@ -320,6 +320,64 @@ fn a_worker_killed_mid_recompute_loses_nothing() {
     );
     let _second = worker(&w);
     exact(&w, "slow_revenue", slow);
+    assert_eq!(
+        query(&w, "SELECT revenue FROM slow_revenue WHERE customer_id = 3"),
+        "103"
+    );
+}
+
+/// The warehouse's machine dies while a worker recomputes a rollup, and comes back: the
+/// interrupted run's groups and the changes since are recomputed as soon as it is up (the
+/// worker records the lost attempt once the warehouse answers; the retry waits its first
+/// backoff, not the lease), and the rollup equals its query again.
+#[test]
+fn the_warehouse_dying_mid_recompute_loses_nothing_and_recovers_at_once() {
+    let w = shop();
+    query(
+        &w,
+        "CREATE FUNCTION slow_sum(numeric) RETURNS numeric LANGUAGE sql AS $$ SELECT $1 FROM pg_sleep(0.15) $$",
+    );
+    let slow = "SELECT customer_id, sum(slow_sum(amount)) AS revenue FROM shop.orders WHERE product_id = 99 GROUP BY 1";
+    register(
+        &w,
+        "slow_revenue",
+        slow,
+        "shop.orders",
+        "ARRAY['customer_id']",
+    );
+    query(
+        &w,
+        "INSERT INTO shop.orders (customer_id, created_at, amount, product_id)
+         SELECT g, now(), g, 99 FROM generate_series(1, 10) g",
+    );
+    // The default lease (60 s): recovery must not wait for it.
+    let _worker = Worker::start(&w, &["--concurrency", "2", "--poll", "200ms"]);
+    converges(
+        &w,
+        "SELECT count(*) FROM pgdw.tasks WHERE kind = 'rollup' AND state = 'running'",
+        "1",
+    );
+    super::machine_dies(&w);
+    let back = std::time::Instant::now();
+    ok(&w, &["up"]);
+    query(
+        &w,
+        "INSERT INTO shop.orders (customer_id, created_at, amount, product_id) VALUES (3, now(), 100, 99)",
+    );
+    let exact_now = format!(
+        "SELECT (SELECT dirty_groups = 0 AND NOT recompute_all FROM pgdw.rollup_lag('slow_revenue'))
+            AND NOT EXISTS (TABLE slow_revenue EXCEPT {slow}) AND NOT EXISTS ({slow} EXCEPT TABLE slow_revenue)"
+    );
+    assert!(
+        wait_for(std::time::Duration::from_secs(30), || query(&w, &exact_now)
+            == "t"),
+        "not exact 30 s after the restart: {}",
+        query(&w, "SELECT * FROM pgdw.rollup_verify('slow_revenue')")
+    );
+    eprintln!(
+        "rollup exact {:.1} s after the warehouse came back",
+        back.elapsed().as_secs_f64()
+    );
     assert_eq!(
         query(&w, "SELECT revenue FROM slow_revenue WHERE customer_id = 3"),
         "103"

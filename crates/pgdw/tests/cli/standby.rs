@@ -10,7 +10,7 @@ use pgdw_testkit::{transcript, wait_for, TempWarehouse};
 
 use super::queue::Worker;
 use super::replicate::{Fixture, ALL_ORGS};
-use super::{fails, ok, query};
+use super::{fails, machine_dies, ok, query};
 
 fn create(primary: &TempWarehouse, standby: &TempWarehouse, extra: &[&str]) -> String {
     let dir = standby.data_dir();
@@ -23,23 +23,6 @@ fn status(w: &TempWarehouse) -> serde_json::Value {
     let out = w.pgdw(super::PGDW.as_ref(), &["status", "--json"]);
     assert!(out.status.success(), "{}", transcript(&out));
     serde_json::from_slice(&out.stdout).unwrap()
-}
-
-/// The primary's machine dies: every process of the server at once (SIGKILL). Killing only
-/// the postmaster is another fault: its backends live on until they next wait, and an apply
-/// worker among them goes on applying and confirming changes without the synchronous standby
-/// (PostgreSQL cancels the wait once the postmaster is gone); docs/standby.md says so.
-fn machine_dies(w: &TempWarehouse) {
-    let dir = pgdw_cluster::place::resolve(&w.data_dir()).unwrap();
-    for pid in pgdw_cluster::process::server_processes(&dir) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-    }
-    assert!(wait_for(Duration::from_secs(10), || {
-        pgdw_cluster::process::server_processes(&dir).is_empty()
-    }));
 }
 
 /// The whole failover: a synchronous standby of a warehouse that replicates a source and runs

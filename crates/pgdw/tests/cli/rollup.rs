@@ -283,10 +283,10 @@ fn two_rollups_on_one_source_and_writers_never_wait() {
     );
 }
 
-#[test]
-fn a_worker_killed_mid_recompute_loses_nothing() {
+/// A rollup `slow_revenue` whose recompute is slow (each group's value takes 0.15 s), over
+/// ten groups of the shop's orders; its query.
+fn slow_rollup() -> (TempWarehouse, &'static str) {
     let w = shop();
-    // A rollup whose recompute is slow: each group's value takes a while.
     query(
         &w,
         "CREATE FUNCTION slow_sum(numeric) RETURNS numeric LANGUAGE sql AS $$ SELECT $1 FROM pg_sleep(0.15) $$",
@@ -304,6 +304,12 @@ fn a_worker_killed_mid_recompute_loses_nothing() {
         "INSERT INTO shop.orders (customer_id, created_at, amount, product_id)
          SELECT g, now(), g, 99 FROM generate_series(1, 10) g",
     );
+    (w, slow)
+}
+
+#[test]
+fn a_worker_killed_mid_recompute_loses_nothing() {
+    let (w, slow) = slow_rollup();
     let first = Worker::start(
         &w,
         &["--concurrency", "2", "--poll", "200ms", "--lease", "2s"],
@@ -332,24 +338,7 @@ fn a_worker_killed_mid_recompute_loses_nothing() {
 /// backoff, not the lease), and the rollup equals its query again.
 #[test]
 fn the_warehouse_dying_mid_recompute_loses_nothing_and_recovers_at_once() {
-    let w = shop();
-    query(
-        &w,
-        "CREATE FUNCTION slow_sum(numeric) RETURNS numeric LANGUAGE sql AS $$ SELECT $1 FROM pg_sleep(0.15) $$",
-    );
-    let slow = "SELECT customer_id, sum(slow_sum(amount)) AS revenue FROM shop.orders WHERE product_id = 99 GROUP BY 1";
-    register(
-        &w,
-        "slow_revenue",
-        slow,
-        "shop.orders",
-        "ARRAY['customer_id']",
-    );
-    query(
-        &w,
-        "INSERT INTO shop.orders (customer_id, created_at, amount, product_id)
-         SELECT g, now(), g, 99 FROM generate_series(1, 10) g",
-    );
+    let (w, slow) = slow_rollup();
     // The default lease (60 s): recovery must not wait for it.
     let _worker = Worker::start(&w, &["--concurrency", "2", "--poll", "200ms"]);
     converges(

@@ -146,13 +146,31 @@ pub async fn install(conn: &mut PgConnection) -> anyhow::Result<Report> {
             (crate::standby::SQL, "standbys"),
             (HEALTH_SQL, "health checks"),
         ] {
-            sqlx::raw_sql(sql)
-                .execute(&mut *conn)
+            install_file(conn, sql)
                 .await
                 .with_context(|| format!("installing pgdw's {what} (schema pgdw)"))?;
         }
     }
     Ok(report)
+}
+
+/// Run one of the runtime's files: one implicit transaction, so a failure leaves nothing of
+/// it. Replacing functions and tables a running worker uses can deadlock with that worker's
+/// statements (its claims and renewals lock the same tables in another order); PostgreSQL
+/// then cancels one side, and the file, written to be run again, is run again.
+async fn install_file(conn: &mut PgConnection, sql: &str) -> Result<(), sqlx::Error> {
+    let mut attempt = 0;
+    loop {
+        match sqlx::raw_sql(sql).execute(&mut *conn).await {
+            Err(sqlx::Error::Database(e))
+                if attempt < 5 && matches!(e.code().as_deref(), Some("40P01" | "40001")) =>
+            {
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
+            }
+            other => return other.map(|_| ()),
+        }
+    }
 }
 
 /// The refresh runtime (schedules, run log, incremental sync, partitions), written to be run

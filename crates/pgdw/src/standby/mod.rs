@@ -194,7 +194,7 @@ pub async fn create(
         "started the standby {name} on 127.0.0.1:{}; waiting for it to stream",
         standby.port()
     );
-    wait_streaming(&mut conn, &name).await?;
+    wait_until(&mut conn, &name, "state = 'streaming'").await?;
     if sync {
         set_synchronous(&mut conn, &primary).await?;
         wait_until(&mut conn, &name, "sync_state IN ('sync', 'quorum')").await?;
@@ -209,10 +209,6 @@ pub async fn create(
         dir.display()
     );
     Ok(())
-}
-
-async fn wait_streaming(conn: &mut PgConnection, name: &str) -> anyhow::Result<()> {
-    wait_until(conn, name, "state = 'streaming'").await
 }
 
 async fn wait_until(conn: &mut PgConnection, name: &str, cond: &str) -> anyhow::Result<()> {
@@ -304,25 +300,21 @@ pub async fn wait_replayed(standby: &mut PgConnection, lsn: &str) -> anyhow::Res
 
 async fn drop_slot(conn: &mut PgConnection, slot: &str) -> anyhow::Result<()> {
     // Its walsender ends a moment after the standby stops: the slot is active until then.
-    let start = Instant::now();
-    loop {
-        let r = sqlx::query(
-            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1",
-        )
-        .bind(slot)
-        .execute(&mut *conn)
-        .await;
-        match r {
-            Ok(_) => return Ok(()),
-            Err(e)
-                if start.elapsed() < Duration::from_secs(30)
-                    && e.to_string().contains("is active") =>
-            {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => return Err(e).with_context(|| format!("dropping the slot {slot}")),
-        }
-    }
+    poll(
+        conn,
+        "SELECT NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND active)",
+        slot,
+        &format!("the slot {slot} was released by its walsender"),
+    )
+    .await?;
+    sqlx::query(
+        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1",
+    )
+    .bind(slot)
+    .execute(&mut *conn)
+    .await
+    .with_context(|| format!("dropping the slot {slot}"))?;
+    Ok(())
 }
 
 /// `pgdw standby remove DIR`, on the primary: stop the standby, drop its slot, take it out of

@@ -47,6 +47,12 @@ COMMENT ON TABLE pgdw.rollups IS 'Each rollup pgdw.rollup keeps, with its captur
 -- likely the one pgdw up runs with.
 ALTER TABLE pgdw.rollups ADD COLUMN IF NOT EXISTS search_path text;
 ALTER TABLE pgdw.rollups ADD COLUMN IF NOT EXISTS also_reads text[] NOT NULL DEFAULT '{}';
+-- History kept past the source's retention (pgdw.events' per-user days): groups whose key
+-- column `frozen_key` is below the value of the expression `frozen_before` (evaluated at each
+-- run) are never recomputed, so a partition that expires takes its rows out of the source but
+-- not its groups out of the rollup.
+ALTER TABLE pgdw.rollups ADD COLUMN IF NOT EXISTS frozen_key text;
+ALTER TABLE pgdw.rollups ADD COLUMN IF NOT EXISTS frozen_before text;
 
 -- Rollups that stopped being kept because their table or source was dropped (by a user, or by
 -- a tool that replaces tables, such as dbt's --full-refresh): pgdw status, pgdw doctor and the
@@ -427,8 +433,18 @@ DECLARE
     ups     bigint;
     dels    bigint;
     dup     text;
+    bound   text;
+    keep_t  text := '';   -- `AND` a group of the rollup table `t` is not frozen
+    keep_c  text := '';   -- the same over a recomputed row `c` (or `fresh`)
     was     text := pgdw.rollup_enter(r);
 BEGIN
+    IF r.frozen_key IS NOT NULL THEN
+        EXECUTE format('SELECT (%s)::text', r.frozen_before) INTO bound;
+        IF bound IS NOT NULL THEN
+            keep_t := format(' AND NOT coalesce(t.%I < %L, false)', r.frozen_key, bound);
+            keep_c := format(' AND NOT coalesce(c.%I < %L, false)', r.frozen_key, bound);
+        END IF;
+    END IF;
   BEGIN
     -- Always DO UPDATE, never DO NOTHING: a group proposed twice by one statement then fails
     -- (cardinality_violation, below) instead of one of its rows being dropped unseen.
@@ -439,10 +455,10 @@ BEGIN
                pgdw.rollup_comparable(r.name, r.value_columns, 'EXCLUDED') || CASE WHEN cardinality(r.value_columns) = 1 THEN ', NULL' ELSE '' END) END;
     IF whole THEN
         EXECUTE format($s$
-            WITH fresh AS MATERIALIZED (SELECT %2$s FROM (%3$s) q),
+            WITH fresh AS MATERIALIZED (SELECT %2$s FROM (%3$s) c WHERE true %9$s),
             del AS (DELETE FROM %1$s t
                      WHERE NOT EXISTS (SELECT 1 FROM fresh f WHERE %4$s)
-                       AND NOT ((%5$s) AND EXISTS (SELECT 1 FROM fresh f WHERE %6$s))
+                       AND NOT ((%5$s) AND EXISTS (SELECT 1 FROM fresh f WHERE %6$s)) %10$s
                     RETURNING 1),
             up AS (INSERT INTO %1$s AS t (%2$s) SELECT %2$s FROM fresh ON CONFLICT (%7$s) %8$s RETURNING 1)
             SELECT (SELECT count(*) FROM fresh), (SELECT count(*) FROM up), (SELECT count(*) FROM del),
@@ -451,7 +467,7 @@ BEGIN
             pgdw.rollup_pairs('f', r.key_columns, 't', r.key_columns, '='),
             tnull,
             pgdw.rollup_pairs('f', r.key_columns, 't', r.key_columns, 'IS NOT DISTINCT FROM'),
-            klist, upsert)
+            klist, upsert, keep_c, keep_t)
           INTO groups, ups, dels, dup;
     ELSE
         -- Each dirty group from the query restricted to its keys: the conditions are pushed
@@ -468,9 +484,9 @@ BEGIN
                     SELECT true AS pgdw_found, q.* FROM (%4$s) q WHERE %5$s OFFSET 0) f ON true
                  WHERE NOT (%6$s)
                 %7$s),
-            del AS (DELETE FROM %1$s t USING c WHERE c.pgdw_found IS NULL AND %8$s RETURNING 1),
+            del AS (DELETE FROM %1$s t USING c WHERE c.pgdw_found IS NULL AND %8$s %14$s RETURNING 1),
             %9$s
-            up AS (INSERT INTO %1$s AS t (%10$s) SELECT %10$s FROM c WHERE c.pgdw_found
+            up AS (INSERT INTO %1$s AS t (%10$s) SELECT %10$s FROM c WHERE c.pgdw_found %15$s
                    ON CONFLICT (%11$s) %12$s RETURNING 1)
             SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM up), (SELECT count(*) FROM del) %13$s,
                    (SELECT row(%2$s)::text FROM c WHERE c.pgdw_found GROUP BY %2$s HAVING count(*) > 1 LIMIT 1)
@@ -484,11 +500,12 @@ BEGIN
                  WHERE %s', r.query, pgdw.rollup_pairs('q', r.key_columns, 'd', kc, 'IS NOT DISTINCT FROM'), anynull) ELSE '' END,
             pgdw.rollup_pairs('t', r.key_columns, 'c', kc, '='),
             CASE WHEN has_null THEN format(
-                'del_null AS (DELETE FROM %s t USING c WHERE c.pgdw_found IS NULL AND (%s) AND %s RETURNING 1),',
+                'del_null AS (DELETE FROM %s t USING c WHERE c.pgdw_found IS NULL AND (%s) AND %s %s RETURNING 1),',
                 r.name, (SELECT string_agg(format('c.%I IS NULL', x), ' OR ') FROM unnest(kc) x),
-                pgdw.rollup_pairs('t', r.key_columns, 'c', kc, 'IS NOT DISTINCT FROM')) ELSE '' END,
+                pgdw.rollup_pairs('t', r.key_columns, 'c', kc, 'IS NOT DISTINCT FROM'), keep_t) ELSE '' END,
             all_cols, klist, upsert,
-            CASE WHEN has_null THEN '+ (SELECT count(*) FROM del_null)' ELSE '' END)
+            CASE WHEN has_null THEN '+ (SELECT count(*) FROM del_null)' ELSE '' END,
+            keep_t, keep_c)
           INTO groups, ups, dels, dup;
     END IF;
   EXCEPTION WHEN cardinality_violation THEN

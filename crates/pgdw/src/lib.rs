@@ -4,6 +4,7 @@
 pub mod out;
 
 pub mod alerts;
+pub mod analytics;
 pub mod cli;
 pub mod clock;
 mod commands;

@@ -142,6 +142,7 @@ pub async fn install(conn: &mut PgConnection) -> anyhow::Result<Report> {
             (QUEUE_SQL, "work queue"),
             (MATERIALIZE_SQL, "materialized columns"),
             (ROLLUP_SQL, "incremental rollups"),
+            (crate::analytics::SQL, "product analytics"),
             (METRICS_SQL, "metric loads"),
             (crate::standby::SQL, "standbys"),
             (HEALTH_SQL, "health checks"),

@@ -1,5 +1,6 @@
 //! The `pgdw` command, run as a user would, against throwaway clusters on free ports.
 
+mod analytics;
 mod bi;
 #[cfg(feature = "demo")]
 mod browser;

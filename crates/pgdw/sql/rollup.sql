@@ -523,12 +523,18 @@ BEGIN
     RETURN jsonb_build_object('groups', groups, 'updated', ups, 'deleted', dels, 'full', whole);
 END $$;
 
--- `p.a, p.b::text`: columns of `tbl` as they can be compared, json (which has no equality)
--- as its text.
+-- `p.a, p.b::text`: columns of `tbl` as they can be compared (by =, and by EXCEPT in
+-- pgdw.rollup_verify), a type without a default btree or hash operator class (json, xml, hll's
+-- and tdigest's sketches) as its text.
 CREATE OR REPLACE FUNCTION pgdw.rollup_comparable(tbl regclass, cols text[], p text) RETURNS text
 LANGUAGE sql STABLE AS $$
     SELECT string_agg(concat_ws('.', p, quote_ident(c))
-                      || CASE WHEN a.atttypid IN ('json'::regtype, 'xml'::regtype) THEN '::text' ELSE '' END, ', ' ORDER BY i)
+                      || CASE WHEN a.atttypid IN ('json'::regtype, 'xml'::regtype)
+                                OR (a.atttypid IS NOT NULL AND NOT EXISTS (
+                                        SELECT 1 FROM pg_opclass oc JOIN pg_am am ON am.oid = oc.opcmethod
+                                         WHERE oc.opcintype = a.atttypid AND oc.opcdefault AND am.amname IN ('btree', 'hash'))
+                                    AND (SELECT typcategory FROM pg_type WHERE oid = a.atttypid) <> 'A')
+                              THEN '::text' ELSE '' END, ', ' ORDER BY i)
       FROM unnest(cols) WITH ORDINALITY u (c, i)
       LEFT JOIN pg_attribute a ON a.attrelid = tbl AND a.attname = c AND NOT a.attisdropped;
 $$;

@@ -13,6 +13,9 @@ pub const EXTENSIONS: &[(&str, Option<&str>)] = &[
     ("pg_stat_statements", None),
     ("prometheus_fdw", None),
     ("clerk_fdw", None),
+    // Sketches for approximate distinct counts and percentiles in rollups (docs/analytics.md).
+    ("hll", None),
+    ("tdigest", None),
 ];
 
 /// Libraries that must be in shared_preload_libraries.

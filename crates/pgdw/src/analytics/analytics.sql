@@ -292,10 +292,10 @@ BEGIN
     INSERT INTO pgdw.event_tables (source, user_column, time_column, name_column)
     VALUES (src.source, user_column, time_column, name_column) RETURNING * INTO e;
 
-    -- A change dirties (user, day, name): its rows must be found by user and day.
-    EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %s (%s, ((%s AT TIME ZONE ''UTC'')::date))',
+    -- A change dirties (user, day, name): its rows are found by those.
+    EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %s (%s, ((%s AT TIME ZONE ''UTC'')::date), (%s))',
                    left(format('pgdw_events_%s_%s', e.id, (SELECT relname FROM pg_class WHERE oid = src.source)), 63),
-                   src.source, src.u, src.t);
+                   src.source, src.u, src.t, src.n);
     EXECUTE format('CREATE TABLE %s (kind "char" NOT NULL, bucket timestamptz NOT NULL, name text NOT NULL, events bigint NOT NULL, users bigint NOT NULL, PRIMARY KEY (kind, name, bucket))',
                    pgdw.events_object(e.id, 'by_name'));
     EXECUTE format('CREATE TABLE %s (kind "char" NOT NULL, bucket timestamptz NOT NULL, users bigint NOT NULL, PRIMARY KEY (kind, bucket))',
@@ -304,6 +304,14 @@ BEGIN
                    pgdw.events_object(e.id, 'active'));
 
     FOR l IN SELECT * FROM pgdw.events_layers(e.id, src.source, src.u, src.t, src.n) LOOP
+        IF l.layer = 'user_week' THEN
+            -- The layers after the first recompute a group from the first's rows of one user
+            -- in one week, month, or of one name: found by index, not among all the user's.
+            EXECUTE format('CREATE INDEX ON %s (user_id, (date_trunc(''week'', day::timestamp)::date))', pgdw.events_object(e.id, 'user_day_name'));
+            EXECUTE format('CREATE INDEX ON %s (user_id, (date_trunc(''month'', day::timestamp)::date))', pgdw.events_object(e.id, 'user_day_name'));
+            EXECUTE format('CREATE INDEX ON %s (user_id, name, first_at)', pgdw.events_object(e.id, 'user_day_name'));
+            EXECUTE format('ANALYZE %s', pgdw.events_object(e.id, 'user_day_name'));
+        END IF;
         PERFORM pgdw.rollup(pgdw.events_object(e.id, l.layer), l.query, l.src::regclass, l.keys);
         IF l.layer <> 'firsts' THEN
             PERFORM pgdw.events_fold(e.id, l.layer, NULL, pgdw.events_object(e.id, l.layer));
@@ -438,12 +446,18 @@ BEGIN
     END IF;
     -- For each user and each first step in range, the earliest event of each next step that
     -- keeps the chain going: taking the earliest never loses a chain a later one would make.
+    -- The earliest step-k event at or after each chain's step k-1 is a running minimum over the
+    -- user's chains and step-k events merged in descending time (events first at equal
+    -- times: a tie counts), so a step costs a sort, never a join of chains with events.
     q := format($q$WITH ev AS MATERIALIZED (SELECT e.u, e.t, s.i AS step FROM (%1$s) e JOIN unnest(%2$L::text[]) WITH ORDINALITY s (name, i) ON s.name = e.name),
-                 c1 AS (SELECT DISTINCT u, t AS t1, t AS tk FROM ev WHERE step = 1 AND t < %3$L)$q$,
+                 c1 AS MATERIALIZED (SELECT DISTINCT u, t AS t1, t AS tk FROM ev WHERE step = 1 AND t < %3$L)$q$,
                 pgdw.events_stream(src, since, until + within + interval '1 microsecond', steps), steps, until);
     FOR k IN 2 .. cardinality(steps) LOOP
-        q := q || format($q$, c%1$s AS (SELECT c.u, c.t1, min(e.t) AS tk FROM c%2$s c JOIN ev e ON e.u = c.u AND e.step = %1$s
-                                              AND e.t >= c.tk AND e.t <= c.t1 + %3$L::interval GROUP BY c.u, c.t1)$q$, k, k - 1, within);
+        q := q || format($q$, c%1$s AS MATERIALIZED (
+                SELECT u, t1, tk FROM (
+                    SELECT u, t1, chain, min(t) FILTER (WHERE NOT chain) OVER (PARTITION BY u ORDER BY t DESC, chain ROWS UNBOUNDED PRECEDING) AS tk
+                      FROM (SELECT u, t1, tk AS t, true AS chain FROM c%2$s UNION ALL SELECT u, NULL, t, false FROM ev WHERE step = %1$s) m) x
+                 WHERE chain AND tk <= t1 + %3$L::interval)$q$, k, k - 1, within);
     END LOOP;
     FOR k IN 1 .. cardinality(steps) LOOP
         counts := counts || format('(%s, (SELECT count(DISTINCT u) FROM c%1$s))', k);

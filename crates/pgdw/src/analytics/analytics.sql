@@ -8,10 +8,13 @@
 -- from one capture on the source, so writers pay for one statement trigger and nothing else:
 --
 --   source ─► user_day_name (user, day, name: events, first time, hour mask, every time)
---               ├─► user_day   (user, day: names, hour mask)     ─► user (days active)
---               ├─► user_week  (user, Monday: names)
---               ├─► user_month (user, month: names)
+--               ├─► user_day   (user, day: names, hour mask) ─┬─► user       (days active)
+--               │                                              ├─► user_week  (user, Monday: names)
+--               │                                              └─► user_month (user, month: names)
 --               └─► firsts     (user, name: first time ever)
+--
+-- The layers read from user_day are recomputed only when a user-day's names or hours change
+-- (a run rewrites only the groups whose values differ), not at every event.
 --
 -- The first level is the only one that reads the source; its groups below the source's oldest
 -- retained partition are frozen (rollups.frozen_key), so raw events expiring take nothing out
@@ -221,14 +224,14 @@ LANGUAGE sql STABLE AS $$
            pgdw.events_object(id, 'user_day_name'), ARRAY['user_id', 'day']
     UNION ALL
     SELECT 'user_week',
-           format('SELECT user_id, date_trunc(''week'', day::timestamp)::date AS week, array_agg(DISTINCT name ORDER BY name) AS names FROM %s GROUP BY 1, 2',
-                  pgdw.events_object(id, 'user_day_name')),
-           pgdw.events_object(id, 'user_day_name'), ARRAY['user_id', 'date_trunc(''week'', day::timestamp)::date']
+           format('SELECT user_id, date_trunc(''week'', day::timestamp)::date AS week, array_agg(DISTINCT x ORDER BY x) AS names FROM %s, unnest(names) x GROUP BY 1, 2',
+                  pgdw.events_object(id, 'user_day')),
+           pgdw.events_object(id, 'user_day'), ARRAY['user_id', 'date_trunc(''week'', day::timestamp)::date']
     UNION ALL
     SELECT 'user_month',
-           format('SELECT user_id, date_trunc(''month'', day::timestamp)::date AS month, array_agg(DISTINCT name ORDER BY name) AS names FROM %s GROUP BY 1, 2',
-                  pgdw.events_object(id, 'user_day_name')),
-           pgdw.events_object(id, 'user_day_name'), ARRAY['user_id', 'date_trunc(''month'', day::timestamp)::date']
+           format('SELECT user_id, date_trunc(''month'', day::timestamp)::date AS month, array_agg(DISTINCT x ORDER BY x) AS names FROM %s, unnest(names) x GROUP BY 1, 2',
+                  pgdw.events_object(id, 'user_day')),
+           pgdw.events_object(id, 'user_day'), ARRAY['user_id', 'date_trunc(''month'', day::timestamp)::date']
     UNION ALL
     SELECT 'firsts',
            format('SELECT user_id, name, min(first_at) AS first_at FROM %s GROUP BY 1, 2', pgdw.events_object(id, 'user_day_name')),
@@ -305,10 +308,8 @@ BEGIN
 
     FOR l IN SELECT * FROM pgdw.events_layers(e.id, src.source, src.u, src.t, src.n) LOOP
         IF l.layer = 'user_week' THEN
-            -- The layers after the first recompute a group from the first's rows of one user
-            -- in one week, month, or of one name: found by index, not among all the user's.
-            EXECUTE format('CREATE INDEX ON %s (user_id, (date_trunc(''week'', day::timestamp)::date))', pgdw.events_object(e.id, 'user_day_name'));
-            EXECUTE format('CREATE INDEX ON %s (user_id, (date_trunc(''month'', day::timestamp)::date))', pgdw.events_object(e.id, 'user_day_name'));
+            -- firsts recomputes a group from the first layer's rows of one user and name: found
+            -- by index, not among all the user's.
             EXECUTE format('CREATE INDEX ON %s (user_id, name, first_at)', pgdw.events_object(e.id, 'user_day_name'));
             EXECUTE format('ANALYZE %s', pgdw.events_object(e.id, 'user_day_name'));
         END IF;
@@ -414,12 +415,14 @@ BEGIN
         RETURN;
     END IF;
     RETURN QUERY EXECUTE format($q$
-        WITH ud AS (SELECT DISTINCT u, (t AT TIME ZONE 'UTC')::date AS day FROM (%1$s) e),
-        cov AS (SELECT ud.day + k AS d, ud.u, k FROM ud, generate_series(0, 29) k)
-        SELECT g.d::date, count(DISTINCT c.u) FILTER (WHERE c.k = 0), count(DISTINCT c.u) FILTER (WHERE c.k < 7), count(DISTINCT c.u)
+        WITH ud AS MATERIALIZED (SELECT DISTINCT u, (t AT TIME ZONE 'UTC')::date AS day FROM (%1$s) e),
+        a AS (SELECT ud.day + k AS d, count(DISTINCT ud.u) FILTER (WHERE k = 0) AS dau, count(DISTINCT ud.u) FILTER (WHERE k < 7) AS wau,
+                     count(DISTINCT ud.u) AS mau
+                FROM ud, generate_series(0, 29) k WHERE ud.day + k >= %2$L::date AND ud.day + k < %3$L::date GROUP BY 1)
+        SELECT g.d::date, coalesce(a.dau, 0), coalesce(a.wau, 0), coalesce(a.mau, 0)
           FROM generate_series(%2$L::date, %3$L::date - 1, interval '1 day') g (d)
-          LEFT JOIN cov c ON c.d = g.d::date
-         GROUP BY 1 ORDER BY 1$q$,
+          LEFT JOIN a ON a.d = g.d::date
+         ORDER BY 1$q$,
         pgdw.events_stream(src, (since - 29)::timestamp AT TIME ZONE 'UTC', until::timestamp AT TIME ZONE 'UTC', NULL), since, until);
 END $$;
 COMMENT ON FUNCTION pgdw.active_users(text, date, date, text, text, text, boolean) IS

@@ -395,7 +395,7 @@ LANGUAGE sql STABLE AS $$
     END;
 $$;
 
-CREATE OR REPLACE FUNCTION pgdw.active_users(tbl text, since date, until date,
+CREATE OR REPLACE FUNCTION pgdw.events_active_users(tbl text, since date, until date,
     user_column text DEFAULT NULL, time_column text DEFAULT NULL, name_column text DEFAULT NULL, scan boolean DEFAULT false)
 RETURNS TABLE (day date, dau bigint, wau bigint, mau bigint)
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -416,19 +416,25 @@ BEGIN
     END IF;
     RETURN QUERY EXECUTE format($q$
         WITH ud AS MATERIALIZED (SELECT DISTINCT u, (t AT TIME ZONE 'UTC')::date AS day FROM (%1$s) e),
-        a AS (SELECT ud.day + k AS d, count(DISTINCT ud.u) FILTER (WHERE k = 0) AS dau, count(DISTINCT ud.u) FILTER (WHERE k < 7) AS wau,
-                     count(DISTINCT ud.u) AS mau
-                FROM ud, generate_series(0, 29) k WHERE ud.day + k >= %2$L::date AND ud.day + k < %3$L::date GROUP BY 1)
-        SELECT g.d::date, coalesce(a.dau, 0), coalesce(a.wau, 0), coalesce(a.mau, 0)
-          FROM generate_series(%2$L::date, %3$L::date - 1, interval '1 day') g (d)
-          LEFT JOIN a ON a.d = g.d::date
+        -- A user's week (month) covers the 7 (30) days from each active day: a day active
+        -- after `prev` adds the days from max(day, prev + 7) to day + 6, counted as +1 and -1
+        -- at the ends and summed over the calendar (no day expanded into 30 rows).
+        l AS (SELECT day, lag(day) OVER (PARTITION BY u ORDER BY day) AS prev FROM ud),
+        deltas AS (SELECT d, sum(w) AS w, sum(m) AS m FROM (
+                       SELECT greatest(day, coalesce(prev + 7, day)) AS d, 1 AS w, 0 AS m FROM l
+                       UNION ALL SELECT day + 7, -1, 0 FROM l
+                       UNION ALL SELECT greatest(day, coalesce(prev + 30, day)), 0, 1 FROM l
+                       UNION ALL SELECT day + 30, 0, -1 FROM l) x GROUP BY d),
+        dau AS (SELECT day AS d, count(*) AS n FROM ud GROUP BY 1),
+        tot AS (SELECT c.d::date AS d, sum(coalesce(x.w, 0)) OVER (ORDER BY c.d) AS wau, sum(coalesce(x.m, 0)) OVER (ORDER BY c.d) AS mau
+                  FROM generate_series(%2$L::date - 60, %3$L::date - 1, interval '1 day') c (d) LEFT JOIN deltas x ON x.d = c.d::date)
+        SELECT tot.d, coalesce(dau.n, 0)::bigint, tot.wau::bigint, tot.mau::bigint
+          FROM tot LEFT JOIN dau ON dau.d = tot.d WHERE tot.d >= %2$L::date
          ORDER BY 1$q$,
         pgdw.events_stream(src, (since - 29)::timestamp AT TIME ZONE 'UTC', until::timestamp AT TIME ZONE 'UTC', NULL), since, until);
 END $$;
-COMMENT ON FUNCTION pgdw.active_users(text, date, date, text, text, text, boolean) IS
-    'Distinct users per UTC day with an event that day (dau), in the 7 days to it (wau) and the 30 (mau)';
 
-CREATE OR REPLACE FUNCTION pgdw.funnel(tbl text, steps text[], within interval, since timestamptz, until timestamptz,
+CREATE OR REPLACE FUNCTION pgdw.events_funnel(tbl text, steps text[], within interval, since timestamptz, until timestamptz,
     user_column text DEFAULT NULL, time_column text DEFAULT NULL, name_column text DEFAULT NULL, scan boolean DEFAULT false)
 RETURNS TABLE (step int, event text, users bigint, conversion numeric)
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -471,8 +477,6 @@ BEGIN
                CASE WHEN n.step = 1 THEN 1::numeric WHEN f.users = 0 THEN 0::numeric ELSE round(n.users::numeric / f.users, 4) END
           FROM n, (SELECT users FROM n WHERE step = 1) f ORDER BY 1$q$, array_to_string(counts, ', '), steps);
 END $$;
-COMMENT ON FUNCTION pgdw.funnel(text, text[], interval, timestamptz, timestamptz, text, text, text, boolean) IS
-    'Users reaching each step of an ordered chain of events starting in [since, until) and ending within the interval (windowFunnel)';
 
 -- The index of period `p` counted from `cohort` in periods of `period`.
 CREATE OR REPLACE FUNCTION pgdw.events_period_index(period text, cohort date, p date) RETURNS int
@@ -494,7 +498,7 @@ BEGIN
 EXCEPTION WHEN duplicate_object THEN NULL;
 END $$;
 
-CREATE OR REPLACE FUNCTION pgdw.retention(tbl text, cohort_event text, return_event text, period text, periods int,
+CREATE OR REPLACE FUNCTION pgdw.events_retention(tbl text, cohort_event text, return_event text, period text, periods int,
     since timestamptz, until timestamptz,
     user_column text DEFAULT NULL, time_column text DEFAULT NULL, name_column text DEFAULT NULL, scan boolean DEFAULT false)
 RETURNS SETOF pgdw.retention_row
@@ -551,10 +555,8 @@ BEGIN
          ORDER BY 1, 2$q$,
         period, firsts, since, until, active, periods);
 END $$;
-COMMENT ON FUNCTION pgdw.retention(text, text, text, text, int, timestamptz, timestamptz, text, text, text, boolean) IS
-    'Users of each cohort (the period of their first cohort_event) active again (return_event, any when NULL) in each later period';
 
-CREATE OR REPLACE FUNCTION pgdw.trend(tbl text, event text, bucket text, since timestamptz, until timestamptz,
+CREATE OR REPLACE FUNCTION pgdw.events_trend(tbl text, event text, bucket text, since timestamptz, until timestamptz,
     user_column text DEFAULT NULL, time_column text DEFAULT NULL, name_column text DEFAULT NULL, scan boolean DEFAULT false)
 RETURNS SETOF pgdw.trend_row
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -599,5 +601,44 @@ BEGIN
         SELECT s.b, coalesce(g.events, 0)::bigint, coalesce(g.users, 0)::bigint FROM (%3$s) s LEFT JOIN g ON g.b = s.b ORDER BY 1$q$,
         bucket, pgdw.events_stream(src, since, until, CASE WHEN event IS NOT NULL THEN ARRAY[event] END), series);
 END $$;
+
+-- The functions users call: the table named as the caller's search_path finds it, the answer
+-- read by the owner's functions above (SECURITY DEFINER, whose own path is pinned).
+CREATE OR REPLACE FUNCTION pgdw.events_qualify(tbl text) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce((SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                      WHERE c.oid = to_regclass(tbl)), tbl);
+$$;
+
+CREATE OR REPLACE FUNCTION pgdw.active_users(tbl text, since date, until date,
+    user_column text DEFAULT NULL, time_column text DEFAULT NULL, name_column text DEFAULT NULL, scan boolean DEFAULT false)
+RETURNS TABLE (day date, dau bigint, wau bigint, mau bigint) LANGUAGE sql STABLE AS $$
+    SELECT * FROM pgdw.events_active_users(pgdw.events_qualify(tbl), since, until, user_column, time_column, name_column, scan);
+$$;
+COMMENT ON FUNCTION pgdw.active_users(text, date, date, text, text, text, boolean) IS
+    'Distinct users per UTC day with an event that day (dau), in the 7 days to it (wau) and the 30 (mau)';
+
+CREATE OR REPLACE FUNCTION pgdw.funnel(tbl text, steps text[], within interval, since timestamptz, until timestamptz,
+    user_column text DEFAULT NULL, time_column text DEFAULT NULL, name_column text DEFAULT NULL, scan boolean DEFAULT false)
+RETURNS TABLE (step int, event text, users bigint, conversion numeric) LANGUAGE sql STABLE AS $$
+    SELECT * FROM pgdw.events_funnel(pgdw.events_qualify(tbl), steps, within, since, until, user_column, time_column, name_column, scan);
+$$;
+COMMENT ON FUNCTION pgdw.funnel(text, text[], interval, timestamptz, timestamptz, text, text, text, boolean) IS
+    'Users reaching each step of an ordered chain of events starting in [since, until) and ending within the interval (windowFunnel)';
+
+CREATE OR REPLACE FUNCTION pgdw.retention(tbl text, cohort_event text, return_event text, period text, periods int,
+    since timestamptz, until timestamptz,
+    user_column text DEFAULT NULL, time_column text DEFAULT NULL, name_column text DEFAULT NULL, scan boolean DEFAULT false)
+RETURNS SETOF pgdw.retention_row LANGUAGE sql STABLE AS $$
+    SELECT * FROM pgdw.events_retention(pgdw.events_qualify(tbl), cohort_event, return_event, period, periods, since, until, user_column, time_column, name_column, scan);
+$$;
+COMMENT ON FUNCTION pgdw.retention(text, text, text, text, int, timestamptz, timestamptz, text, text, text, boolean) IS
+    'Users of each cohort (the period of their first cohort_event) active again (return_event, any when NULL) in each later period';
+
+CREATE OR REPLACE FUNCTION pgdw.trend(tbl text, event text, bucket text, since timestamptz, until timestamptz,
+    user_column text DEFAULT NULL, time_column text DEFAULT NULL, name_column text DEFAULT NULL, scan boolean DEFAULT false)
+RETURNS SETOF pgdw.trend_row LANGUAGE sql STABLE AS $$
+    SELECT * FROM pgdw.events_trend(pgdw.events_qualify(tbl), event, bucket, since, until, user_column, time_column, name_column, scan);
+$$;
 COMMENT ON FUNCTION pgdw.trend(text, text, text, timestamptz, timestamptz, text, text, text, boolean) IS
     'Events and distinct users per UTC bucket (minute, hour, day, week starting Monday, month) in [since, until)';

@@ -431,6 +431,49 @@ fn bad_input_is_refused_naming_the_argument() {
             "tbl: the table app.events does not exist");
 }
 
+/// A replicated event table (rows applied by logical replication's worker, which fires only
+/// row triggers): registered in the warehouse, every answer equals the scan of the replica's
+/// rows after inserts, updates and deletes on the source.
+#[test]
+fn a_replicated_event_table_is_kept_from_the_applied_changes() {
+    let events = "SELECT count(*) || ':' || coalesce(sum(event_id * 7 + user_id)::text, '') || ':' || coalesce(max(occurred_at)::text, '') FROM events";
+    let f = super::replicate::Fixture::replicating(
+        "CREATE TABLE events (event_id bigint PRIMARY KEY, user_id bigint NOT NULL, occurred_at timestamptz NOT NULL, event_name text NOT NULL);
+         SELECT setseed(0.5);
+         INSERT INTO events SELECT g, 1 + floor(random() * 40)::int, now() - random() * interval '20 days',
+                                   (ARRAY['signup', 'create_project', 'invite_member', 'page_view'])[1 + floor(random() * 4)::int]
+           FROM generate_series(1, 1500) g;",
+        "[replicate.app]\nsource = \"env:CP_URL\"\ntables = [\"public.events\"]\n",
+        events,
+    );
+    query(&f.wh, "SELECT pgdw.events('public.events', user_column => 'user_id', time_column => 'occurred_at', name_column => 'event_name')");
+    let _worker = Worker::start(&f.wh, &["--poll", "200ms"]);
+    query(
+        &f.source,
+        "INSERT INTO events SELECT g, 1 + g % 50, now() - (g % 19) * interval '1 day', 'signup' FROM generate_series(5001, 5300) g;
+         UPDATE events SET event_name = 'create_project', occurred_at = occurred_at + interval '2 hours' WHERE event_id % 11 = 0;
+         DELETE FROM events WHERE user_id = 3;",
+    );
+    f.converges(events);
+    caught_up(&f.wh);
+    let (w, range) = (&f.wh, "since => now() - interval '25 days', until => now()");
+    let cols =
+        "user_column => 'user_id', time_column => 'occurred_at', name_column => 'event_name'";
+    for (what, call) in [
+        ("active_users", "active_users('events', since => current_date - 25, until => current_date + 1{x})".to_string()),
+        ("funnel", format!("funnel('events', steps => ARRAY['signup', 'create_project', 'invite_member'], within => interval '3 days', {range}{{x}})")),
+        ("retention", format!("retention('events', cohort_event => 'signup', return_event => NULL, period => 'day', periods => 10, {range}{{x}})")),
+        ("trend", format!("trend('events', event => NULL, bucket => 'hour', {range}{{x}})")),
+    ] {
+        same(
+            w,
+            what,
+            &format!("SELECT * FROM pgdw.{}", call.replace("{x}", "")),
+            &format!("SELECT * FROM pgdw.{}", call.replace("{x}", &format!(", {cols}"))),
+        );
+    }
+}
+
 /// hll and tdigest sketches in an hourly rollup, merged by a daily rollup chained to it, kept
 /// by a worker through new requests: the daily uniques within 10% of the exact count (hll
 /// default 2^11 registers: 2.3% standard error, more than 4 of them) and the p95 within one

@@ -36,10 +36,16 @@ impl Fixture {
 
     /// The organizations replicated (SECTION), copied and streaming.
     pub(super) fn streaming() -> Fixture {
-        let f = Fixture::new(ORGS);
-        f.config(SECTION);
+        Fixture::replicating(ORGS, SECTION, ALL_ORGS)
+    }
+
+    /// The source set up by `setup_source`, replicated by the project's `section` (whose
+    /// source is `env:CP_URL`), once `check` gives the same on both sides.
+    pub(super) fn replicating(setup_source: &str, section: &str, check: &str) -> Fixture {
+        let f = Fixture::new(setup_source);
+        f.config(section);
         f.migrate();
-        f.converges(ALL_ORGS);
+        f.converges(check);
         f
     }
 

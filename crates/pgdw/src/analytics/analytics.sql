@@ -402,6 +402,9 @@ LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp A
 DECLARE
     src pgdw.event_source := pgdw.events_resolve('pgdw.active_users', tbl, user_column, time_column, name_column);
 BEGIN
+    IF scan THEN
+        src.reg := NULL;  -- the rows, as for a table not registered
+    END IF;
     IF since IS NULL OR until IS NULL OR since >= until THEN
         RAISE EXCEPTION 'pgdw.active_users: since (%) must be before until (%)', since, until;
     END IF;
@@ -444,6 +447,9 @@ DECLARE
     k   int;
     counts text[] := '{}';
 BEGIN
+    IF scan THEN
+        src.reg := NULL;  -- the rows, as for a table not registered
+    END IF;
     IF steps IS NULL OR cardinality(steps) = 0 OR array_position(steps, NULL) IS NOT NULL THEN
         RAISE EXCEPTION 'pgdw.funnel: steps must name at least one event, none of them NULL (got %)', coalesce(steps::text, 'NULL');
     END IF;
@@ -511,6 +517,9 @@ DECLARE
     active text;
     horizon timestamptz;
 BEGIN
+    IF scan THEN
+        src.reg := NULL;  -- the rows, as for a table not registered
+    END IF;
     IF period IS NULL OR period NOT IN ('day', 'week', 'month') THEN
         RAISE EXCEPTION 'pgdw.retention: period must be day, week or month (got %)', coalesce(period, 'NULL');
     END IF;
@@ -568,6 +577,9 @@ DECLARE
     aligned boolean;
     series text;
 BEGIN
+    IF scan THEN
+        src.reg := NULL;  -- the rows, as for a table not registered
+    END IF;
     IF bucket IS NULL OR bucket NOT IN ('minute', 'hour', 'day', 'week', 'month') THEN
         RAISE EXCEPTION 'pgdw.trend: bucket must be minute, hour, day, week or month (got %)', coalesce(bucket, 'NULL');
     END IF;

@@ -152,95 +152,86 @@ fn check_all(w: &TempWarehouse, b: &str, with_scan: bool) {
         extras.push(("registered, scan => true", ", scan => true".into()));
     }
     for (how, extra) in &extras {
-        same(
-            w,
-            &format!("active_users, {how}"),
-            &active(b, -29, 1, extra),
-            &active_ref(b, -29, 1),
+        let x = extra.as_str();
+        let (f1, f2) = (
+            ["signup", "create_project", "invite_member"],
+            ["search", "page_view", "create_project"],
         );
-        let steps = ["signup", "create_project", "invite_member"];
-        same(
-            w,
-            &format!("funnel, {how}"),
-            &funnel(b, steps, "2 days", -29, -1, extra),
-            &funnel_ref(b, steps, "2 days", -29, -1),
-        );
-        same(
-            w,
-            &format!("funnel within 0, {how}"),
-            &funnel(b, steps, "0", -29, 1, extra),
-            &funnel_ref(b, steps, "0", -29, 1),
-        );
-        let steps = ["search", "page_view", "create_project"];
-        same(
-            w,
-            &format!("funnel of frequent events, {how}"),
-            &funnel(b, steps, "6 hours", -20, -5, extra),
-            &funnel_ref(b, steps, "6 hours", -20, -5),
-        );
-        same(
-            w,
-            &format!("weekly retention, {how}"),
-            &retention(b, "signup", "NULL", "week", 5, -35, 1, extra),
-            &retention_ref(b, "signup", "NULL", "week", 5, -35, 1),
-        );
-        same(
-            w,
-            &format!("daily retention of page views, {how}"),
-            &retention(b, "signup", "'page_view'", "day", 8, -30, -2, extra),
-            &retention_ref(b, "signup", "'page_view'", "day", 8, -30, -2),
-        );
-        same(
-            w,
-            &format!("monthly retention, {how}"),
-            &retention(
-                b,
-                "create_project",
-                "'invite_member'",
-                "month",
-                3,
-                -70,
-                1,
-                extra,
+        let cases = [
+            ("active_users", active(b, -29, 1, x), active_ref(b, -29, 1)),
+            (
+                "funnel",
+                funnel(b, f1, "2 days", -29, -1, x),
+                funnel_ref(b, f1, "2 days", -29, -1),
             ),
-            &retention_ref(b, "create_project", "'invite_member'", "month", 3, -70, 1),
-        );
-        same(
-            w,
-            &format!("hourly trend, {how}"),
-            &trend(b, "'page_view'", "hour", -72, 0, extra),
-            &trend_ref(b, "'page_view'", "hour", -72, 0),
-        );
-        same(
-            w,
-            &format!("daily trend of every event, {how}"),
-            &trend(b, "NULL", "day", -29 * 24, 24, extra),
-            &trend_ref(b, "NULL", "day", -29 * 24, 24),
-        );
-        same(
-            w,
-            &format!("weekly trend, {how}"),
-            &trend(b, "NULL", "week", -31 * 24, 24, extra),
-            &trend_ref(b, "NULL", "week", -31 * 24, 24),
-        );
-        same(
-            w,
-            &format!("monthly trend, {how}"),
-            &trend(b, "'signup'", "month", -62 * 24, 31 * 24, extra),
-            &trend_ref(b, "'signup'", "month", -62 * 24, 31 * 24),
-        );
-        same(
-            w,
-            &format!("minute trend, {how}"),
-            &trend(b, "'signup'", "minute", -5 * 24, -4 * 24, extra),
-            &trend_ref(b, "'signup'", "minute", -5 * 24, -4 * 24),
-        );
-        same(
-            w,
-            &format!("hourly trend not on the hour, {how}"),
-            &trend(b, "NULL", "hour", -100, -3, extra),
-            &trend_ref(b, "NULL", "hour", -100, -3),
-        );
+            (
+                "funnel within 0",
+                funnel(b, f1, "0", -29, 1, x),
+                funnel_ref(b, f1, "0", -29, 1),
+            ),
+            (
+                "funnel of frequent events",
+                funnel(b, f2, "6 hours", -20, -5, x),
+                funnel_ref(b, f2, "6 hours", -20, -5),
+            ),
+            (
+                "weekly retention",
+                retention(b, "signup", "NULL", "week", 5, -35, 1, x),
+                retention_ref(b, "signup", "NULL", "week", 5, -35, 1),
+            ),
+            (
+                "daily retention of page views",
+                retention(b, "signup", "'page_view'", "day", 8, -30, -2, x),
+                retention_ref(b, "signup", "'page_view'", "day", 8, -30, -2),
+            ),
+            (
+                "monthly retention",
+                retention(
+                    b,
+                    "create_project",
+                    "'invite_member'",
+                    "month",
+                    3,
+                    -70,
+                    1,
+                    x,
+                ),
+                retention_ref(b, "create_project", "'invite_member'", "month", 3, -70, 1),
+            ),
+            (
+                "hourly trend",
+                trend(b, "'page_view'", "hour", -72, 0, x),
+                trend_ref(b, "'page_view'", "hour", -72, 0),
+            ),
+            (
+                "daily trend of every event",
+                trend(b, "NULL", "day", -29 * 24, 24, x),
+                trend_ref(b, "NULL", "day", -29 * 24, 24),
+            ),
+            (
+                "weekly trend",
+                trend(b, "NULL", "week", -31 * 24, 24, x),
+                trend_ref(b, "NULL", "week", -31 * 24, 24),
+            ),
+            (
+                "monthly trend",
+                trend(b, "'signup'", "month", -62 * 24, 31 * 24, x),
+                trend_ref(b, "'signup'", "month", -62 * 24, 31 * 24),
+            ),
+            (
+                "minute trend",
+                trend(b, "'signup'", "minute", -5 * 24, -4 * 24, x),
+                trend_ref(b, "'signup'", "minute", -5 * 24, -4 * 24),
+            ),
+            (
+                "hourly trend not on the hour",
+                trend(b, "NULL", "hour", -100, -3, x),
+                trend_ref(b, "NULL", "hour", -100, -3),
+            ),
+        ];
+        for (what, got, want) in &cases {
+            same(w, &format!("{what}, {how}"), got, want);
+        }
     }
 }
 

@@ -111,16 +111,12 @@ fn retention_ref(
     )
 }
 
-fn retention(
-    b: &str,
-    cohort_event: &str,
-    return_event: &str,
-    period: &str,
-    periods: i32,
-    since: i32,
-    until: i32,
-    extra: &str,
-) -> String {
+/// A retention question: cohort event, return event (SQL), period, periods, since and until
+/// in days from B.
+type Retention<'a> = (&'a str, &'a str, &'a str, i32, i32, i32);
+
+fn retention(b: &str, q: Retention, extra: &str) -> String {
+    let (cohort_event, return_event, period, periods, since, until) = q;
     format!("SELECT * FROM pgdw.retention('app.events', cohort_event => '{cohort_event}', return_event => {return_event}, period => '{period}',
                     periods => {periods}, since => timestamptz '{b}' + interval '{since} days', until => timestamptz '{b}' + interval '{until} days' {extra})")
 }
@@ -176,24 +172,19 @@ fn check_all(w: &TempWarehouse, b: &str, with_scan: bool) {
             ),
             (
                 "weekly retention",
-                retention(b, "signup", "NULL", "week", 5, -35, 1, x),
+                retention(b, ("signup", "NULL", "week", 5, -35, 1), x),
                 retention_ref(b, "signup", "NULL", "week", 5, -35, 1),
             ),
             (
                 "daily retention of page views",
-                retention(b, "signup", "'page_view'", "day", 8, -30, -2, x),
+                retention(b, ("signup", "'page_view'", "day", 8, -30, -2), x),
                 retention_ref(b, "signup", "'page_view'", "day", 8, -30, -2),
             ),
             (
                 "monthly retention",
                 retention(
                     b,
-                    "create_project",
-                    "'invite_member'",
-                    "month",
-                    3,
-                    -70,
-                    1,
+                    ("create_project", "'invite_member'", "month", 3, -70, 1),
                     x,
                 ),
                 retention_ref(b, "create_project", "'invite_member'", "month", 3, -70, 1),

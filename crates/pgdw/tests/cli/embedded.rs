@@ -16,7 +16,7 @@ fn up_installs_every_extension_and_down_up_keeps_data() {
     );
     assert_eq!(
         exts,
-        "clerk_fdw,pg_cron,pg_partman,pg_stat_statements,plpgsql,postgres_fdw,prometheus_fdw"
+        "clerk_fdw,hll,pg_cron,pg_partman,pg_stat_statements,plpgsql,postgres_fdw,prometheus_fdw,tdigest"
     );
     assert_eq!(
         query(

@@ -118,37 +118,13 @@ async fn writers(
     rate: u64,
     secs: f64,
 ) -> u64 {
-    let mut tasks = Vec::new();
-    for _ in 0..n {
-        let (opts, table) = (opts.clone(), table.to_string());
-        tasks.push(tokio::spawn(async move {
-            let mut c = PgConnection::connect_with(&opts).await.unwrap();
-            let start = Instant::now();
-            let mut done = 0u64;
-            let sql = format!(
-                "INSERT INTO {table} (user_id, occurred_at, event_name, endpoint, latency_ms)
-                 SELECT 1 + floor({users} * power(random(), 2))::bigint, now() - random() * interval '10 minutes',
-                        'e' || floor(50 * power(random(), 3))::int, 'ep' || floor(random() * 20)::int, (-ln(1 - random()) * 50)::real
-                   FROM generate_series(1, 10)"
-            );
-            while start.elapsed().as_secs_f64() < secs {
-                if rate > 0 {
-                    let due = Duration::from_secs_f64(done as f64 / (rate as f64 / n as f64));
-                    if let Some(wait) = due.checked_sub(start.elapsed()) {
-                        tokio::time::sleep(wait).await;
-                    }
-                }
-                sqlx::query(&sql).execute(&mut c).await.unwrap();
-                done += 10;
-            }
-            done
-        }));
-    }
-    let mut total = 0;
-    for t in tasks {
-        total += t.await.unwrap();
-    }
-    total
+    let sql = format!(
+        "INSERT INTO {table} (user_id, occurred_at, event_name, endpoint, latency_ms)
+         SELECT 1 + floor({users} * power(random(), 2))::bigint, now() - random() * interval '10 minutes',
+                'e' || floor(50 * power(random(), 3))::int, 'ep' || floor(random() * 20)::int, (-ln(1 - random()) * 50)::real
+           FROM generate_series(1, 10)"
+    );
+    common::paced_writers(opts, n, rate, secs, 10, move |_| sql.clone()).await
 }
 
 /// Poll `sql` until it returns `want`; the time since `t`.

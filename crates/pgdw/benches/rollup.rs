@@ -122,38 +122,8 @@ async fn writers(
     rate: u64,
     secs: f64,
 ) -> u64 {
-    let mut tasks = Vec::new();
-    for w in 0..n {
-        let (opts, table) = (opts.clone(), table.to_string());
-        tasks.push(tokio::spawn(async move {
-            let mut c = PgConnection::connect_with(&opts).await.unwrap();
-            let mut rng = rand::rngs::StdRng::seed_from_u64(w);
-            let start = Instant::now();
-            let mut done = 0u64;
-            while start.elapsed().as_secs_f64() < secs {
-                if rate > 0 {
-                    // Paced: this writer's share of `rate`.
-                    let due = Duration::from_secs_f64(done as f64 / (rate as f64 / n as f64));
-                    if let Some(wait) = due.checked_sub(start.elapsed()) {
-                        tokio::time::sleep(wait).await;
-                    }
-                }
-                let sql = change(&mut rng, &table, rows);
-                sqlx::query(&sql)
-                    .persistent(false)
-                    .execute(&mut c)
-                    .await
-                    .unwrap();
-                done += 1;
-            }
-            done
-        }));
-    }
-    let mut total = 0;
-    for t in tasks {
-        total += t.await.unwrap();
-    }
-    total
+    let table = table.to_string();
+    common::paced_writers(opts, n, rate, secs, 1, move |rng| change(rng, &table, rows)).await
 }
 
 /// Writers on the source (with the rollup) and on the plain copy, alternated, 3 rounds of 5 s;

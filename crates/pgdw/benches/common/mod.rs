@@ -351,3 +351,53 @@ pub fn viewers(
         p95_ms: pct(0.95),
     }
 }
+
+/// `n` writers, each on its own connection running `statement(rng)` one at a time (each
+/// writes `rows` rows), `rate` rows per second in all (0: as fast as they go), for `secs`.
+/// Returns the rows written.
+pub async fn paced_writers<F>(
+    opts: &sqlx::postgres::PgConnectOptions,
+    n: u64,
+    rate: u64,
+    secs: f64,
+    rows: u64,
+    statement: F,
+) -> u64
+where
+    F: Fn(&mut rand::rngs::StdRng) -> String + Clone + Send + 'static,
+{
+    use rand::SeedableRng;
+    use sqlx::Connection;
+    let mut tasks = Vec::new();
+    for w in 0..n {
+        let (opts, statement) = (opts.clone(), statement.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut c = sqlx::PgConnection::connect_with(&opts).await.unwrap();
+            let mut rng = rand::rngs::StdRng::seed_from_u64(w);
+            let start = Instant::now();
+            let mut done = 0u64;
+            while start.elapsed().as_secs_f64() < secs {
+                if rate > 0 {
+                    // Paced: this writer's share of `rate`.
+                    let due = Duration::from_secs_f64(done as f64 / (rate as f64 / n as f64));
+                    if let Some(wait) = due.checked_sub(start.elapsed()) {
+                        tokio::time::sleep(wait).await;
+                    }
+                }
+                let sql = statement(&mut rng);
+                sqlx::query(&sql)
+                    .persistent(false)
+                    .execute(&mut c)
+                    .await
+                    .unwrap();
+                done += rows;
+            }
+            done
+        }));
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.unwrap();
+    }
+    total
+}

@@ -56,11 +56,26 @@ $$;
 
 -- The oldest instant a partitioned table still holds: the lowest lower bound of its range
 -- partitions (pg_partman's expired ones are detached first). NULL when it is not partitioned.
+-- A bound of a timestamp (or date) key is read as UTC, one of a timestamptz key carries its
+-- offset: neither depends on the session's TimeZone.
 CREATE OR REPLACE FUNCTION pgdw.events_retained_from(source regclass) RETURNS timestamptz
 LANGUAGE sql STABLE AS $$
-    SELECT min((regexp_match(pg_get_expr(c.relpartbound, c.oid), 'FROM \(''([^'']*)''\)'))[1]::timestamptz)
-      FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-     WHERE i.inhparent = source AND pg_get_expr(c.relpartbound, c.oid) LIKE 'FOR VALUES FROM%';
+    -- A partition from MINVALUE holds everything before the others: nothing is expired.
+    SELECT CASE WHEN bool_or(b.expr LIKE 'FOR VALUES FROM (MINVALUE)%') THEN NULL
+                ELSE min(CASE WHEN k.typ = 'timestamptz'::regtype THEN r.v::timestamptz ELSE r.v::timestamp AT TIME ZONE 'UTC' END) END
+      FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid,
+           LATERAL (SELECT pg_get_expr(c.relpartbound, c.oid) AS expr) b,
+           LATERAL (SELECT (regexp_match(b.expr, 'FROM \(''([^'']*)''\)'))[1] AS v) r,
+           LATERAL (SELECT a.atttypid::regtype AS typ FROM pg_partitioned_table p JOIN pg_attribute a
+                      ON a.attrelid = p.partrelid AND a.attnum = p.partattrs[0] WHERE p.partrelid = source) k
+     WHERE i.inhparent = source;
+$$;
+
+-- The index pgdw.events makes on the source (a change's rows found by user, day and name).
+CREATE OR REPLACE FUNCTION pgdw.events_source_index(id int, source regclass) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT format('%I.%I', n.nspname, left(format('pgdw_events_%s_%s', id, c.relname), 63))
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = source;
 $$;
 
 -- A column's time as timestamptz: a timestamp without time zone is read as UTC.
@@ -165,7 +180,7 @@ BEGIN
             END;
         parts := parts || one;
     END LOOP;
-    IF cardinality(parts) = 0 OR layer = 'firsts' THEN
+    IF cardinality(parts) = 0 THEN
         RETURN 'SELECT';
     END IF;
     q := array_to_string(parts, ' UNION ALL ');
@@ -187,12 +202,6 @@ BEGIN
         SELECT kind, bucket, sum(users) FROM c WHERE tgt = 'b' GROUP BY 1, 2 HAVING sum(users) <> 0 ORDER BY 1, 2
         ON CONFLICT (kind, bucket) DO UPDATE SET users = t.users + EXCLUDED.users$s$,
         by_name, by_bucket, q);
-END $$;
-
-CREATE OR REPLACE FUNCTION pgdw.events_fold(id int, layer text, old_rel text, new_rel text) RETURNS void
-LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE pgdw.events_fold_sql(id, layer, old_rel, new_rel);
 END $$;
 
 CREATE OR REPLACE FUNCTION pgdw.events_fold_trigger() RETURNS trigger
@@ -242,7 +251,8 @@ LANGUAGE sql STABLE AS $$
            pgdw.events_object(id, 'user_day'), ARRAY['user_id'];
 $$;
 
--- Every object of registration e goes; the source is untouched.
+-- Every object of registration e goes, the index it made on the source too; the source's rows
+-- are untouched.
 CREATE OR REPLACE FUNCTION pgdw.events_uninstall(e pgdw.event_tables) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -259,6 +269,9 @@ BEGIN
     END LOOP;
     EXECUTE format('DROP TABLE IF EXISTS %s, %s, %s', pgdw.events_object(e.id, 'by_name'),
                    pgdw.events_object(e.id, 'by_bucket'), pgdw.events_object(e.id, 'active'));
+    IF EXISTS (SELECT 1 FROM pg_class WHERE oid = e.source) THEN
+        EXECUTE format('DROP INDEX IF EXISTS %s', pgdw.events_source_index(e.id, e.source));
+    END IF;
     DELETE FROM pgdw.event_tables WHERE id = e.id;
 END $$;
 
@@ -281,7 +294,8 @@ BEGIN
     IF (SELECT relkind FROM pg_class WHERE oid = src.source) NOT IN ('r', 'p') THEN
         RAISE EXCEPTION 'pgdw.events: tbl: % is not a table, so its changes cannot be kept (the analytics functions still scan it when given its columns)', src.source;
     END IF;
-    -- Registrations whose source was dropped.
+    -- Registrations whose source was dropped where no event trigger saw it (pgdw installed
+    -- by a role that may not create one).
     FOR x IN SELECT * FROM pgdw.event_tables y WHERE NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = y.source) LOOP
         PERFORM pgdw.events_uninstall(x);
     END LOOP;
@@ -296,9 +310,8 @@ BEGIN
     VALUES (src.source, user_column, time_column, name_column) RETURNING * INTO e;
 
     -- A change dirties (user, day, name): its rows are found by those.
-    EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %s (%s, ((%s AT TIME ZONE ''UTC'')::date), (%s))',
-                   left(format('pgdw_events_%s_%s', e.id, (SELECT relname FROM pg_class WHERE oid = src.source)), 63),
-                   src.source, src.u, src.t, src.n);
+    EXECUTE format('CREATE INDEX IF NOT EXISTS %s ON %s (%s, ((%s AT TIME ZONE ''UTC'')::date), (%s))',
+                   split_part(pgdw.events_source_index(e.id, src.source), '.', 2), src.source, src.u, src.t, src.n);
     EXECUTE format('CREATE TABLE %s (kind "char" NOT NULL, bucket timestamptz NOT NULL, name text NOT NULL, events bigint NOT NULL, users bigint NOT NULL, PRIMARY KEY (kind, name, bucket))',
                    pgdw.events_object(e.id, 'by_name'));
     EXECUTE format('CREATE TABLE %s (kind "char" NOT NULL, bucket timestamptz NOT NULL, users bigint NOT NULL, PRIMARY KEY (kind, bucket))',
@@ -307,7 +320,7 @@ BEGIN
                    pgdw.events_object(e.id, 'active'));
 
     FOR l IN SELECT * FROM pgdw.events_layers(e.id, src.source, src.u, src.t, src.n) LOOP
-        IF l.layer = 'user_week' THEN
+        IF l.layer = 'firsts' THEN
             -- firsts recomputes a group from the first layer's rows of one user and name: found
             -- by index, not among all the user's.
             EXECUTE format('CREATE INDEX ON %s (user_id, name, first_at)', pgdw.events_object(e.id, 'user_day_name'));
@@ -315,7 +328,7 @@ BEGIN
         END IF;
         PERFORM pgdw.rollup(pgdw.events_object(e.id, l.layer), l.query, l.src::regclass, l.keys);
         IF l.layer <> 'firsts' THEN
-            PERFORM pgdw.events_fold(e.id, l.layer, NULL, pgdw.events_object(e.id, l.layer));
+            EXECUTE pgdw.events_fold_sql(e.id, l.layer, NULL, pgdw.events_object(e.id, l.layer));
             EXECUTE format('CREATE TRIGGER pgdw_events_fold_insert AFTER INSERT ON %s REFERENCING NEW TABLE AS pgdw_new FOR EACH STATEMENT EXECUTE FUNCTION pgdw.events_fold_trigger(%s, %L)',
                            pgdw.events_object(e.id, l.layer), e.id, l.layer);
             EXECUTE format('CREATE TRIGGER pgdw_events_fold_update AFTER UPDATE ON %s REFERENCING OLD TABLE AS pgdw_old NEW TABLE AS pgdw_new FOR EACH STATEMENT EXECUTE FUNCTION pgdw.events_fold_trigger(%s, %L)',
@@ -408,7 +421,7 @@ BEGIN
     IF since IS NULL OR until IS NULL OR since >= until THEN
         RAISE EXCEPTION 'pgdw.active_users: since (%) must be before until (%)', since, until;
     END IF;
-    IF src.reg IS NOT NULL AND NOT scan THEN
+    IF src.reg IS NOT NULL THEN
         RETURN QUERY EXECUTE format($q$
             SELECT d::date, coalesce(b.users, 0)::bigint, coalesce(a.wau, 0)::bigint, coalesce(a.mau, 0)::bigint
               FROM generate_series(%1$L::date, %2$L::date - 1, interval '1 day') d
@@ -535,12 +548,12 @@ BEGIN
     step := ('1 ' || period)::interval;
     -- The last period any reported cohort can reach.
     horizon := (date_trunc(period, until AT TIME ZONE 'UTC') + step * (periods + 1)) AT TIME ZONE 'UTC';
-    IF src.reg IS NOT NULL AND NOT scan THEN
+    IF src.reg IS NOT NULL THEN
         firsts := format('SELECT user_id AS u, first_at FROM %s WHERE name = %L', pgdw.events_object(src.reg, 'firsts'), cohort_event);
-        active := format($q$SELECT user_id AS u, %1$I AS p FROM %2$s WHERE %1$I >= (%3$L::timestamptz AT TIME ZONE 'UTC')::date - 31
+        -- The layer of the period: user_day, user_week, user_month, its period column named so.
+        active := format($q$SELECT user_id AS u, %1$I AS p FROM %2$s WHERE %1$I >= (%3$L::timestamptz AT TIME ZONE 'UTC')::date
                              AND %1$I < (%4$L::timestamptz AT TIME ZONE 'UTC')::date %5$s$q$,
-                         CASE period WHEN 'day' THEN 'day' ELSE period END,
-                         pgdw.events_object(src.reg, CASE period WHEN 'day' THEN 'user_day' ELSE 'user_' || period END),
+                         period, pgdw.events_object(src.reg, 'user_' || period),
                          since, horizon,
                          CASE WHEN return_event IS NOT NULL THEN format('AND %L = ANY (names)', return_event) ELSE '' END);
     ELSE
@@ -591,7 +604,7 @@ BEGIN
                             %3$L::timestamptz AT TIME ZONE 'UTC' - interval '1 microsecond', %4$L::interval) g$q$, bucket, since, until, step);
     aligned := date_trunc(bucket, since AT TIME ZONE 'UTC') = since AT TIME ZONE 'UTC'
            AND date_trunc(bucket, until AT TIME ZONE 'UTC') = until AT TIME ZONE 'UTC';
-    IF src.reg IS NOT NULL AND NOT scan AND aligned AND bucket <> 'minute' THEN
+    IF src.reg IS NOT NULL AND aligned AND bucket <> 'minute' THEN
         kind := left(bucket, 1);
         -- Events of a week or month: the sum of its days' (users need the bucket's own row).
         RETURN QUERY EXECUTE format($q$

@@ -371,6 +371,14 @@ fn every_answer_equals_its_reference_through_changes_and_expiry() {
     );
     caught_up(&w);
     check_all(&w, &b, false);
+    // Forgetting takes every object of the registration away, the source's index too.
+    assert_eq!(query(&w, "SELECT pgdw.events_forget('app.events')"), "t");
+    assert_eq!(
+        query(&w, "SELECT (SELECT count(*) FROM pg_class WHERE relname LIKE 'events\\_%' AND relnamespace = 'pgdw'::regnamespace)
+                        + (SELECT count(*) FROM pg_indexes WHERE indexname LIKE 'pgdw\\_events\\_%')
+                        + (SELECT count(*) FROM pgdw.rollups) + (SELECT count(*) FROM pgdw.event_tables)"),
+        "0"
+    );
 }
 
 #[test]

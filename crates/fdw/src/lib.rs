@@ -15,6 +15,7 @@ mod options;
 mod pglist;
 mod planner;
 mod quals;
+mod routine;
 
 pub use pgdw_wrapper as wrapper;
 
@@ -25,7 +26,7 @@ pub use paste;
 pub mod __private {
     pub use crate::erased::register;
     pub use crate::options::validator;
-    pub use crate::planner::routine;
+    pub use crate::routine::routine;
 }
 
 /// Export the C functions `<prefix>_handler` and `<prefix>_validator` for wrapper type `$w`.

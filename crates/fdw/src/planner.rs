@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::OrRaise;
 use crate::quals::{self, StoredQual};
-use crate::{columns, erased, executor, options, pglist};
+use crate::{columns, erased, options, pglist};
 
 /// Everything a scan needs from planning. No pointers, no secrets.
 #[derive(Debug, Serialize, Deserialize)]
@@ -23,25 +23,6 @@ pub(crate) struct StoredPlan {
     pub quals: Vec<StoredQual>,
     pub needed: Vec<usize>,
     pub limit: Option<u64>,
-}
-
-/// Build the FdwRoutine; every callback is set.
-///
-/// # Safety
-/// Called from the exported handler.
-pub unsafe fn routine() -> pg_sys::Datum {
-    unsafe {
-        let mut r = PgBox::<pg_sys::FdwRoutine>::alloc_node(pg_sys::NodeTag::T_FdwRoutine);
-        r.GetForeignRelSize = Some(get_rel_size);
-        r.GetForeignPaths = Some(get_paths);
-        r.GetForeignPlan = Some(get_plan);
-        r.BeginForeignScan = Some(executor::begin);
-        r.IterateForeignScan = Some(executor::iterate);
-        r.ReScanForeignScan = Some(executor::rescan);
-        r.EndForeignScan = Some(executor::end);
-        r.ExplainForeignScan = Some(executor::explain);
-        pg_sys::Datum::from(r.into_pg())
-    }
 }
 
 struct Analysis {
@@ -173,7 +154,7 @@ unsafe fn const_i64(node: *mut pg_sys::Node) -> Option<i64> {
 }
 
 #[pg_guard]
-unsafe extern "C-unwind" fn get_rel_size(
+pub(crate) unsafe extern "C-unwind" fn get_rel_size(
     root: *mut pg_sys::PlannerInfo,
     baserel: *mut pg_sys::RelOptInfo,
     foreigntableid: pg_sys::Oid,
@@ -194,7 +175,7 @@ const CALL_COST: f64 = 100.0;
 const ROW_COST: f64 = 0.05;
 
 #[pg_guard]
-unsafe extern "C-unwind" fn get_paths(
+pub(crate) unsafe extern "C-unwind" fn get_paths(
     root: *mut pg_sys::PlannerInfo,
     baserel: *mut pg_sys::RelOptInfo,
     foreigntableid: pg_sys::Oid,
@@ -328,7 +309,7 @@ unsafe fn parameterized_path(
 }
 
 #[pg_guard]
-unsafe extern "C-unwind" fn get_plan(
+pub(crate) unsafe extern "C-unwind" fn get_plan(
     root: *mut pg_sys::PlannerInfo,
     baserel: *mut pg_sys::RelOptInfo,
     foreigntableid: pg_sys::Oid,

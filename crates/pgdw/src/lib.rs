@@ -4,23 +4,23 @@
 pub mod out;
 
 pub mod alerts;
-pub mod analytics;
 pub mod cli;
 pub mod clock;
 mod commands;
 #[cfg(feature = "demo")]
 pub mod controlplane;
 pub mod dashboards;
-pub mod doctor;
-pub mod freshness;
+pub mod health;
 #[cfg(feature = "demo")]
 pub mod instance_metrics;
+pub mod jobs;
 pub mod metrics_load;
-pub mod options;
 pub mod project;
 pub mod quote;
 pub mod replicate;
 pub mod requirements;
+pub mod runtime;
+pub mod secrets;
 pub mod serve;
 pub mod standby;
 pub mod target;

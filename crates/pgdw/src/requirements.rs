@@ -139,62 +139,10 @@ pub async fn install(conn: &mut PgConnection) -> anyhow::Result<Report> {
             .any(|e| e.name == name && e.installed.is_some())
     };
     if has("pg_cron") && has("pg_partman") {
-        // In order: each file builds on the ones before it.
-        for (sql, what) in [
-            (RUNTIME_SQL, "refresh runtime"),
-            (QUEUE_SQL, "work queue"),
-            (MATERIALIZE_SQL, "materialized columns"),
-            (ROLLUP_SQL, "incremental rollups"),
-            (crate::analytics::SQL, "product analytics"),
-            (METRICS_SQL, "metric loads"),
-            (crate::standby::SQL, "standbys"),
-            (HEALTH_SQL, "health checks"),
-        ] {
-            install_file(conn, sql)
-                .await
-                .with_context(|| format!("installing pgdw's {what} (schema pgdw)"))?;
-        }
+        crate::runtime::install(conn).await?;
     }
     Ok(report)
 }
-
-/// Run one of the runtime's files: one implicit transaction, so a failure leaves nothing of
-/// it. Replacing functions and tables a running worker uses can deadlock with that worker's
-/// statements (its claims and renewals lock the same tables in another order); PostgreSQL
-/// then cancels one side, and the file, written to be run again, is run again.
-async fn install_file(conn: &mut PgConnection, sql: &str) -> Result<(), sqlx::Error> {
-    let mut attempt = 0;
-    loop {
-        match sqlx::raw_sql(sql).execute(&mut *conn).await {
-            Err(sqlx::Error::Database(e))
-                if attempt < 5 && matches!(e.code().as_deref(), Some("40P01" | "40001")) =>
-            {
-                attempt += 1;
-                tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
-            }
-            other => return other.map(|_| ()),
-        }
-    }
-}
-
-/// The refresh runtime (schedules, run log, incremental sync, partitions), written to be run
-/// again at every `pgdw up`.
-pub const RUNTIME_SQL: &str = include_str!("../sql/runtime.sql");
-
-/// The work queue `pgdw worker` runs (enqueue, dispatch, claim, complete, the views).
-pub const QUEUE_SQL: &str = include_str!("../sql/queue.sql");
-
-/// Materialized columns: `pgdw.materialize` and the worker's batches.
-pub const MATERIALIZE_SQL: &str = include_str!("../sql/materialize.sql");
-
-/// Incremental rollups: `pgdw.rollup`, change capture, the worker's runs, `pgdw.rollup_lag`.
-pub const ROLLUP_SQL: &str = include_str!("../sql/rollup.sql");
-
-/// Metric loads: `pgdw.load_metrics`, the schedule's tick, the foreign-table way.
-pub const METRICS_SQL: &str = include_str!("../sql/metrics.sql");
-
-/// Database health: `pgdw.doctor()` and the database dashboard's views and samples.
-pub const HEALTH_SQL: &str = include_str!("../sql/health.sql");
 
 /// Create the warehouse database when it does not exist (connected to another database).
 pub async fn ensure_database(conn: &mut PgConnection, name: &str) -> anyhow::Result<bool> {
@@ -204,8 +152,7 @@ pub async fn ensure_database(conn: &mut PgConnection, name: &str) -> anyhow::Res
             .fetch_one(&mut *conn)
             .await?;
     if !exists {
-        // The name is pgdw's own constant, not user input.
-        sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
+        sqlx::raw_sql(&format!("CREATE DATABASE {}", crate::quote::ident(name)))
             .execute(&mut *conn)
             .await
             .with_context(|| format!("creating database {name}"))?;

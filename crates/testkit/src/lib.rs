@@ -134,6 +134,29 @@ impl TempWarehouse {
         }
     }
 
+    /// `pg_dump --schema-only` of database `db`: every definition, no data.
+    pub fn schema_dump(&self, db: &str) -> String {
+        let c = self.cluster().expect("a cluster");
+        let out = Command::new(c.bindir().join("pg_dump"))
+            .args(["--schema-only", "--no-owner", "-h"])
+            .arg(c.socket_dir())
+            .args(["-p", &c.port().to_string(), "-U", "postgres", "-d", db])
+            .output()
+            .expect("run pg_dump");
+        assert!(
+            out.status.success(),
+            "pg_dump: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // pg_dump 15.14 and later wrap the dump in `\restrict KEY`, a new random key each time.
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with("\\restrict ") && !l.starts_with("\\unrestrict "))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    }
+
     /// `psql`, insisting on success.
     pub fn sql(&self, sql: &str) -> String {
         self.psql(sql)

@@ -1,4 +1,4 @@
--- Product analytics over an event table (run again at every `pgdw up`, after rollup.sql).
+-- Product analytics over an event table (run again at every `pgdw up`, after rollup.sql: src/runtime/mod.rs).
 --
 -- pgdw.events(table, user_column, time_column, name_column) registers a table of events (a
 -- user, a time, an event name); pgdw.active_users, pgdw.funnel, pgdw.retention and pgdw.trend

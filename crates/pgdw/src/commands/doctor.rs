@@ -1,13 +1,13 @@
 use std::process::ExitCode;
 
 use crate::cli::DoctorArgs;
-use crate::doctor::{self, Thresholds};
+use crate::health::{self, Thresholds};
 use crate::target::Target;
 
 /// `pgdw doctor`: exit 0 when nothing is at warning or above, 1 otherwise.
 pub async fn run(target: &Target, args: &DoctorArgs) -> anyhow::Result<ExitCode> {
     let mut conn = target.connect().await?;
-    let findings = doctor::run(
+    let findings = health::run(
         &mut conn,
         &Thresholds {
             idle_in_transaction: args.idle_in_transaction,
@@ -22,7 +22,7 @@ pub async fn run(target: &Target, args: &DoctorArgs) -> anyhow::Result<ExitCode>
             serde_json::to_string_pretty(&serde_json::json!({ "findings": findings }))?
         );
     } else {
-        doctor::print(&findings);
+        health::print(&findings);
     }
     Ok(if findings.iter().any(|f| f.is_problem()) {
         ExitCode::from(1)

@@ -18,7 +18,7 @@ pub fn run(target: &Target) -> anyhow::Result<ExitCode> {
             }
         }
         Target::Embedded { data_dir } => {
-            let cluster = super::existing_cluster(data_dir)?;
+            let cluster = crate::target::existing_cluster(data_dir)?;
             let s = cluster.state();
             outln!(
                 "export DATABASE_URL={}",

@@ -5,9 +5,9 @@ use anyhow::{anyhow, Context};
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::PgConnection;
 
-use crate::options::{self, Kind};
 use crate::project::{self, Project};
 use crate::requirements;
+use crate::secrets::{self, Kind};
 use crate::target::Target;
 
 /// `pgdw init DIR`.
@@ -67,11 +67,11 @@ pub async fn apply(target: &Target, project: &Project) -> anyhow::Result<ExitCod
         }
     }
     for (server, option, value) in &server_options {
-        options::set(&mut conn, Kind::Server, server, option, value).await?;
+        secrets::set(&mut conn, Kind::Server, server, option, value).await?;
         outln!("set {option} = {value} on server {server}");
     }
     for (server, option, value) in &secrets {
-        options::set(&mut conn, Kind::UserMapping, server, option, value).await?;
+        secrets::set(&mut conn, Kind::UserMapping, server, option, value).await?;
         outln!("set {option} on the user mapping of server {server} (value not shown)");
     }
     Ok(ExitCode::SUCCESS)

@@ -45,8 +45,6 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-use crate::target::{existing_cluster, running_cluster};
-
 async fn standby(target: &Target, cmd: crate::cli::StandbyCommand) -> anyhow::Result<ExitCode> {
     use crate::cli::StandbyCommand as S;
     match cmd {

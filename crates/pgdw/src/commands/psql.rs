@@ -18,7 +18,7 @@ pub fn run(target: &Target, args: &[String]) -> anyhow::Result<ExitCode> {
             c
         }
         Target::Embedded { data_dir } => {
-            let cluster = super::running_cluster(data_dir)?;
+            let cluster = crate::target::running_cluster(data_dir)?;
             let mut c = Command::new(cluster.bindir().join("psql"));
             c.arg("-h")
                 .arg(cluster.socket_dir())

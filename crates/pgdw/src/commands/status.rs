@@ -19,7 +19,7 @@ struct Status {
     data_dir_bytes: Option<u64>,
     server: Option<String>,
     report: Option<Report>,
-    freshness: Option<crate::freshness::Freshness>,
+    freshness: Option<crate::jobs::freshness::Freshness>,
     replication: Option<Vec<crate::replicate::Status>>,
     queue: Option<crate::worker::status::QueueStatus>,
     /// "primary" or "standby" (absent when not running).
@@ -50,7 +50,7 @@ pub async fn run(target: &Target, args: &StatusArgs) -> anyhow::Result<ExitCode>
         Target::External { url } => {
             let mut conn = target.connect().await?;
             let report = requirements::inspect(&mut conn).await?;
-            let freshness = Some(crate::freshness::read(&mut conn).await?);
+            let freshness = Some(crate::jobs::freshness::read(&mut conn).await?);
             let (role, standbys) = crate::standby::status(&mut conn).await?;
             Status {
                 role: Some(role),
@@ -69,7 +69,7 @@ pub async fn run(target: &Target, args: &StatusArgs) -> anyhow::Result<ExitCode>
             }
         }
         Target::Embedded { data_dir } => {
-            let cluster = super::existing_cluster(data_dir)?;
+            let cluster = crate::target::existing_cluster(data_dir)?;
             let pid = cluster.running_pid();
             let (report, freshness, replicated, queue, standbys) = match pid {
                 Some(_) => {
@@ -77,7 +77,7 @@ pub async fn run(target: &Target, args: &StatusArgs) -> anyhow::Result<ExitCode>
                         target::connect_embedded(&cluster, &cluster.state().database).await?;
                     (
                         Some(requirements::inspect(&mut conn).await?),
-                        Some(crate::freshness::read(&mut conn).await?),
+                        Some(crate::jobs::freshness::read(&mut conn).await?),
                         Some(replication(&mut conn).await?),
                         crate::worker::status::read(&mut conn).await?,
                         Some(crate::standby::status(&mut conn).await?),
@@ -156,7 +156,7 @@ fn print_text(s: &Status) {
         crate::standby::print(role, list);
     }
     if let Some(f) = &s.freshness {
-        crate::freshness::print(f);
+        crate::jobs::freshness::print(f);
     }
     if let Some(r) = &s.replication {
         crate::replicate::print(r);

@@ -1,4 +1,4 @@
-//! Metric loads, the worker's way (`sql/metrics.sql` registers them and holds the other
+//! Metric loads, the worker's way (`metrics_load.sql` beside this file registers them and holds the other
 //! way): Prometheus read through prometheus_fdw's own Rust code, samples streamed into the
 //! target table with binary `COPY FROM STDIN`, six hours per transaction.
 //!
@@ -140,25 +140,18 @@ pub async fn run(
     stop: Option<&tokio::sync::watch::Receiver<bool>>,
 ) -> Result<Loaded, LoadError> {
     let mut conn = pool.acquire().await?;
-    let run_id: i64 = sqlx::query_scalar("INSERT INTO pgdw.runs (job) VALUES ($1) RETURNING id")
+    // The run log's rows through the runtime's own functions, as pgdw.run writes them.
+    let run_id: i64 = sqlx::query_scalar("SELECT pgdw.run_start($1)")
         .bind(job)
         .fetch_one(&mut *conn)
         .await?;
     let result = load(side, &mut conn, job, run_id, stop).await;
-    let (status, error) = match &result {
-        Ok(_) => ("succeeded", None),
-        Err(e) => ("failed", Some(e.to_string())),
-    };
-    sqlx::query(
-        "UPDATE pgdw.runs SET finished_at = clock_timestamp(), status = $2, error = $3,
-                rows_inserted = coalesce(rows_inserted, 0), rows_updated = 0, rows_deleted = 0
-          WHERE id = $1",
-    )
-    .bind(run_id)
-    .bind(status)
-    .bind(error)
-    .execute(&mut *conn)
-    .await?;
+    let error = result.as_ref().err().map(|e| e.to_string());
+    sqlx::query("SELECT pgdw.run_finish($1, $2, 0, 0, 0)")
+        .bind(run_id)
+        .bind(error)
+        .execute(&mut *conn)
+        .await?;
     result
 }
 
@@ -203,7 +196,10 @@ async fn load(
                 return Ok(None);
             }
             // Started for this window, unless another run moved the watermark meanwhile.
-            let started = ahead.take().filter(|(w, _)| *w == (lo, hi)).map(|(_, rx)| rx);
+            let started = ahead
+                .take()
+                .filter(|(w, _)| *w == (lo, hi))
+                .map(|(_, rx)| rx);
             if next > hi {
                 ahead = Some(((hi, next), batches(&def, hi, next)));
             }
@@ -223,13 +219,11 @@ async fn load(
                 .bind(hi)
                 .execute(&mut *conn)
                 .await?;
-            sqlx::query(
-                "UPDATE pgdw.runs SET rows_inserted = coalesce(rows_inserted, 0) + $2 WHERE id = $1",
-            )
-            .bind(run_id)
-            .bind(rows as i64)
-            .execute(&mut *conn)
-            .await?;
+            sqlx::query("SELECT pgdw.run_progress($1, $2)")
+                .bind(run_id)
+                .bind(rows as i64)
+                .execute(&mut *conn)
+                .await?;
             Ok::<_, LoadError>(Some((rows, overlap)))
         }
         .await;

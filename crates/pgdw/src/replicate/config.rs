@@ -65,8 +65,14 @@ impl Replica {
 
     /// The publication, the slot and the subscription all carry this name.
     pub fn object_name(&self) -> String {
-        format!("pgdw_{}", self.name)
+        object_name(&self.name)
     }
+}
+
+/// The name of section `name`'s publication, slot and subscription: `pgdw_NAME`, as
+/// `pgdw.subscription_name` says it in SQL (a test holds the two together).
+pub fn object_name(name: &str) -> String {
+    format!("pgdw_{name}")
 }
 
 /// A section's name becomes part of object names on both servers: lower-case letters, digits

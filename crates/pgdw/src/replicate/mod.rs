@@ -167,7 +167,7 @@ async fn set_up(
     let password = crate::target::split_password(&r.source)
         .1
         .unwrap_or_default();
-    let result = crate::options::call_hidden(
+    let result = crate::secrets::call_hidden(
         wh,
         "SELECT pgdw.create_subscription($1, $2, make_interval(secs => $3::float8))",
         &[&r.name, &r.source, &r.max_lag.as_secs_f64().to_string()],
@@ -425,7 +425,7 @@ async fn remove_others(
         .into_iter()
         .filter(|n| !keep.iter().any(|r| &r.name == n))
     {
-        let sub = format!("pgdw_{name}");
+        let sub = config::object_name(&name);
         // The source's address is the subscription's own (readable by a superuser only).
         let conninfo: Option<String> =
             sqlx::query_scalar("SELECT subconninfo FROM pg_subscription WHERE subname = $1")
@@ -481,11 +481,7 @@ pub async fn remove_all(wh: &mut PgConnection) -> anyhow::Result<Outcome> {
 
 /// Whether the warehouse replicates anything (false before the runtime is installed).
 pub async fn configured(wh: &mut PgConnection) -> anyhow::Result<bool> {
-    let installed: bool =
-        sqlx::query_scalar("SELECT to_regclass('pgdw.subscriptions') IS NOT NULL")
-            .fetch_one(&mut *wh)
-            .await?;
-    Ok(installed
+    Ok(crate::runtime::installed(wh).await?.readable()
         && sqlx::query_scalar::<_, bool>("SELECT EXISTS (SELECT 1 FROM pgdw.subscriptions)")
             .fetch_one(&mut *wh)
             .await?)
@@ -501,7 +497,7 @@ pub async fn watch(wh: &mut PgConnection) -> anyhow::Result<Vec<String>> {
         return Ok(Vec::new());
     }
     let subs: Vec<(String, Option<String>)> = sqlx::query_as(
-        "SELECT s.name, (SELECT subconninfo FROM pg_subscription WHERE subname = 'pgdw_' || s.name)
+        "SELECT s.name, (SELECT subconninfo FROM pg_subscription WHERE subname = pgdw.subscription_name(s.name))
            FROM pgdw.subscriptions s ORDER BY 1",
     )
     .fetch_all(&mut *wh)
@@ -527,7 +523,10 @@ async fn watch_one(
     changed: &mut Vec<String>,
 ) -> anyhow::Result<()> {
     let Some(conninfo) = conninfo else {
-        bail!("the subscription pgdw_{name} is missing from the warehouse: run `pgdw migrate`");
+        bail!(
+            "the subscription {} is missing from the warehouse: run `pgdw migrate`",
+            config::object_name(name)
+        );
     };
     let r = Replica::subscribed(name, conninfo);
     let mut src = source::connect(&r).await?;
@@ -589,10 +588,7 @@ pub struct Status {
 
 /// Every subscription pgdw manages, from `pgdw.replication` (empty before any).
 pub async fn status(wh: &mut PgConnection) -> anyhow::Result<Vec<Status>> {
-    let exists: bool = sqlx::query_scalar("SELECT to_regclass('pgdw.replication') IS NOT NULL")
-        .fetch_one(&mut *wh)
-        .await?;
-    if !exists {
+    if !crate::runtime::installed(wh).await?.readable() {
         return Ok(Vec::new());
     }
     let rows = sqlx::query(

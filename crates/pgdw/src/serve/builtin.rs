@@ -17,7 +17,7 @@ fn failed(e: impl std::fmt::Display) -> PanelError {
 }
 
 fn ago(secs: Option<i64>) -> Value {
-    secs.map_or(Value::Null, |s| json!(crate::freshness::ago(s)))
+    secs.map_or(Value::Null, |s| json!(crate::jobs::freshness::ago(s)))
 }
 
 pub async fn run(owner: &PgPool, which: Builtin) -> Result<PanelData, PanelError> {
@@ -28,7 +28,9 @@ pub async fn run(owner: &PgPool, which: Builtin) -> Result<PanelData, PanelError
     let mut conn = owner.acquire().await.map_err(failed)?;
     let (columns, rows): (Vec<&str>, Vec<Vec<Value>>) = match which {
         Builtin::Jobs => {
-            let f = crate::freshness::read(&mut conn).await.map_err(failed)?;
+            let f = crate::jobs::freshness::read(&mut conn)
+                .await
+                .map_err(failed)?;
             let rows = f
                 .jobs
                 .iter()
@@ -60,7 +62,9 @@ pub async fn run(owner: &PgPool, which: Builtin) -> Result<PanelData, PanelError
             )
         }
         Builtin::Partitions => {
-            let f = crate::freshness::read(&mut conn).await.map_err(failed)?;
+            let f = crate::jobs::freshness::read(&mut conn)
+                .await
+                .map_err(failed)?;
             let rows = f
                 .partitioned
                 .iter()
@@ -151,10 +155,7 @@ pub async fn run(owner: &PgPool, which: Builtin) -> Result<PanelData, PanelError
 
 /// Every alert's state, and the latest state changes with their delivery.
 pub async fn alerts_json(conn: &mut PgConnection) -> Result<Value, sqlx::Error> {
-    let exists: bool = sqlx::query_scalar("SELECT to_regclass('pgdw.alert_state') IS NOT NULL")
-        .fetch_one(&mut *conn)
-        .await?;
-    if !exists {
+    if !crate::runtime::installed(conn).await?.readable() {
         return Ok(json!({"alerts": [], "events": []}));
     }
     let v: Option<String> = sqlx::query_scalar(

@@ -226,7 +226,7 @@ async fn panel(
 async fn status(State(state): Shared) -> Response {
     let result = async {
         let mut conn = state.owner.acquire().await?;
-        crate::freshness::read(&mut conn).await
+        crate::jobs::freshness::read(&mut conn).await
     }
     .await;
     match result {
@@ -373,11 +373,14 @@ pub async fn start(o: Options) -> anyhow::Result<Running> {
         rules.push(crate::replicate::alert_rule());
     }
     // With standbys, the built-in standby rule joins them too.
-    let standbys: bool = sqlx::query_scalar(
-        "SELECT to_regclass('pgdw.standby_status') IS NOT NULL AND EXISTS (SELECT 1 FROM pgdw.standby_status WHERE seen_from = 'primary')",
-    )
-    .fetch_one(&owner)
-    .await?;
+    let mut conn = owner.acquire().await?;
+    let standbys = crate::runtime::installed(&mut conn).await?.readable()
+        && sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pgdw.standby_status WHERE seen_from = 'primary')",
+        )
+        .fetch_one(&mut *conn)
+        .await?;
+    drop(conn);
     if standbys && !rules.iter().any(|r| r.name == "standby") {
         rules.push(crate::standby::alert_rule());
     }

@@ -2,7 +2,7 @@
 //! and views of schemas public and pgdw (not the foreign tables of other schemas, which would
 //! reach the sources, nor the catalogs' secrets), read-only by default. It logs in over the embedded
 //! cluster's private socket, or with a fresh random password over the network (set as a
-//! bound parameter through [`options::set`], never in statement text), or
+//! bound parameter through [`secrets::set`], never in statement text), or
 //! a URL of the user's own (`PGDW_READER_URL`).
 
 use std::str::FromStr;
@@ -12,7 +12,7 @@ use rand::distributions::{Alphanumeric, DistString};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::PgPool;
 
-use crate::options::{self, Kind};
+use crate::secrets::{self, Kind};
 
 pub const ROLE: &str = "pgdw_reader";
 
@@ -57,7 +57,7 @@ pub async fn ensure_role(owner: &PgPool, password: bool) -> anyhow::Result<Optio
     }
     let secret = Alphanumeric.sample_string(&mut rand::thread_rng(), 32);
     let mut conn = owner.acquire().await?;
-    options::set(&mut conn, Kind::RolePassword, ROLE, "", &secret)
+    secrets::set(&mut conn, Kind::RolePassword, ROLE, "", &secret)
         .await
         .map_err(|e| e.context(format!("setting a password for {ROLE}")))?;
     Ok(Some(secret))

@@ -20,9 +20,6 @@ use sqlx::{PgConnection, Row};
 
 use crate::target::{self, Target};
 
-/// What `pgdw up` installs: the standbys' status (`pgdw.standby_status`).
-pub const SQL: &str = include_str!("standby.sql");
-
 /// How long a new standby gets to reach `streaming`, and a promotion to finish.
 const READY: Duration = Duration::from_secs(120);
 
@@ -43,12 +40,8 @@ pub async fn status(conn: &mut PgConnection) -> anyhow::Result<(&'static str, Ve
     let standby: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
         .fetch_one(&mut *conn)
         .await?;
-    let installed: bool =
-        sqlx::query_scalar("SELECT to_regprocedure('pgdw.standby_status_now()') IS NOT NULL")
-            .fetch_one(&mut *conn)
-            .await?;
     let mut list = Vec::new();
-    if installed {
+    if crate::runtime::installed(conn).await?.readable() {
         for r in sqlx::query("SELECT * FROM pgdw.standby_status")
             .fetch_all(&mut *conn)
             .await?

@@ -171,16 +171,8 @@ pub(crate) fn redact(message: &str, url: &str) -> String {
         .and_then(|u| u.password().map(str::to_string))
         .unwrap_or_default();
     let decoded = split_password(url).1.unwrap_or_default();
-    mask(&mask(message, &raw), &decoded)
-}
-
-/// `message` with `secret` replaced by `********` (an empty secret masks nothing).
-pub(crate) fn mask(message: &str, secret: &str) -> String {
-    if secret.is_empty() {
-        message.to_string()
-    } else {
-        message.replace(secret, "********")
-    }
+    // The one masking rule, the wrappers' (pgdw_wrapper::mask).
+    pgdw_wrapper::mask(message, &[&raw, &decoded])
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! `pgdw worker`: claims tasks from the warehouse's queue (`sql/queue.sql`) and runs them.
+//! `pgdw worker`: claims tasks from the warehouse's queue (`src/queue/queue.sql`) and runs them.
 //!
 //! One process runs up to `concurrency` tasks at once. A single claimer takes as many ready
 //! tasks as there are free slots in one statement, and moves the next batch of the backlog
@@ -67,10 +67,12 @@ struct Identity {
     id: String,
     host: String,
     concurrency: usize,
+    /// How often it says it is alive (with its leases' renewal): pgdw.worker_alive reads it.
+    heartbeat: Duration,
 }
 
 impl Identity {
-    fn new(concurrency: usize) -> Identity {
+    fn new(concurrency: usize, heartbeat: Duration) -> Identity {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_string())
             .unwrap_or_else(|_| "localhost".into());
@@ -83,17 +85,19 @@ impl Identity {
             id,
             host,
             concurrency,
+            heartbeat,
         }
     }
 
     /// Record that this worker is alive (or stopping).
     async fn seen(&self, pool: &PgPool, stopping: bool) -> sqlx::Result<()> {
-        sqlx::query("SELECT pgdw.worker_seen($1, $2, $3, $4, $5)")
+        sqlx::query("SELECT pgdw.worker_seen($1, $2, $3, $4, $5, $6)")
             .bind(&self.id)
             .bind(&self.host)
             .bind(std::process::id() as i32)
             .bind(self.concurrency as i32)
             .bind(stopping)
+            .bind(self.heartbeat)
             .execute(pool)
             .await
             .map(|_| ())
@@ -109,7 +113,9 @@ pub async fn run(
     stats: Arc<Stats>,
 ) -> anyhow::Result<()> {
     let concurrency = options.concurrency.max(1);
-    let me = Identity::new(concurrency);
+    // A third of the lease, in whole milliseconds (an interval holds no finer time).
+    let heartbeat = Duration::from_millis((options.lease / 3).as_millis().max(1) as u64);
+    let me = Identity::new(concurrency, heartbeat);
     let id = me.id.clone();
     // Short statements: JIT compilation would cost more than it saves.
     let connect = connect
@@ -139,13 +145,9 @@ pub async fn run(
         tasks: task_pool,
         side: pool.clone(),
     };
-    let installed: bool = sqlx::query_scalar("SELECT to_regproc('pgdw.claim_tasks') IS NOT NULL")
-        .fetch_one(&pool)
-        .await?;
-    anyhow::ensure!(
-        installed,
-        "the warehouse has no work queue (schema pgdw): run `pgdw up` (or `pgdw migrate`) first"
-    );
+    crate::runtime::installed(&mut *pool.acquire().await?)
+        .await?
+        .require()?;
     me.seen(&pool, false).await?;
 
     let wake = Arc::new(Notify::new());
@@ -196,7 +198,7 @@ pub async fn run(
     let heartbeat = {
         let (pool, me, running, lease) = (pool.clone(), me.clone(), running.clone(), options.lease);
         tokio::spawn(async move {
-            let mut every = tokio::time::interval(lease / 3);
+            let mut every = tokio::time::interval(me.heartbeat);
             loop {
                 every.tick().await;
                 let seqs: Vec<i64> = running.lock().unwrap().iter().copied().collect();

@@ -49,10 +49,7 @@ pub struct RollupLag {
 
 /// None when the warehouse has no queue (pgdw not installed there).
 pub async fn read(conn: &mut PgConnection) -> anyhow::Result<Option<QueueStatus>> {
-    let installed: bool = sqlx::query_scalar("SELECT to_regclass('pgdw.queue') IS NOT NULL")
-        .fetch_one(&mut *conn)
-        .await?;
-    if !installed {
+    if !crate::runtime::installed(conn).await?.readable() {
         return Ok(None);
     }
     let r = sqlx::query(

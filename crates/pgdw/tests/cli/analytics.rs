@@ -7,8 +7,7 @@
 
 use pgdw_testkit::TempWarehouse;
 
-use super::queue::{converges, Worker};
-use super::{ok, query};
+use super::support::{converges, query, warehouse, Worker};
 
 /// The columns of the test's table, for the functions' scanning path.
 const COLS: &str =
@@ -229,8 +228,7 @@ fn check_all(w: &TempWarehouse, b: &str, with_scan: bool) {
 /// The events of 80 users over the 29 days to today in pg_partman's daily partitions, with the
 /// edge cases, and their copy in `ref.events` that the references read.
 fn app() -> (TempWarehouse, String) {
-    let w = TempWarehouse::new();
-    ok(&w, &["up"]);
+    let w = warehouse();
     let b = base(&w);
     query(
         &w,
@@ -387,7 +385,7 @@ fn bad_input_is_refused_naming_the_argument() {
     query(&w, "SELECT pgdw.events('app.events', user_column => 'user_id', time_column => 'occurred_at', name_column => 'event_name')");
     let refused = |sql: &str, want: &str| {
         let out = w.pgdw(
-            super::PGDW.as_ref(),
+            super::support::PGDW.as_ref(),
             &["psql", "-XAtq", "-v", "ON_ERROR_STOP=1", "-c", sql],
         );
         let err = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -470,8 +468,7 @@ fn a_replicated_event_table_is_kept_from_the_applied_changes() {
 /// percentile rank (docs/analytics.md has the measured errors).
 #[test]
 fn sketches_in_chained_rollups_stay_within_their_bounds() {
-    let w = TempWarehouse::new();
-    ok(&w, &["up"]);
+    let w = warehouse();
     let load = "INSERT INTO app.requests (at, endpoint, user_id, latency_ms)
                 SELECT date_trunc('day', now()) - interval '2 days' + random() * interval '3 days', 'GET /' || (g % 3),
                        floor(random() * 20000)::bigint, 5 + 1000 * random() * random()

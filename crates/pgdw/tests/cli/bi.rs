@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 
 use pgdw_testkit::{transcript, TempWarehouse};
 
-use super::{ok, query, PGDW};
+use super::support::{query, warehouse, PGDW};
 
 const DOC: &str = include_str!("../../../../docs/bi-tools.md");
 
@@ -26,8 +26,7 @@ fn sql_blocks(heading: &str) -> Vec<String> {
 
 /// The example's warehouse (its polling variant: migrations only declare the sources).
 fn example_warehouse() -> TempWarehouse {
-    let w = TempWarehouse::new();
-    ok(&w, &["up"]);
+    let w = warehouse();
     pgdw_testkit::example::migrate_unreachable(&w, PGDW.as_ref());
     w
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use pgdw_testkit::TempWarehouse;
 
-use super::PGDW;
+use super::support::PGDW;
 
 /// The demo, stopped with Ctrl-C (SIGINT) on drop as a person would.
 struct Demo(Child);

@@ -2,15 +2,13 @@
 //! Clerk emulator's.
 
 use clerk_emulator::{Dataset, Spec};
-use pgdw_testkit::TempWarehouse;
 use sqlx::Row;
 
-use super::{ok, query};
+use super::support::{query, warehouse};
 
 #[test]
 fn the_control_plane_shares_organization_ids_with_clerk_and_is_deterministic() {
-    let w = TempWarehouse::new();
-    ok(&w, &["up"]);
+    let w = warehouse();
     query(&w, "CREATE DATABASE cp_a");
     query(&w, "CREATE DATABASE cp_b");
     let cluster = w.cluster().unwrap();
@@ -86,8 +84,7 @@ fn the_control_plane_shares_organization_ids_with_clerk_and_is_deterministic() {
 
 #[test]
 fn the_live_mode_creates_changes_and_deletes_instances_and_keeps_the_ground_truth() {
-    let w = TempWarehouse::new();
-    ok(&w, &["up"]);
+    let w = warehouse();
     query(&w, "CREATE DATABASE cp");
     let cluster = w.cluster().unwrap();
     let data = Dataset::generate(&Spec::default());

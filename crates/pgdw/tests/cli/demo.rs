@@ -3,7 +3,7 @@
 
 use pgdw_testkit::{transcript, TempWarehouse};
 
-use super::PGDW;
+use super::support::PGDW;
 
 #[test]
 fn the_demo_answers_match_the_ground_truth() {

@@ -6,8 +6,7 @@ use std::collections::BTreeSet;
 use pgdw_testkit::TempWarehouse;
 use serde_json::Value;
 
-use super::queue::converges;
-use super::{ok, query, PGDW};
+use super::support::{converges, ok, query, warehouse, PGDW};
 
 /// `pgdw doctor --json` with thresholds of zero for sessions; its exit code and findings.
 fn doctor(w: &TempWarehouse) -> (i32, Vec<Value>) {
@@ -52,8 +51,7 @@ fn assert_healthy(code: i32, findings: &[Value]) {
 
 #[test]
 fn a_fresh_warehouse_is_healthy_and_the_json_is_stable() {
-    let w = TempWarehouse::new();
-    ok(&w, &["up"]);
+    let w = warehouse();
     let (code, findings) = doctor(&w);
     assert_healthy(code, &findings);
     // The documented fields, and nothing else (docs/doctor.md).
@@ -75,8 +73,7 @@ fn a_fresh_warehouse_is_healthy_and_the_json_is_stable() {
 
 #[test]
 fn locks_idle_transactions_and_the_xmin_horizon() {
-    let w = TempWarehouse::new();
-    ok(&w, &["up"]);
+    let w = warehouse();
     query(&w, "CREATE TABLE accounts (id int PRIMARY KEY, balance int); INSERT INTO accounts VALUES (1, 100)");
     let mut holder = w.client_db("warehouse");
     holder
@@ -142,8 +139,7 @@ fn locks_idle_transactions_and_the_xmin_horizon() {
 
 #[test]
 fn tables_indexes_columns_and_slots() {
-    let w = TempWarehouse::new();
-    ok(&w, &["up"]);
+    let w = warehouse();
     query(
         &w,
         "CREATE TABLE churned (id int, v text) WITH (autovacuum_enabled = false);

@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use pgdw_testkit::TempWarehouse;
 
-use super::{fails, ok, query};
+use super::support::{fails, ok, query, warehouse};
 
 #[test]
 fn up_installs_every_extension_and_down_up_keeps_data() {
@@ -51,8 +51,7 @@ fn up_installs_every_extension_and_down_up_keeps_data() {
 
 #[test]
 fn up_twice_is_harmless_and_down_twice_too() {
-    let w = TempWarehouse::new();
-    ok(&w, &["up"]);
+    let w = warehouse();
     let port = w.cluster().unwrap().port();
     let again = ok(&w, &["up"]);
     assert!(
@@ -65,8 +64,7 @@ fn up_twice_is_harmless_and_down_twice_too() {
 
 #[test]
 fn status_reports_running_and_stopped() {
-    let w = TempWarehouse::new();
-    ok(&w, &["up"]);
+    let w = warehouse();
     let s = ok(&w, &["status"]);
     assert!(s.contains("warehouse: running"), "{s}");
     assert!(s.contains("PostgreSQL 15"), "{s}");
@@ -76,7 +74,7 @@ fn status_reports_running_and_stopped() {
     assert_eq!(json["port"], w.cluster().unwrap().port());
     assert!(json["data_dir_bytes"].as_u64().unwrap() > 1_000_000);
     ok(&w, &["down"]);
-    let out = w.pgdw(super::PGDW.as_ref(), &["status"]);
+    let out = w.pgdw(super::support::PGDW.as_ref(), &["status"]);
     assert_eq!(
         out.status.code(),
         Some(3),
@@ -99,8 +97,7 @@ fn two_warehouses_run_side_by_side() {
 
 #[test]
 fn env_gives_a_password_protected_tcp_url() {
-    let w = TempWarehouse::new();
-    ok(&w, &["up"]);
+    let w = warehouse();
     let env = ok(&w, &["env"]);
     let url = env
         .lines()
@@ -134,8 +131,7 @@ fn env_gives_a_password_protected_tcp_url() {
 
 #[test]
 fn stale_pidfile_after_a_crash_is_recovered() {
-    let w = TempWarehouse::new();
-    ok(&w, &["up"]);
+    let w = warehouse();
     query(&w, "CREATE TABLE survived AS SELECT 42 AS v");
     let pid = w.cluster().unwrap().running_pid().unwrap();
     // Crash: the postmaster dies without cleaning up; its children follow it.
@@ -154,10 +150,9 @@ fn stale_pidfile_after_a_crash_is_recovered() {
 /// "pre-existing shared memory block ... is still in use". `pgdw up` ends it and says so.
 #[test]
 fn backends_that_outlive_a_killed_postmaster_are_ended_by_up() {
-    let w = TempWarehouse::new();
-    ok(&w, &["up"]);
+    let w = warehouse();
     query(&w, "CREATE TABLE survived AS SELECT 42 AS v");
-    let mut busy = std::process::Command::new(super::PGDW)
+    let mut busy = std::process::Command::new(super::support::PGDW)
         .env_remove("DATABASE_URL")
         .env("PGDW_DATA_DIR", w.data_dir())
         .args(["psql", "-c", "DO $$ BEGIN LOOP END LOOP; END $$"])
@@ -187,7 +182,7 @@ fn backends_that_outlive_a_killed_postmaster_are_ended_by_up() {
         1,
         "the busy backend outlived its postmaster"
     );
-    let out = w.pgdw(super::PGDW.as_ref(), &["up"]);
+    let out = w.pgdw(super::support::PGDW.as_ref(), &["up"]);
     assert!(out.status.success(), "{}", pgdw_testkit::transcript(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr)
@@ -202,13 +197,12 @@ fn backends_that_outlive_a_killed_postmaster_are_ended_by_up() {
 
 #[test]
 fn pidfile_naming_another_live_process_is_stale() {
-    let w = TempWarehouse::new();
-    ok(&w, &["up"]);
+    let w = warehouse();
     ok(&w, &["down"]);
     // After a reboot the old PID may belong to an unrelated program: this test process.
     let fake = format!("{}\n{}\n", std::process::id(), w.data_dir().display());
     std::fs::write(w.data_dir().join("postmaster.pid"), fake).unwrap();
-    let out = w.pgdw(super::PGDW.as_ref(), &["up"]);
+    let out = w.pgdw(super::support::PGDW.as_ref(), &["up"]);
     assert!(out.status.success(), "{}", pgdw_testkit::transcript(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("stale"));
 }
@@ -238,8 +232,7 @@ fn a_taken_port_is_a_clear_error() {
 
 #[test]
 fn a_data_directory_of_another_major_version_is_refused() {
-    let w = TempWarehouse::new();
-    ok(&w, &["up"]);
+    let w = warehouse();
     ok(&w, &["down"]);
     std::fs::write(w.data_dir().join("PG_VERSION"), "14\n").unwrap();
     let (_, err) = fails(&w, &["up"]);
@@ -353,7 +346,7 @@ fn a_failed_initdb_leaves_nothing_behind() {
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
     std::fs::set_permissions(w.root(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let out = std::process::Command::new(super::PGDW)
+    let out = std::process::Command::new(super::support::PGDW)
         .env_remove("DATABASE_URL")
         .env("PGDW_DATA_DIR", w.data_dir())
         .env("PGDW_PG_BINDIR", &bindir)

@@ -9,16 +9,15 @@ use std::process::{Command, Stdio};
 
 use clerk_emulator::{Dataset, Emulator, Spec};
 use pgdw_testkit::prometheus::Prometheus;
-use pgdw_testkit::{transcript, TempWarehouse};
+use pgdw_testkit::transcript;
 
-use super::{ok, query, PGDW};
+use super::support::{ok, query, warehouse, PGDW};
 
 const KEY: &str = "sk_test_example_warehouse";
 
 #[test]
 fn the_example_warehouse_answers_the_seeds_questions() {
-    let w = TempWarehouse::new();
-    ok(&w, &["up"]);
+    let w = warehouse();
     query(&w, "CREATE DATABASE control_plane");
     let cluster = w.cluster().unwrap();
     let now_ms = std::time::SystemTime::now()
@@ -92,7 +91,7 @@ fn the_example_warehouse_answers_the_seeds_questions() {
     // Each organization's profile and each instance's state: materialized columns (migrations
     // 8 and 9); the rollups (migration 9). A worker computes them all.
     let _worker = super::materialize::worker(&w);
-    super::queue::converges(&w, "SELECT pgdw.derived_backlog()", "0");
+    super::support::converges(&w, "SELECT pgdw.derived_backlog()", "0");
     assert_eq!(
         query(&w, "SELECT string_agg(name::text || '=' || pgdw.rollup_verify(name), ',' ORDER BY name::text)
                      FROM pgdw.rollups WHERE name::text NOT LIKE 'metric%'"),

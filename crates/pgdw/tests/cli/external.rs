@@ -4,7 +4,7 @@ use std::process::{Command, Output, Stdio};
 
 use pgdw_testkit::{transcript, TempWarehouse};
 
-use super::{ok, query, PGDW};
+use super::support::{ok, query, PGDW};
 
 fn with_url(url: &str, data_dir: &std::path::Path, args: &[&str]) -> Output {
     Command::new(PGDW)
@@ -60,7 +60,7 @@ fn database_url_mode_names_what_the_server_lacks() {
     );
     ok(&server, &["down"]);
     // ALTER SYSTEM wins over pgdw's settings, and the embedded `up` explains the loss too.
-    let (_, err) = super::fails(&server, &["up"]);
+    let (_, err) = super::support::fails(&server, &["up"]);
     assert!(err.contains("pg_cron is not preloaded"), "{err}");
     let url = server.cluster().unwrap().database_url();
     let dir = tempfile::tempdir().unwrap();

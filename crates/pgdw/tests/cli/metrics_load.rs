@@ -5,8 +5,7 @@
 use pgdw_testkit::prometheus::{History, Prometheus};
 use pgdw_testkit::TempWarehouse;
 
-use super::queue::converges;
-use super::{ok, query};
+use super::support::{converges, query};
 
 /// Two days at a one-minute step of three series whose labels need quoting and escaping,
 /// with the values Prometheus writes specially (NaN, infinities, exponents); ends four hours
@@ -52,8 +51,7 @@ fn samples(start: i64, end: i64) -> i64 {
 /// partitions, as the example's), registered from `since` ago. The tests tick by hand:
 /// pg_cron's minutely ticks would race them.
 fn loads(prom: &Prometheus, metric: &str, since: &str, names: &[&str]) -> TempWarehouse {
-    let w = TempWarehouse::new();
-    ok(&w, &["up"]);
+    let w = super::support::warehouse();
     let mut sql = format!(
         "CREATE FOREIGN DATA WRAPPER prometheus_wrapper HANDLER prometheus_fdw_handler VALIDATOR prometheus_fdw_validator;
          CREATE SERVER prom FOREIGN DATA WRAPPER prometheus_wrapper OPTIONS (base_url '{}');
@@ -296,8 +294,7 @@ fn a_failed_load_keeps_what_it_had_and_says_why() {
 
 #[test]
 fn bad_definitions_are_refused_and_install_nothing() {
-    let w = TempWarehouse::new();
-    ok(&w, &["up"]);
+    let w = super::support::warehouse();
     query(
         &w,
         "CREATE SERVER prom FOREIGN DATA WRAPPER prometheus_fdw OPTIONS (base_url 'http://127.0.0.1:1');

@@ -5,7 +5,7 @@ use std::process::{Command, Output, Stdio};
 
 use pgdw_testkit::{transcript, TempWarehouse};
 
-use super::{ok, query, PGDW};
+use super::support::{ok, query, warehouse, PGDW};
 
 fn migrate(w: &TempWarehouse, project: &std::path::Path, env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(PGDW);
@@ -22,8 +22,7 @@ fn migrate(w: &TempWarehouse, project: &std::path::Path, env: &[(&str, &str)]) -
 
 #[test]
 fn a_project_migrates_once_and_refuses_an_edited_migration() {
-    let w = TempWarehouse::new();
-    ok(&w, &["up"]);
+    let w = warehouse();
     let dir = tempfile::tempdir().unwrap();
     let project = dir.path().join("wh");
     let init = ok(&w, &["init", project.to_str().unwrap()]);
@@ -64,8 +63,7 @@ fn a_project_migrates_once_and_refuses_an_edited_migration() {
 
 #[test]
 fn a_failing_migration_is_rolled_back_and_named() {
-    let w = TempWarehouse::new();
-    ok(&w, &["up"]);
+    let w = warehouse();
     let dir = tempfile::tempdir().unwrap();
     ok(&w, &["init", dir.path().to_str().unwrap()]);
     std::fs::write(
@@ -86,8 +84,7 @@ fn a_failing_migration_is_rolled_back_and_named() {
 /// A running warehouse and a project declaring a Clerk server whose key comes from
 /// $TEST_CLERK_KEY.
 fn clerk_project() -> (TempWarehouse, tempfile::TempDir) {
-    let w = TempWarehouse::new();
-    ok(&w, &["up"]);
+    let w = warehouse();
     let dir = tempfile::tempdir().unwrap();
     ok(&w, &["init", dir.path().to_str().unwrap()]);
     std::fs::write(
@@ -198,8 +195,7 @@ fn secrets_never_reach_statement_text_logs_or_output() {
 /// `_` in an option name is not a wildcard: `api_key` is not `apiXkey`.
 #[test]
 fn option_names_are_compared_exactly() {
-    let w = TempWarehouse::new();
-    ok(&w, &["up"]);
+    let w = warehouse();
     let dir = tempfile::tempdir().unwrap();
     ok(&w, &["init", dir.path().to_str().unwrap()]);
     std::fs::write(

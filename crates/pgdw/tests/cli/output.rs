@@ -4,7 +4,7 @@ use std::process::{Command, Stdio};
 
 use pgdw_testkit::TempWarehouse;
 
-use super::PGDW;
+use super::support::PGDW;
 
 /// Run pgdw with stdout a pipe whose reader is already gone (`pgdw ... | head -0`).
 fn into_closed_pipe(w: &TempWarehouse, args: &[&str]) -> std::process::Output {

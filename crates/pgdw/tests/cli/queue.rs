@@ -1,113 +1,10 @@
 //! The work queue and `pgdw worker`: real worker processes against a real warehouse.
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use pgdw_testkit::{wait_for, TempWarehouse};
+use pgdw_testkit::wait_for;
 
-use super::{ok, query, PGDW};
-
-/// A `pgdw worker` process, killed (SIGKILL) on drop unless it was stopped.
-pub struct Worker(Option<Child>);
-
-impl Worker {
-    pub fn start(w: &TempWarehouse, args: &[&str]) -> Worker {
-        let mut cmd = Command::new(PGDW);
-        cmd.env_remove("DATABASE_URL")
-            .env("PGDW_DATA_DIR", w.data_dir());
-        Worker::spawn(cmd, args)
-    }
-
-    /// A worker of the warehouse at `url` (DATABASE_URL).
-    pub fn at_url(url: &str, args: &[&str]) -> Worker {
-        let mut cmd = Command::new(PGDW);
-        cmd.env("DATABASE_URL", url);
-        Worker::spawn(cmd, args)
-    }
-
-    fn spawn(mut cmd: Command, args: &[&str]) -> Worker {
-        let child = cmd
-            .arg("worker")
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        Worker(Some(child))
-    }
-
-    fn pid(&self) -> nix::unistd::Pid {
-        nix::unistd::Pid::from_raw(self.0.as_ref().unwrap().id() as i32)
-    }
-
-    pub fn signal(&self, sig: nix::sys::signal::Signal) {
-        nix::sys::signal::kill(self.pid(), sig).unwrap();
-    }
-
-    /// What the process writes to stderr from now on, as it comes.
-    pub fn follow_stderr(&mut self) -> std::sync::Arc<std::sync::Mutex<String>> {
-        use std::io::Read;
-        let said = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-        let mut stderr = self.0.as_mut().unwrap().stderr.take().unwrap();
-        let into = said.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stderr.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                into.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        said
-    }
-
-    /// Whether the process is still running.
-    pub fn running(&mut self) -> bool {
-        self.0.as_mut().unwrap().try_wait().unwrap().is_none()
-    }
-
-    /// Ask it to stop (SIGTERM) and wait until it has; it must exit successfully. Its output.
-    pub fn stop(self) -> std::process::Output {
-        self.signal(nix::sys::signal::Signal::SIGTERM);
-        let out = self.wait();
-        assert!(out.status.success(), "{}", pgdw_testkit::transcript(&out));
-        out
-    }
-
-    /// Wait for the process to exit; its exit status and its output.
-    pub fn wait(mut self) -> std::process::Output {
-        self.0.take().unwrap().wait_with_output().unwrap()
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            c.kill().ok();
-            c.wait().ok();
-        }
-    }
-}
-
-fn warehouse() -> TempWarehouse {
-    let w = TempWarehouse::new();
-    ok(&w, &["up"]);
-    w
-}
-
-/// Wait (bounded) until `sql` answers `want`.
-pub fn converges(w: &TempWarehouse, sql: &str, want: &str) {
-    let mut got = String::new();
-    let same = wait_for(Duration::from_secs(60), || {
-        got = query(w, sql);
-        got == want
-    });
-    assert!(same, "{sql}: want {want}, got {got}");
-}
+use super::support::{converges, ok, query, warehouse, Worker};
 
 #[test]
 fn a_backlog_is_processed_by_several_workers_each_task_once() {
@@ -333,7 +230,7 @@ fn tasks_enqueued_for_later_wait_until_then() {
         "t"
     );
     // Bad input is refused with nothing queued.
-    let (_, err) = super::fails(
+    let (_, err) = super::support::fails(
         &w,
         &[
             "psql",

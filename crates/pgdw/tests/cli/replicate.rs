@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use pgdw_testkit::{transcript, wait_for, TempWarehouse};
 
-use super::{ok, query, PGDW};
+use super::support::{ok, query, PGDW};
 
 /// A source cluster, a warehouse, and a project replicating `tables` from the source.
 pub(super) struct Fixture {
@@ -541,7 +541,7 @@ fn materialized_columns_on_a_replica() {
          SELECT pgdw.materialize('organizations', 'organizations_upper', depends_on => '{name}')",
     );
     let _worker = super::materialize::worker(&f.wh);
-    super::queue::converges(
+    super::support::converges(
         &f.wh,
         "SELECT count(*) FROM organizations WHERE name_upper IS NULL",
         "0",
@@ -550,7 +550,7 @@ fn materialized_columns_on_a_replica() {
         &f.source,
         "INSERT INTO organizations VALUES (500, 'streamed in', NULL); UPDATE organizations SET name = 'renamed' WHERE id = 3",
     );
-    super::queue::converges(
+    super::support::converges(
         &f.wh,
         "SELECT string_agg(name_upper, ',' ORDER BY id) FROM organizations WHERE id IN (3, 500)",
         "RENAMED,STREAMED IN",
@@ -578,7 +578,7 @@ fn a_rollup_of_a_replica_follows_the_source() {
          DELETE FROM organizations WHERE id = 501",
     );
     f.converges(ALL_ORGS);
-    super::queue::converges(
+    super::support::converges(
         &f.wh,
         &format!(
             "SELECT (SELECT dirty_groups FROM pgdw.rollup_lag('plans')) = 0

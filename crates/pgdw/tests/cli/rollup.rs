@@ -3,8 +3,7 @@
 
 use pgdw_testkit::{wait_for, TempWarehouse};
 
-use super::queue::{converges, Worker};
-use super::{ok, query};
+use super::support::{converges, ok, query, warehouse, Worker};
 
 /// The issue's contract, exactly.
 const ORDERS_DAILY: &str = "SELECT customer_id, date_trunc('day', created_at) AS day,
@@ -33,8 +32,7 @@ fn orders_daily(w: &TempWarehouse) -> String {
 /// Orders over the last 8 days in pg_partman's daily partitions (pgdw.partition_daily),
 /// 50 customers, some without one (NULL keys are groups too).
 fn shop() -> TempWarehouse {
-    let w = TempWarehouse::new();
-    ok(&w, &["up"]);
+    let w = warehouse();
     query(
         &w,
         "CREATE SCHEMA shop;
@@ -346,7 +344,7 @@ fn the_warehouse_dying_mid_recompute_loses_nothing_and_recovers_at_once() {
         "SELECT count(*) FROM pgdw.tasks WHERE kind = 'rollup' AND state = 'running'",
         "1",
     );
-    super::machine_dies(&w);
+    super::support::machine_dies(&w);
     let back = std::time::Instant::now();
     ok(&w, &["up"]);
     query(

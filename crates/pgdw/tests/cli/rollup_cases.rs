@@ -6,14 +6,12 @@ use std::thread;
 
 use pgdw_testkit::TempWarehouse;
 
-use super::queue::{converges, Worker};
 use super::rollup::register;
-use super::{ok, query, PGDW};
+use super::support::{converges, ok, query, warehouse, Worker, PGDW};
 
 /// A warehouse with `shop.orders` (plain, no partitions: pg_ivm's cases are single tables).
 fn shop() -> TempWarehouse {
-    let w = TempWarehouse::new();
-    ok(&w, &["up"]);
+    let w = warehouse();
     query(
         &w,
         "CREATE SCHEMA shop;

@@ -3,17 +3,11 @@
 
 use pgdw_testkit::TempWarehouse;
 
-use super::{ok, query};
-
-fn up() -> TempWarehouse {
-    let w = TempWarehouse::new();
-    ok(&w, &["up"]);
-    w
-}
+use super::support::{ok, query, warehouse};
 
 fn sql_err(w: &TempWarehouse, sql: &str) -> String {
     let out = w.pgdw(
-        super::PGDW.as_ref(),
+        super::support::PGDW.as_ref(),
         &["psql", "-XAtq", "-v", "ON_ERROR_STOP=1", "-c", sql],
     );
     assert!(!out.status.success(), "should fail: {sql}");
@@ -22,7 +16,7 @@ fn sql_err(w: &TempWarehouse, sql: &str) -> String {
 
 #[test]
 fn intervals_become_cron_and_scheduling_is_idempotent() {
-    let w = up();
+    let w = warehouse();
     for (every, cron) in [
         ("5 minutes", "*/5 * * * *"),
         ("1 minute", "* * * * *"),
@@ -63,7 +57,7 @@ fn intervals_become_cron_and_scheduling_is_idempotent() {
 
 #[test]
 fn runs_are_logged_and_a_failure_keeps_the_previous_data() {
-    let w = up();
+    let w = warehouse();
     query(
         &w,
         "CREATE TABLE src (id int PRIMARY KEY, name text, updated_at timestamptz NOT NULL);
@@ -132,7 +126,7 @@ fn runs_are_logged_and_a_failure_keeps_the_previous_data() {
 
 #[test]
 fn daily_partitions_keep_backfills_out_of_the_default_and_retention_drops_old_ones() {
-    let w = up();
+    let w = warehouse();
     query(
         &w,
         "CREATE TABLE metric_values (label_id bigint NOT NULL, time bigint NOT NULL, value float8 NOT NULL)
@@ -202,7 +196,7 @@ fn daily_partitions_keep_backfills_out_of_the_default_and_retention_drops_old_on
 
 #[test]
 fn status_shows_runs_freshness_failures_and_partitions() {
-    let w = up();
+    let w = warehouse();
     query(
         &w,
         "SELECT pgdw.schedule('good-job', '5 minutes', $$CALL pgdw.run('good-job', 'SELECT 1')$$);
@@ -245,7 +239,7 @@ fn status_shows_runs_freshness_failures_and_partitions() {
 
 #[test]
 fn pg_cron_runs_a_scheduled_job_in_a_background_worker() {
-    let w = up();
+    let w = warehouse();
     query(
         &w,
         "CREATE TABLE src (id int PRIMARY KEY, v text); INSERT INTO src VALUES (1, 'x');
@@ -269,7 +263,7 @@ fn pg_cron_runs_a_scheduled_job_in_a_background_worker() {
 /// `a, b` and a text watermark holding " WHERE " are data, not syntax.
 #[test]
 fn sync_takes_awkward_column_names_and_watermarks() {
-    let w = up();
+    let w = warehouse();
     query(
         &w,
         r#"CREATE TABLE src (id int PRIMARY KEY, "a, b" text, "Mark" text);
@@ -319,7 +313,7 @@ fn sync_takes_awkward_column_names_and_watermarks() {
 /// watermark it left, and records that it waited.
 #[test]
 fn a_job_never_runs_twice_at_once() {
-    let w = up();
+    let w = warehouse();
     query(
         &w,
         "CREATE TABLE src (id int PRIMARY KEY, at timestamptz); CREATE TABLE tgt (LIKE src INCLUDING ALL); \
@@ -363,7 +357,7 @@ fn a_job_never_runs_twice_at_once() {
 /// When cron fires, computed in SQL: the times every reader of `pgdw.job_freshness` shares.
 #[test]
 fn cron_fire_times_follow_cron_including_day_of_month_or_week() {
-    let w = up();
+    let w = warehouse();
     let fires = |schedule: &str, at: &str| {
         query(
             &w,
@@ -414,7 +408,7 @@ fn cron_fire_times_follow_cron_including_day_of_month_or_week() {
 /// from pg_cron's own run details.
 #[test]
 fn job_freshness_covers_never_succeeded_and_plain_cron_jobs() {
-    let w = up();
+    let w = warehouse();
     query(
         &w,
         "SELECT pgdw.schedule('never-ok', '5 minutes', $$CALL pgdw.run('never-ok', 'SELECT 1/0')$$); \
@@ -461,7 +455,7 @@ fn job_freshness_covers_never_succeeded_and_plain_cron_jobs() {
 /// example) calls it unqualified; it runs as written, while pg_partman keeps its own schema.
 #[test]
 fn pg_partman_called_unqualified_works_as_published() {
-    let w = up();
+    let w = warehouse();
     query(
         &w,
         "CREATE TABLE metric_values (label_id bigint, time bigint NOT NULL, value float8) PARTITION BY RANGE (time)",
@@ -511,7 +505,7 @@ fn pg_partman_called_unqualified_works_as_published() {
 /// log, freshness and alerts there.
 #[test]
 fn bi_tools_find_pgdws_tables_in_a_schema_they_list() {
-    let w = up();
+    let w = warehouse();
     query(&w, "CALL pgdw.run('j', 'SELECT 1')");
     let listed = query(
         &w,
@@ -533,7 +527,7 @@ fn bi_tools_find_pgdws_tables_in_a_schema_they_list() {
         "1 0 0 0"
     );
     let denied = w.pgdw(
-        super::PGDW.as_ref(),
+        super::support::PGDW.as_ref(),
         &[
             "psql",
             "-XAtq",
@@ -544,4 +538,105 @@ fn bi_tools_find_pgdws_tables_in_a_schema_they_list() {
         ],
     );
     assert!(String::from_utf8_lossy(&denied.stderr).contains("permission denied for schema pgdw"));
+}
+
+/// The runtime records its version, and `pgdw up` over the previous release's runtime (which
+/// recorded none) upgrades it to exactly what a fresh install makes: the same `pg_dump
+/// --schema-only`, object for object.
+#[test]
+fn up_upgrades_the_previous_releases_runtime_to_a_fresh_installs_schema() {
+    let w = warehouse();
+    assert_eq!(
+        query(&w, "SELECT pgdw.version()"),
+        pgdw::runtime::VERSION.to_string()
+    );
+    let fresh = w.schema_dump("warehouse");
+    w.psql_db(
+        "warehouse",
+        "DROP SCHEMA pgdw, dw CASCADE; DROP SCHEMA IF EXISTS pgdw_retired",
+    )
+    .expect("the runtime dropped");
+    w.psql_db("warehouse", include_str!("fixtures/runtime_0.sql"))
+        .expect("the previous release's runtime installs");
+    // Commands that need the runtime refuse an older one until `pgdw up` upgrades it.
+    let (_, err) = super::support::fails(&w, &["doctor"]);
+    assert!(
+        err.contains("runtime is version 0") && err.contains("pgdw up"),
+        "{err}"
+    );
+    ok(&w, &["up"]);
+    let upgraded = w.schema_dump("warehouse");
+    if upgraded != fresh {
+        let (a, b): (Vec<&str>, Vec<&str>) = (fresh.lines().collect(), upgraded.lines().collect());
+        let only = |x: &[&str], y: &[&str]| -> Vec<String> {
+            x.iter()
+                .filter(|l| !y.contains(l))
+                .map(|l| l.to_string())
+                .collect()
+        };
+        panic!(
+            "the upgraded schema differs from a fresh install's\nonly in the fresh one:\n{}\nonly in the upgraded one:\n{}",
+            only(&a, &b).join("\n"),
+            only(&b, &a).join("\n")
+        );
+    }
+    assert_eq!(
+        query(&w, "SELECT pgdw.version()"),
+        pgdw::runtime::VERSION.to_string()
+    );
+}
+
+/// Rules the runtime's SQL and pgdw's Rust both need are written once in each language and
+/// held together here: the comment that names a statement's job, panel or alert, and the
+/// subscription name of a `[replicate.NAME]` section.
+#[test]
+fn rules_written_in_sql_and_in_rust_agree() {
+    let w = warehouse();
+    for label in [
+        "pgdw job: a */ DROP /* b",
+        "plain",
+        "x/**/y",
+        "*/*/",
+        "pgdw panel: Über ✓",
+    ] {
+        assert_eq!(
+            query(
+                &w,
+                &format!("SELECT pgdw.sql_comment({})", pgdw::quote::literal(label))
+            ),
+            pgdw::quote::comment(label),
+            "{label}"
+        );
+    }
+    assert_eq!(
+        query(&w, "SELECT pgdw.subscription_name('app_1')"),
+        pgdw::replicate::config::object_name("app_1")
+    );
+}
+
+/// A job runs once at a time whichever way it runs: a metric load's chunk waits for the lock
+/// a `pgdw.run` of the same job holds (pgdw.job_lock, one key for both).
+#[test]
+fn a_metric_loads_chunk_and_a_run_of_the_same_job_exclude_each_other() {
+    let w = warehouse();
+    let mut holder = w.client_db("warehouse");
+    let mut tx = holder.transaction().unwrap();
+    tx.batch_execute("CALL pgdw.run('metrics-x', 'SELECT 1')")
+        .unwrap();
+    let err = w
+        .psql_db(
+            "warehouse",
+            "SET lock_timeout = '300ms'; SELECT pgdw.metrics_chunk('metrics-x', 60, 0)",
+        )
+        .unwrap_err();
+    assert!(err.contains("lock timeout"), "{err}");
+    // Another job's chunk does not wait (it fails at once: no such load).
+    let err = w
+        .psql_db(
+            "warehouse",
+            "SET lock_timeout = '300ms'; SELECT pgdw.metrics_chunk('metrics-y', 60, 0)",
+        )
+        .unwrap_err();
+    assert!(!err.contains("lock timeout"), "{err}");
+    tx.rollback().unwrap();
 }

@@ -13,7 +13,7 @@ use pgdw_testkit::TempWarehouse;
 use serde_json::Value;
 use tower::ServiceExt;
 
-use super::{ok, query};
+use super::support::{ok, query, warehouse};
 
 const DASHBOARD: &str = r#"
 title = "Test"
@@ -79,8 +79,7 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Fixture {
-        let w = TempWarehouse::new();
-        ok(&w, &["up"]);
+        let w = warehouse();
         query(
             &w,
             "CREATE TABLE orgs (organization_id text PRIMARY KEY, name text);
@@ -542,12 +541,11 @@ fn with_a_token_every_page_and_api_asks_for_it() {
 fn serving_beyond_loopback_needs_a_token() {
     use std::io::BufRead;
     use std::process::{Command, Stdio};
-    let w = TempWarehouse::new();
-    ok(&w, &["up"]);
+    let w = warehouse();
     let dir = tempfile::tempdir().unwrap();
     ok(&w, &["init", dir.path().to_str().unwrap()]);
     let serve = |token: Option<&str>| {
-        let mut c = Command::new(super::PGDW);
+        let mut c = Command::new(super::support::PGDW);
         c.env_remove("DATABASE_URL")
             .env_remove(serve::auth::TOKEN_VAR)
             .env("PGDW_DATA_DIR", w.data_dir())
@@ -653,8 +651,7 @@ fn concurrent_viewers_of_every_builtin_panel_all_get_answers() {
 /// that pg_stat_statements or the server log keeps holds it.
 #[test]
 fn the_readers_password_is_in_no_statement_text() {
-    let w = TempWarehouse::new();
-    ok(&w, &["up"]);
+    let w = warehouse();
     let cluster = w.cluster().unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (_owner, reader) = rt

@@ -8,9 +8,8 @@ use std::time::{Duration, Instant};
 use pgdw_testkit::prometheus::{History, Prometheus};
 use pgdw_testkit::{transcript, wait_for, TempWarehouse};
 
-use super::queue::Worker;
 use super::replicate::{Fixture, ALL_ORGS};
-use super::{fails, machine_dies, ok, query};
+use super::support::{fails, machine_dies, ok, query, Worker};
 
 fn create(primary: &TempWarehouse, standby: &TempWarehouse, extra: &[&str]) -> String {
     let dir = standby.data_dir();
@@ -20,7 +19,7 @@ fn create(primary: &TempWarehouse, standby: &TempWarehouse, extra: &[&str]) -> S
 }
 
 fn status(w: &TempWarehouse) -> serde_json::Value {
-    let out = w.pgdw(super::PGDW.as_ref(), &["status", "--json"]);
+    let out = w.pgdw(super::support::PGDW.as_ref(), &["status", "--json"]);
     assert!(out.status.success(), "{}", transcript(&out));
     serde_json::from_slice(&out.stdout).unwrap()
 }
@@ -163,7 +162,7 @@ fn a_synchronous_standby_takes_over_with_every_acknowledged_commit() {
     stop.store(true, Ordering::Relaxed);
     source_writer.join().unwrap();
     // Fencing: the old primary refuses to start as a second writer.
-    let out = f.wh.pgdw(super::PGDW.as_ref(), &["up"]);
+    let out = f.wh.pgdw(super::support::PGDW.as_ref(), &["up"]);
     assert!(!out.status.success());
     assert!(
         transcript(&out).contains("was promoted"),
@@ -258,7 +257,7 @@ fn a_standby_is_watched_alerted_and_removed() {
         "{}",
         alert()
     );
-    let doctor = primary.pgdw(super::PGDW.as_ref(), &["doctor", "--json"]);
+    let doctor = primary.pgdw(super::support::PGDW.as_ref(), &["doctor", "--json"]);
     let text = String::from_utf8_lossy(&doctor.stdout);
     assert!(
         text.contains("\"standby\"") && text.contains("disconnected"),
@@ -371,7 +370,7 @@ fn an_asynchronous_failover_says_what_may_be_missing_and_resync_repairs_it() {
     }));
     machine_dies(&f.wh);
     ok(&standby, &["up"]);
-    let out = standby.pgdw(super::PGDW.as_ref(), &["standby", "promote"]);
+    let out = standby.pgdw(super::support::PGDW.as_ref(), &["standby", "promote"]);
     assert!(out.status.success(), "{}", transcript(&out));
     let said = transcript(&out);
     assert!(

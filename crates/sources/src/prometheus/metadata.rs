@@ -7,10 +7,11 @@ use std::sync::Arc;
 use pgdw_wrapper::{Cell, ErrorKind, FdwError, Op, PlanRequest, Row, ScanRequest, Source};
 use serde_json::Value as Json;
 
+use super::client::Client;
 use super::promql::is_label_name;
 use super::reply::success_data as data;
 use super::selection::Selection;
-use super::wrapper::{Client, Kind, Roles};
+use super::wrapper::{Kind, Roles};
 
 /// `labels` tables: `label_name` (pushable `=`/`IN`) and `label_value`.
 pub(super) fn plan_labels(req: &PlanRequest) -> Result<(Roles, Vec<usize>), FdwError> {

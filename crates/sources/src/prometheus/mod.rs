@@ -1,5 +1,6 @@
 //! prometheus_fdw: Prometheus' HTTP API as foreign tables.
 
+mod client;
 mod metadata;
 mod promql;
 mod reply;

@@ -67,7 +67,7 @@ pub async fn run(target: &Target, args: &DemoArgs) -> anyhow::Result<ExitCode> {
         timeout: 60,
     };
     super::up::run(target, &up).await?;
-    let cluster = super::running_cluster(data_dir)?;
+    let cluster = crate::target::running_cluster(data_dir)?;
     let project = home.join("customer-warehouse");
     for (name, text) in PROJECT {
         let path = project.join(name);

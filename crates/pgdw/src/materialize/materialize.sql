@@ -1,4 +1,4 @@
--- Materialized columns (run again at every `pgdw up`, after queue.sql).
+-- Materialized columns (run again at every `pgdw up`; its place in src/runtime/mod.rs).
 --
 -- Derived columns live on the table itself; a function computes them from one row. A row
 -- whose materialized_at is NULL (inserted, or one of the columns its values depend on
@@ -141,27 +141,51 @@ BEGIN
         EXECUTE format('CREATE TABLE IF NOT EXISTS %s PARTITION OF %s FOR VALUES IN (%s) WITH (autovacuum_enabled = false)',
                        pgdw.materialize_set(s.id, p), pgdw.materialize_set(s.id), p);
     END LOOP;
-    -- A row's key (a writer's single-row update) costs a hash, a lookup of its bucket's gen
-    -- and one INSERT of a prepared plan: what the writer pays.
+    -- What the writer pays for a row's key (a single-row update): one trigger call (BEFORE
+    -- UPDATE: the row made pending and its key recorded in the same call), a hash, a lookup
+    -- of its bucket's gen and one INSERT of a prepared plan straight into the partition (no
+    -- tuple routing). Only the first key of a partition its last drain emptied (TRUNCATE:
+    -- the key lands at (0,1)) wakes the workers: they drain the partition whole, so later
+    -- keys find them awake, and a notifying commit takes a database-wide lock that would
+    -- serialize every writer's commit. (A first key whose transaction aborted leaves the next
+    -- one uncounted: the workers' poll, every second, finds it.) A statement's keys recorded
+    -- from its transition table notify once; statements that make no row pending (the
+    -- workers' write-backs among them) notify no one.
     EXECUTE format($f$
 CREATE OR REPLACE FUNCTION pgdw.%1$I() RETURNS trigger LANGUAGE plpgsql AS $body$
 DECLARE
-    b int;
+    b  int;
+    at tid;
 BEGIN
     IF TG_LEVEL = 'STATEMENT' THEN
         %2$s;
-    ELSE
-        b := %3$s;
-        INSERT INTO %4$s (pgdw_part, %5$s)
-        VALUES (b * 2 + coalesce((SELECT m.gens[b + 1] FROM pgdw.materialize_sets m WHERE m.id = %6$s), 0), %7$s);
+        PERFORM pg_notify('pgdw_materialize', '');
+        RETURN NULL;
     END IF;
-    RETURN NULL;
+    IF TG_OP = 'UPDATE' THEN
+        NEW.materialized_at := NULL;
+        IF OLD.materialized_at IS NULL THEN
+            RETURN NEW;  -- pending already: its key is in the set
+        END IF;
+    END IF;
+    b := %3$s;
+    CASE b * 2 + coalesce((SELECT m.gens[b + 1] FROM pgdw.materialize_sets m WHERE m.id = %4$s), 0)
+%5$s
+    END CASE;
+    IF at = '(0,1)' THEN
+        PERFORM pg_notify('pgdw_materialize', '');
+    END IF;
+    RETURN NEW;
 END $body$
 $f$, 'materialize_record_' || s.id,
         pgdw.materialize_record_sql(tbl, s.id, 'SELECT * FROM pgdw_new WHERE materialized_at IS NULL'),
         pgdw.materialize_bucket(tbl, 'NEW'),
-        pgdw.materialize_set(s.id), pgdw.idents(pgdw.primary_key(tbl)), s.id,
-        (SELECT string_agg(format('NEW.%I', k), ', ') FROM unnest(pgdw.primary_key(tbl)) k));
+        s.id,
+        (SELECT string_agg(format('    WHEN %1$s THEN INSERT INTO %2$s (pgdw_part, %3$s) VALUES (%1$s, %4$s) RETURNING ctid INTO at;',
+                                  g.leaf, pgdw.materialize_set(s.id, g.leaf), pgdw.idents(pgdw.primary_key(tbl)),
+                                  (SELECT string_agg(format('NEW.%I', k), ', ') FROM unnest(pgdw.primary_key(tbl)) k)),
+                           E'\n' ORDER BY g.leaf)
+           FROM generate_series(0, 15) g (leaf)));
     RETURN s;
 END $$;
 
@@ -185,12 +209,6 @@ CREATE OR REPLACE FUNCTION pgdw.materialize_mark() RETURNS trigger LANGUAGE plpg
 BEGIN
     NEW.materialized_at := NULL;
     RETURN NEW;
-END $$;
-
-CREATE OR REPLACE FUNCTION pgdw.materialize_wake() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM pg_notify('pgdw_materialize', '');
-    RETURN NULL;
 END $$;
 
 -- Pieces of SQL for tbl's registered functions: the SET list and the LATERAL calls over a row
@@ -284,8 +302,6 @@ END $$;
 -- by its ctid, or by its key on a partitioned table, whose ctids repeat across partitions.
 -- With `clear`, the rows written lose their entries in pgdw.materialize_failures (a row set
 -- aside, changed since, computed now).
-DROP FUNCTION IF EXISTS pgdw.materialize_statement(regclass, int, boolean);
-DROP FUNCTION IF EXISTS pgdw.materialize_statement(regclass, int, boolean, boolean);
 CREATE OR REPLACE FUNCTION pgdw.materialize_statement(tbl regclass, keys_sql text, clear boolean DEFAULT false)
 RETURNS text LANGUAGE sql STABLE AS $$
     WITH f AS (
@@ -388,7 +404,6 @@ END $$;
 -- other partition when this commits; a later batch drains it), so one task switches every
 -- bucket a change reached and the next ones drain them. Returns how many keys it took
 -- (computed or set aside; 1 for each switch or empty last step), 0 when it could do nothing.
-DROP FUNCTION IF EXISTS pgdw.materialize_batch(regclass, int);
 CREATE OR REPLACE FUNCTION pgdw.materialize_batch(tbl regclass, size int DEFAULT 1000, slot int DEFAULT 1)
 RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE
@@ -614,16 +629,14 @@ BEGIN
         EXECUTE format('DROP TRIGGER %I ON %s', trig, tbl);
     END LOOP;
     EXECUTE format('CREATE TRIGGER pgdw_materialize_insert BEFORE INSERT ON %s FOR EACH ROW EXECUTE FUNCTION pgdw.materialize_mark()', tbl);
-    IF deps IS NOT NULL THEN
-        -- Only a change of a column the values depend on makes the row pending again.
-        EXECUTE format('CREATE TRIGGER pgdw_materialize_update BEFORE UPDATE OF %s ON %s FOR EACH ROW WHEN (%s) EXECUTE FUNCTION pgdw.materialize_mark()',
-                       pgdw.idents(deps), tbl,
-                       (SELECT string_agg(format('OLD.%1$I IS DISTINCT FROM NEW.%1$I', d), ' OR ') FROM unnest(deps) d));
-    END IF;
-    -- Keys into the set: a row that became pending (the worker's write-backs set
-    -- materialized_at, so their WHEN is false and no trigger runs for them).
-    EXECUTE format('CREATE TRIGGER pgdw_materialize_record_update AFTER UPDATE ON %s FOR EACH ROW
-                      WHEN (NEW.materialized_at IS NULL AND OLD.materialized_at IS NOT NULL) EXECUTE FUNCTION %s', tbl, rec);
+    -- A row becomes pending, its key recorded in the same call, when a column its values
+    -- depend on changes, or when a user sets materialized_at to NULL. The workers'
+    -- write-backs set materialized_at and change no such column: their WHEN is false, and
+    -- no trigger runs for them.
+    EXECUTE format('CREATE TRIGGER pgdw_materialize_update BEFORE UPDATE OF %s ON %s FOR EACH ROW
+                      WHEN (%s (NEW.materialized_at IS NULL AND OLD.materialized_at IS NOT NULL)) EXECUTE FUNCTION %s',
+                   pgdw.idents(coalesce(deps, '{}') || 'materialized_at'::text), tbl,
+                   (SELECT string_agg(format('OLD.%1$I IS DISTINCT FROM NEW.%1$I OR ', d), '') FROM unnest(deps) d), rec);
     -- Inserted rows: row by row on a partitioned table (cloned onto partitions created later,
     -- whichever table a statement names) and for rows logical replication applies (its apply
     -- worker fires row triggers only); on a plain table, once per statement besides (a bulk
@@ -634,7 +647,6 @@ BEGIN
         EXECUTE format('CREATE TRIGGER pgdw_materialize_record_insert AFTER INSERT ON %s REFERENCING NEW TABLE AS pgdw_new
                           FOR EACH STATEMENT EXECUTE FUNCTION %s', tbl, rec);
     END IF;
-    EXECUTE format('CREATE TRIGGER pgdw_materialize_wake AFTER INSERT OR UPDATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION pgdw.materialize_wake()', tbl);
     -- Rows applied by logical replication too (its apply worker runs as a replica). The
     -- partitions' clones of the row triggers are set the same way.
     FOR part IN SELECT tbl UNION ALL SELECT inhrelid::regclass FROM pg_inherits WHERE inhparent = tbl LOOP
@@ -735,15 +747,3 @@ END $$;
 COMMENT ON FUNCTION pgdw.materialize(regclass, text, text[]) IS
     'Keep columns of a table computed by a function of its row; pgdw worker computes pending rows';
 
--- Tables registered before the pending set existed: their set made, their pending index
--- dropped, the keys of their pending rows recorded (computed rows stay as they are).
-DO $$
-DECLARE
-    t regclass;
-BEGIN
-    FOR t IN SELECT DISTINCT m.tbl FROM pgdw.materializations m
-              WHERE NOT EXISTS (SELECT 1 FROM pgdw.materialize_sets x WHERE x.tbl = m.tbl)
-                AND EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = m.tbl) LOOP
-        PERFORM pgdw.materialize_install(t);
-    END LOOP;
-END $$;

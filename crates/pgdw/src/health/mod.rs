@@ -1,4 +1,4 @@
-//! `pgdw doctor`: the database's health, from `pgdw.doctor()` (`sql/health.sql`), which holds
+//! `pgdw doctor`: the database's health, from `pgdw.doctor()` (`health.sql` beside this file), which holds
 //! every check so that dashboards and alert rules read the same findings.
 
 use serde::Serialize;
@@ -37,13 +37,7 @@ pub struct Thresholds {
 }
 
 pub async fn run(conn: &mut PgConnection, t: &Thresholds) -> anyhow::Result<Vec<Finding>> {
-    let installed: bool = sqlx::query_scalar("SELECT to_regproc('pgdw.doctor') IS NOT NULL")
-        .fetch_one(&mut *conn)
-        .await?;
-    anyhow::ensure!(
-        installed,
-        "the warehouse has no pgdw.doctor (schema pgdw): run `pgdw up` (or `pgdw migrate`) first"
-    );
+    crate::runtime::installed(conn).await?.require()?;
     let rows = sqlx::query(
         "SELECT check_name, severity, object, figure, value, advice
            FROM pgdw.doctor(make_interval(secs => $1), make_interval(secs => $2), $3)",

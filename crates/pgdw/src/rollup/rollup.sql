@@ -1,4 +1,4 @@
--- Incremental rollups (run again at every `pgdw up`, after queue.sql).
+-- Incremental rollups (run again at every `pgdw up`; its place in src/runtime/mod.rs).
 --
 -- pgdw.rollup(name, query, source, keys) keeps the table `name` equal to `query` (a GROUP BY
 -- whose first N output columns are the group keys) by recomputing only the groups a change
@@ -40,19 +40,15 @@ CREATE TABLE IF NOT EXISTS pgdw.rollups (
     last_run      jsonb,                      -- what the last run did: groups, updated, deleted, ms, full
     created_at    timestamptz NOT NULL DEFAULT now(),
     search_path   text,                       -- the schemas the query and keys were resolved in (pgdw.rollup_search_path)
-    also_reads    text[] NOT NULL DEFAULT '{}'  -- tables the query reads besides the source: their changes are not captured
+    also_reads    text[] NOT NULL DEFAULT '{}',  -- tables the query reads besides the source: their changes are not captured
+    -- History kept past the source's retention (pgdw.events' per-user days): groups whose key
+    -- column `frozen_key` is below the value of the expression `frozen_before` (evaluated at
+    -- each run) are never recomputed, so a partition that expires takes its rows out of the
+    -- source but not its groups out of the rollup.
+    frozen_key    text,
+    frozen_before text
 );
 COMMENT ON TABLE pgdw.rollups IS 'Each rollup pgdw.rollup keeps, with its capture state';
--- Registrations made before the search_path was pinned were resolved with the caller's, most
--- likely the one pgdw up runs with.
-ALTER TABLE pgdw.rollups ADD COLUMN IF NOT EXISTS search_path text;
-ALTER TABLE pgdw.rollups ADD COLUMN IF NOT EXISTS also_reads text[] NOT NULL DEFAULT '{}';
--- History kept past the source's retention (pgdw.events' per-user days): groups whose key
--- column `frozen_key` is below the value of the expression `frozen_before` (evaluated at each
--- run) are never recomputed, so a partition that expires takes its rows out of the source but
--- not its groups out of the rollup.
-ALTER TABLE pgdw.rollups ADD COLUMN IF NOT EXISTS frozen_key text;
-ALTER TABLE pgdw.rollups ADD COLUMN IF NOT EXISTS frozen_before text;
 
 -- Rollups that stopped being kept because their table or source was dropped (by a user, or by
 -- a tool that replaces tables, such as dbt's --full-refresh): pgdw status, pgdw doctor and the

@@ -1,10 +1,8 @@
 //! The one way pgdw sets a server option, a user-mapping secret or a role password: the value
 //! travels as a bound parameter of `pgdw.set_option`, which builds the `ALTER` inside the server
-//! (see `sql/runtime.sql`), so no statement text that PostgreSQL tracks or logs holds it.
+//! (see `secrets.sql` beside this file), so no statement text that PostgreSQL tracks or logs holds it.
 
 use sqlx::{Connection, PgConnection};
-
-use crate::target::mask;
 
 /// What an option is set on.
 #[derive(Debug, Clone, Copy)]
@@ -66,10 +64,5 @@ pub async fn call_hidden(
         Ok::<_, sqlx::Error>(sqlx::Row::try_get::<String, _>(&row, 0).ok())
     }
     .await;
-    result.map_err(|e| {
-        let message = secrets
-            .iter()
-            .fold(e.to_string(), |m, secret| mask(&m, secret));
-        anyhow::anyhow!("{message}")
-    })
+    result.map_err(|e| anyhow::anyhow!("{}", pgdw_wrapper::mask(&e.to_string(), secrets)))
 }

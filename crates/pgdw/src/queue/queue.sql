@@ -1,4 +1,4 @@
--- pgdw's work queue, in the warehouse (run again at every `pgdw up`, after runtime.sql).
+-- pgdw's work queue, in the warehouse (run again at every `pgdw up`; its place in src/runtime/mod.rs).
 --
 -- A task's way: pgdw.enqueue puts it in pgdw.task_log (due now) or pgdw.task_delayed (later);
 -- pgdw.dispatch moves a bounded batch into pgdw.task_ready; a worker claims tasks there with
@@ -103,9 +103,10 @@ CREATE TABLE IF NOT EXISTS pgdw.workers (
     concurrency int NOT NULL,
     started_at  timestamptz NOT NULL DEFAULT now(),
     last_seen   timestamptz NOT NULL DEFAULT now(),
-    stopped_at  timestamptz
+    stopped_at  timestamptz,
+    heartbeat   interval NOT NULL DEFAULT '20 seconds'  -- how often it is seen (a third of its lease)
 );
-COMMENT ON TABLE pgdw.workers IS 'Each pgdw worker process, seen every few seconds while it runs';
+COMMENT ON TABLE pgdw.workers IS 'Each pgdw worker process, seen every heartbeat while it runs';
 
 -- Enqueue ------------------------------------------------------------------------------------
 
@@ -356,12 +357,27 @@ END $$;
 
 -- Workers ----------------------------------------------------------------------------------
 
-CREATE OR REPLACE FUNCTION pgdw.worker_seen(id text, host text, pid int, concurrency int, stopping boolean DEFAULT false)
+CREATE OR REPLACE FUNCTION pgdw.worker_seen(id text, host text, pid int, concurrency int, stopping boolean DEFAULT false,
+    heartbeat interval DEFAULT '20 seconds')
 RETURNS void LANGUAGE sql AS $$
-    INSERT INTO pgdw.workers (id, host, pid, concurrency, stopped_at)
-    VALUES (id, host, pid, concurrency, CASE WHEN stopping THEN now() END)
+    INSERT INTO pgdw.workers (id, host, pid, concurrency, stopped_at, heartbeat)
+    VALUES (id, host, pid, concurrency, CASE WHEN stopping THEN now() END, heartbeat)
     ON CONFLICT ON CONSTRAINT workers_pkey DO UPDATE
-       SET last_seen = now(), stopped_at = EXCLUDED.stopped_at;
+       SET last_seen = now(), stopped_at = EXCLUDED.stopped_at, heartbeat = EXCLUDED.heartbeat;
+$$;
+
+-- The one definition of a live worker: not stopped, and seen within three of its own
+-- heartbeats (so one late heartbeat, a busy server, does not make it look gone, and a long
+-- lease's slower heartbeat is allowed for).
+CREATE OR REPLACE FUNCTION pgdw.worker_alive(w pgdw.workers) RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT w.stopped_at IS NULL AND w.last_seen > now() - 3 * w.heartbeat;
+$$;
+
+-- Whether any worker is alive (pgdw.worker_alive).
+CREATE OR REPLACE FUNCTION pgdw.workers_running() RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT EXISTS (SELECT 1 FROM pgdw.workers w WHERE pgdw.worker_alive(w));
 $$;
 
 -- Views -------------------------------------------------------------------------------------
@@ -397,5 +413,5 @@ SELECT (SELECT count(*) FROM pgdw.task_log)
                      (SELECT min(ready_at) FROM pgdw.task_ready WHERE leased_until IS NULL)) AS oldest_due_age,
        (SELECT count(*) FROM pgdw.task_history WHERE state = 'succeeded' AND finished_at > now() - interval '1 hour') AS succeeded_last_hour,
        (SELECT count(*) FROM pgdw.task_history WHERE state = 'failed' AND finished_at > now() - interval '1 day') AS failed_last_day,
-       (SELECT count(*) FROM pgdw.workers WHERE stopped_at IS NULL AND last_seen > now() - interval '1 minute') AS workers;
+       (SELECT count(*) FROM pgdw.workers w WHERE pgdw.worker_alive(w)) AS workers;
 COMMENT ON VIEW pgdw.queue IS 'Tasks due, scheduled and running, the oldest due task''s wait, failures, live workers';

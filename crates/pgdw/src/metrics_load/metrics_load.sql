@@ -1,4 +1,4 @@
--- Metric loads (run again at every `pgdw up`, after queue.sql).
+-- Metric loads (run again at every `pgdw up`; its place in src/runtime/mod.rs).
 --
 -- `pgdw.load_metrics` keeps a local copy of one Prometheus metric read through a
 -- prometheus_fdw foreign table: label sets in a labels table (id, name, labels), samples in a
@@ -208,12 +208,6 @@ BEGIN
     deleted := 0;
 END $$;
 
--- A worker seen in the last minute and not stopped.
-CREATE OR REPLACE FUNCTION pgdw.workers_running() RETURNS boolean
-LANGUAGE sql STABLE AS $$
-    SELECT EXISTS (SELECT 1 FROM pgdw.workers WHERE stopped_at IS NULL AND last_seen > now() - interval '1 minute');
-$$;
-
 -- What the schedule runs. With workers: queue a 'metrics' task unless one is queued or running
 -- (a task in the history has finished). Without: load through the foreign table now.
 CREATE OR REPLACE PROCEDURE pgdw.metrics_tick(job text)
@@ -223,7 +217,7 @@ DECLARE
 BEGIN
     -- The job's lock first, as a worker's chunk and pgdw.run take it (the same order everywhere:
     -- no deadlock), so that two ticks never queue two tasks.
-    PERFORM pg_advisory_xact_lock(hashtextextended('pgdw.run:' || job, 0));
+    PERFORM pg_advisory_xact_lock(pgdw.job_lock(job));
     l := pgdw.metric_load(job);
     IF pgdw.workers_running() THEN
         IF l.task IS NULL OR EXISTS (SELECT 1 FROM pgdw.task_history h WHERE h.id = l.task) THEN
@@ -244,7 +238,7 @@ CREATE OR REPLACE FUNCTION pgdw.metrics_chunk(job text, chunk bigint, upto bigin
     OUT lo bigint, OUT hi bigint, OUT overlap boolean, OUT next_hi bigint)
 LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM pg_advisory_xact_lock(hashtextextended('pgdw.run:' || job, 0));
+    PERFORM pg_advisory_xact_lock(pgdw.job_lock(job));
     SELECT w.lo INTO lo FROM pgdw.metrics_window(job) w;
     hi := pgdw.metrics_chunk_end(lo, upto, chunk);
     next_hi := pgdw.metrics_chunk_end(hi, upto);

@@ -56,7 +56,7 @@ pub async fn read(conn: &mut PgConnection) -> anyhow::Result<Freshness> {
         now,
         ..Freshness::default()
     };
-    if exists(conn, "SELECT to_regclass('pgdw.job_freshness') IS NOT NULL").await {
+    if crate::runtime::installed(conn).await?.readable() {
         // The view is the one definition of stale and failing (alert rules and BI tools read
         // it too); this only formats it.
         let rows = sqlx::query(

@@ -182,24 +182,22 @@ END $$;
 -- The checks. Each finding: the check, its severity (info, warning, critical), the object, the
 -- figure measured (text, and a number where one says it), and the advice: the statement or
 -- setting to change. Thresholds are arguments; `pgdw doctor` passes its options.
-CREATE OR REPLACE FUNCTION pgdw.doctor(
-    idle_in_transaction interval DEFAULT '1 minute',
-    long_query          interval DEFAULT '5 minutes',
-    min_index_bytes     bigint DEFAULT 1048576,
-    min_table_rows      bigint DEFAULT 10000,
-    slot_wal_bytes      bigint DEFAULT 1073741824)
-RETURNS TABLE (check_name text, severity text, object text, figure text, value float8, advice text)
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+-- What a check of pgdw.doctor returns: one row a finding.
+DO $$
+BEGIN
+    IF to_regtype('pgdw.doctor_finding') IS NULL THEN
+        CREATE TYPE pgdw.doctor_finding AS (check_name text, severity text, object text, figure text, value float8, advice text);
+    END IF;
+END $$;
+
+-- pgdw.doctor's checks, one function each (called only by pgdw.doctor, as its owner: their
+-- EXECUTE is revoked from PUBLIC). Each returns its findings, none when all is well.
+CREATE OR REPLACE FUNCTION pgdw.doctor_statements()
+RETURNS SETOF pgdw.doctor_finding
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    r        record;
-    reset_at timestamptz := (SELECT coalesce(stats_reset, pg_postmaster_start_time()) FROM pg_stat_database WHERE datname = current_database());
-    db       text := current_database();
-    fixed    text[];
-    best     text[];
-    now_w    int;
-    best_w   int;
-    long_xact boolean := false;
-    freeze_max bigint := current_setting('autovacuum_freeze_max_age')::bigint;
+    r record;
+    check_name text; severity text; object text; figure text; value float8; advice text;
 BEGIN
     -- Statements: the top five by total time and by mean time.
     FOR r IN (SELECT 'top_statement_total_time' AS c, s.* FROM pgdw.health_statements() s
@@ -215,9 +213,17 @@ BEGIN
                          round(r.mean_ms::numeric, 2), r.rows);
         value := CASE WHEN r.c = 'top_statement_total_time' THEN r.total_ms ELSE r.mean_ms END;
         advice := 'EXPLAIN (ANALYZE, BUFFERS) it: an index on what it filters or joins by, or a rollup it can read instead (pgdw.rollup), takes the most time off';
-        RETURN NEXT;
+        RETURN NEXT (check_name, severity, object, figure, value, advice)::pgdw.doctor_finding;
     END LOOP;
+END $$;
 
+CREATE OR REPLACE FUNCTION pgdw.doctor_dead_tuples()
+RETURNS SETOF pgdw.doctor_finding
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    r record;
+    check_name text; severity text; object text; figure text; value float8; advice text;
+BEGIN
     -- Dead tuples, bloat, vacuum and analyze; autovacuum that cannot keep up.
     FOR r IN SELECT t.relid::regclass::text AS name, t.n_live_tup AS live, t.n_dead_tup AS dead,
                     pg_relation_size(t.relid) AS bytes, greatest(t.last_vacuum, t.last_autovacuum) AS vacuumed,
@@ -239,9 +245,18 @@ BEGIN
         advice := format('VACUUM (ANALYZE) %s;', r.name)
                || CASE WHEN r.av = 'false' THEN format(' ALTER TABLE %s RESET (autovacuum_enabled);', r.name)
                        ELSE format(' if it keeps coming back: ALTER TABLE %s SET (autovacuum_vacuum_scale_factor = 0.01); and look for long transactions (xmin_horizon)', r.name) END;
-        RETURN NEXT;
+        RETURN NEXT (check_name, severity, object, figure, value, advice)::pgdw.doctor_finding;
     END LOOP;
+END $$;
 
+CREATE OR REPLACE FUNCTION pgdw.doctor_unused_indexes(min_index_bytes bigint)
+RETURNS SETOF pgdw.doctor_finding
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    r record;
+    check_name text; severity text; object text; figure text; value float8; advice text;
+    reset_at timestamptz := (SELECT coalesce(stats_reset, pg_postmaster_start_time()) FROM pg_stat_database WHERE datname = current_database());
+BEGIN
     -- Unused indexes: no scan since the statistics were reset, large enough to matter, not
     -- enforcing a constraint. A partitioned index counts its partitions' scans.
     FOR r IN WITH idx AS (
@@ -261,9 +276,17 @@ BEGIN
         figure := format('0 scans since %s, %s, on %s', to_char(reset_at, 'YYYY-MM-DD HH24:MI'), pg_size_pretty(r.bytes::bigint), r.indrelid::regclass);
         advice := format('DROP INDEX %s%s; (every write to %s maintains it)',
                          CASE WHEN r.relkind = 'I' THEN '' ELSE 'CONCURRENTLY ' END, r.indexrelid::regclass, r.indrelid::regclass);
-        RETURN NEXT;
+        RETURN NEXT (check_name, severity, object, figure, value, advice)::pgdw.doctor_finding;
     END LOOP;
+END $$;
 
+CREATE OR REPLACE FUNCTION pgdw.doctor_duplicate_indexes()
+RETURNS SETOF pgdw.doctor_finding
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    r record;
+    check_name text; severity text; object text; figure text; value float8; advice text;
+BEGIN
     -- Duplicate indexes: the same table, columns, expressions, predicate and operator classes.
     FOR r IN SELECT i.indrelid, array_agg(i.indexrelid::regclass::text ORDER BY i.indisprimary DESC, i.indisunique DESC, i.indexrelid) AS same
                FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid
@@ -276,9 +299,18 @@ BEGIN
         value := cardinality(r.same) - 1;
         figure := format('the same as %s on %s', r.same[1], r.indrelid::regclass);
         advice := (SELECT string_agg(format('DROP INDEX %s;', x), ' ') FROM unnest(r.same[2:]) x);
-        RETURN NEXT;
+        RETURN NEXT (check_name, severity, object, figure, value, advice)::pgdw.doctor_finding;
     END LOOP;
+END $$;
 
+CREATE OR REPLACE FUNCTION pgdw.doctor_sessions(idle_in_transaction interval, long_query interval)
+RETURNS SETOF pgdw.doctor_finding
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    r record;
+    check_name text; severity text; object text; figure text; value float8; advice text;
+    db text := current_database();
+BEGIN
     -- Sessions: blocked ones and their blockers, long queries, idle transactions.
     FOR r IN SELECT * FROM pgdw.health_blocked LOOP
         check_name := 'blocked_session';
@@ -292,7 +324,7 @@ BEGIN
         advice := CASE WHEN r.blocker_state LIKE 'idle in transaction%'
                        THEN format('SELECT pg_terminate_backend(%s); -- the blocker is idle in its transaction', r.blocker)
                        ELSE format('SELECT pg_cancel_backend(%s); -- or wait for it', r.blocker) END;
-        RETURN NEXT;
+        RETURN NEXT (check_name, severity, object, figure, value, advice)::pgdw.doctor_finding;
     END LOOP;
     FOR r IN SELECT * FROM pgdw.health_activity() a
               WHERE (a.state = 'active' AND a.query_age > long_query AND a.wait_event_type IS DISTINCT FROM 'Lock')
@@ -313,10 +345,17 @@ BEGIN
         END IF;
         severity := CASE WHEN r.xact_age > interval '1 hour' THEN 'critical' ELSE 'warning' END;
         object := format('pid %s (%s)', r.pid, coalesce(nullif(r.application_name, ''), r.usename));
-        long_xact := true;
-        RETURN NEXT;
+        RETURN NEXT (check_name, severity, object, figure, value, advice)::pgdw.doctor_finding;
     END LOOP;
+END $$;
 
+CREATE OR REPLACE FUNCTION pgdw.doctor_xmin_horizon(idle_in_transaction interval, long_query interval)
+RETURNS SETOF pgdw.doctor_finding
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    r record;
+    check_name text; severity text; object text; figure text; value float8; advice text;
+BEGIN
     -- The xmin horizon: the oldest snapshot or transaction still needed, and what it holds back.
     FOR r IN SELECT * FROM (
                  SELECT format('pid %s (%s)', a.pid, coalesce(nullif(a.application_name, ''), a.usename)) AS who,
@@ -344,9 +383,17 @@ BEGIN
         advice := CASE WHEN r.who LIKE 'pid %' THEN format('end it: SELECT pg_terminate_backend(%s);', split_part(r.who, ' ', 2))
                        WHEN r.who LIKE 'replication slot %' THEN format('drop the slot if nothing consumes it: SELECT pg_drop_replication_slot(%L);', substr(r.who, 18))
                        ELSE format('COMMIT PREPARED or ROLLBACK PREPARED %L', substr(r.who, 22)) END;
-        RETURN NEXT;
+        RETURN NEXT (check_name, severity, object, figure, value, advice)::pgdw.doctor_finding;
     END LOOP;
+END $$;
 
+CREATE OR REPLACE FUNCTION pgdw.doctor_replication_slots(slot_wal_bytes bigint)
+RETURNS SETOF pgdw.doctor_finding
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    r record;
+    check_name text; severity text; object text; figure text; value float8; advice text;
+BEGIN
     -- Replication slots here, and the sources' slots pgdw sampled.
     FOR r IN SELECT s.slot_name, s.slot_type, s.active, s.wal_status,
                     pg_wal_lsn_diff(pg_current_wal_lsn(), s.restart_lsn)::bigint AS retained
@@ -361,7 +408,7 @@ BEGIN
                        WHEN NOT r.active THEN format('nothing reads it and its WAL accumulates: start its consumer, or SELECT pg_drop_replication_slot(%L);', r.slot_name)
                        WHEN r.retained > slot_wal_bytes THEN 'its consumer falls behind: look at the subscriber''s apply (pgdw status)'
                        ELSE 'none' END;
-        RETURN NEXT;
+        RETURN NEXT (check_name, severity, object, figure, value, advice)::pgdw.doctor_finding;
     END LOOP;
     FOR r IN SELECT * FROM pgdw.replication_source src
               WHERE src.wal_status IN ('unreserved', 'lost') OR src.retained_bytes > slot_wal_bytes LOOP
@@ -372,9 +419,18 @@ BEGIN
                          to_char(r.sampled_at, 'YYYY-MM-DD HH24:MI:SS'));
         advice := CASE WHEN r.wal_status = 'lost' THEN format('pgdw replicate resync %s', r.subscription)
                        ELSE 'the subscription falls behind: pgdw status shows its apply; the source''s max_slot_wal_keep_size bounds the WAL kept' END;
-        RETURN NEXT;
+        RETURN NEXT (check_name, severity, object, figure, value, advice)::pgdw.doctor_finding;
     END LOOP;
+END $$;
 
+CREATE OR REPLACE FUNCTION pgdw.doctor_wraparound()
+RETURNS SETOF pgdw.doctor_finding
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    r record;
+    check_name text; severity text; object text; figure text; value float8; advice text;
+    freeze_max bigint := current_setting('autovacuum_freeze_max_age')::bigint;
+BEGIN
     -- Transaction ID wraparound: each database, and this database's oldest tables.
     FOR r IN SELECT datname AS name, age(datfrozenxid) AS xids, 'database' AS kind FROM pg_database WHERE datallowconn
              UNION ALL
@@ -386,31 +442,51 @@ BEGIN
         advice := CASE WHEN severity = 'info' THEN 'none'
                        WHEN r.kind = 'database' THEN format('VACUUM (FREEZE) every table of %I; first end long transactions and inactive slots (xmin_horizon)', r.name)
                        ELSE format('VACUUM (FREEZE) %s;', r.name) END;
-        RETURN NEXT;
+        RETURN NEXT (check_name, severity, object, figure, value, advice)::pgdw.doctor_finding;
     END LOOP;
+END $$;
 
+CREATE OR REPLACE FUNCTION pgdw.doctor_settings(idle_in_transaction interval, long_query interval)
+RETURNS SETOF pgdw.doctor_finding
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    r record;
+    check_name text; severity text; object text; figure text; value float8; advice text;
+    db text := current_database();
+BEGIN
     -- Settings the seed names.
     FOR r IN SELECT name, setting::int AS v FROM pg_settings WHERE name IN ('from_collapse_limit', 'join_collapse_limit') AND setting::int <= 8 LOOP
         check_name := 'setting'; severity := 'info'; object := r.name; value := r.v;
         figure := format('%s = %s (the default)', r.name, r.v);
         advice := format('ALTER DATABASE %I SET %s = 12; -- a dashboard query joining more than %s tables is planned in pieces, in the order written, past this', db, r.name, r.v);
-        RETURN NEXT;
+        RETURN NEXT (check_name, severity, object, figure, value, advice)::pgdw.doctor_finding;
     END LOOP;
-    IF long_xact THEN
+    -- A long or idle transaction open now (the sessions check's).
+    IF EXISTS (SELECT 1 FROM pgdw.health_activity() a
+                WHERE (a.state = 'active' AND a.query_age > long_query AND a.wait_event_type IS DISTINCT FROM 'Lock')
+                   OR (a.state LIKE 'idle in transaction%' AND a.state_age > idle_in_transaction)) THEN
         check_name := 'setting'; severity := 'warning'; object := 'vacuum_freeze_table_age';
         value := current_setting('vacuum_freeze_table_age')::float8;
         figure := format('vacuum_freeze_table_age = %s with long transactions open (above)', current_setting('vacuum_freeze_table_age'));
         advice := 'long transactions on the primary keep VACUUM from freezing rows; while they happen, keep vacuum_freeze_table_age well below autovacuum_freeze_max_age (ALTER SYSTEM SET vacuum_freeze_table_age = 100000000) and watch wraparound';
-        RETURN NEXT;
+        RETURN NEXT (check_name, severity, object, figure, value, advice)::pgdw.doctor_finding;
     END IF;
     IF current_setting('max_slot_wal_keep_size') = '-1' THEN
         check_name := 'setting'; object := 'max_slot_wal_keep_size'; value := -1;
         severity := CASE WHEN EXISTS (SELECT 1 FROM pg_replication_slots) THEN 'warning' ELSE 'info' END;
         figure := format('unlimited, with %s replication slots', (SELECT count(*) FROM pg_replication_slots));
         advice := 'ALTER SYSTEM SET max_slot_wal_keep_size = ''4GB''; SELECT pg_reload_conf(); -- an abandoned slot otherwise keeps WAL until the disk is full';
-        RETURN NEXT;
+        RETURN NEXT (check_name, severity, object, figure, value, advice)::pgdw.doctor_finding;
     END IF;
+END $$;
 
+CREATE OR REPLACE FUNCTION pgdw.doctor_standbys()
+RETURNS SETOF pgdw.doctor_finding
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    r record;
+    check_name text; severity text; object text; figure text; value float8; advice text;
+BEGIN
     -- Standbys pgdw made: one that is not streaming keeps WAL in its slot (up to
     -- max_slot_wal_keep_size, then it is lost and must be made again); one that streams but
     -- falls behind serves stale panels and, in --sync mode, slows every commit.
@@ -426,9 +502,17 @@ BEGIN
         advice := CASE WHEN r.state <> 'streaming'
                        THEN format('start it (pgdw --data-dir STANDBY_DIR up); if it is gone for good: pgdw standby remove STANDBY_DIR, or SELECT pg_drop_replication_slot(%L);', 'pgdw_standby_' || r.name)
                        ELSE 'the standby cannot keep up: look at its disk and CPU, and at long queries there (hot_standby_feedback holds rows they read)' END;
-        RETURN NEXT;
+        RETURN NEXT (check_name, severity, object, figure, value, advice)::pgdw.doctor_finding;
     END LOOP;
+END $$;
 
+CREATE OR REPLACE FUNCTION pgdw.doctor_materialized_column_indexes()
+RETURNS SETOF pgdw.doctor_finding
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    r record;
+    check_name text; severity text; object text; figure text; value float8; advice text;
+BEGIN
     -- An index on a materialized column (or materialized_at): the workers' write-backs of a
     -- table with one cannot be HOT updates (a new entry in every index, a dead version each).
     FOR r IN SELECT DISTINCT i.indexrelid::regclass::text AS idx, m.tbl::text AS tbl, a.attname::text AS col
@@ -442,9 +526,17 @@ BEGIN
         value := NULL;
         figure := format('%s indexes %s, a column pgdw worker writes on %s: its write-backs cannot be HOT updates', r.idx, r.col, r.tbl);
         advice := format('DROP INDEX %s; -- unless reads need it: then give %s room to spare (ALTER TABLE %s SET (fillfactor = 80)) and expect each write-back to add an entry to every index', r.idx, r.tbl, r.tbl);
-        RETURN NEXT;
+        RETURN NEXT (check_name, severity, object, figure, value, advice)::pgdw.doctor_finding;
     END LOOP;
+END $$;
 
+CREATE OR REPLACE FUNCTION pgdw.doctor_rollups()
+RETURNS SETOF pgdw.doctor_finding
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    r record;
+    check_name text; severity text; object text; figure text; value float8; advice text;
+BEGIN
     -- Rollups no longer kept: their table or source was dropped (by a user, or a tool that
     -- replaces tables, as dbt's --full-refresh does), which only a NOTICE said at the time.
     FOR r IN SELECT * FROM pgdw.rollups_lost ORDER BY lost_at LOOP
@@ -453,7 +545,7 @@ BEGIN
         figure := format('no longer kept since %s: %s', to_char(r.lost_at, 'YYYY-MM-DD HH24:MI'), r.reason);
         advice := format('register it again: SELECT pgdw.rollup(%L, %L, source => %L, keys => %L); or, if it is gone for good: SELECT pgdw.rollup_forget(%L);',
                          r.name, r.query, r.source, r.keys, r.name);
-        RETURN NEXT;
+        RETURN NEXT (check_name, severity, object, figure, value, advice)::pgdw.doctor_finding;
     END LOOP;
     -- Rollups whose query reads tables besides its source: changes there are not captured.
     FOR r IN SELECT name::text AS name, source::text AS source, also_reads FROM pgdw.rollups WHERE cardinality(also_reads) > 0 LOOP
@@ -462,9 +554,21 @@ BEGIN
         figure := format('its query reads %s besides its source %s: a change there reaches the rollup only when the group''s source rows change',
                          array_to_string(r.also_reads, ', '), r.source);
         advice := 'keep what it reads there as a materialized column of the source (pgdw.materialize), or make that table the source of a rollup of its own';
-        RETURN NEXT;
+        RETURN NEXT (check_name, severity, object, figure, value, advice)::pgdw.doctor_finding;
     END LOOP;
+END $$;
 
+CREATE OR REPLACE FUNCTION pgdw.doctor_column_padding(min_table_rows bigint)
+RETURNS SETOF pgdw.doctor_finding
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    r record;
+    check_name text; severity text; object text; figure text; value float8; advice text;
+    fixed    text[];
+    best     text[];
+    now_w    int;
+    best_w   int;
+BEGIN
     -- Column order: per large table, what a better order would save per row.
     FOR r IN SELECT c.oid::regclass AS t, c.reltuples
                FROM pg_class c
@@ -485,11 +589,53 @@ BEGIN
         figure := format('%s bytes of padding per row of %s (%s instead of %s bytes of columns), ~%s over its %s rows',
                          now_w - best_w, now_w, now_w, best_w, pg_size_pretty(((now_w - best_w) * r.reltuples)::bigint), r.reltuples::bigint);
         advice := format('recreate it with its columns in this order (widest alignment first, variable-width last): %s', array_to_string(best, ', '));
-        RETURN NEXT;
+        RETURN NEXT (check_name, severity, object, figure, value, advice)::pgdw.doctor_finding;
     END LOOP;
 END $$;
+
+-- Every check's findings, as `pgdw doctor`, the database dashboard and the health alerts read
+-- them.
+CREATE OR REPLACE FUNCTION pgdw.doctor(
+    idle_in_transaction interval DEFAULT '1 minute',
+    long_query          interval DEFAULT '5 minutes',
+    min_index_bytes     bigint DEFAULT 1048576,
+    min_table_rows      bigint DEFAULT 10000,
+    slot_wal_bytes      bigint DEFAULT 1073741824)
+RETURNS TABLE (check_name text, severity text, object text, figure text, value float8, advice text)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT * FROM pgdw.doctor_statements()
+    UNION ALL
+    SELECT * FROM pgdw.doctor_dead_tuples()
+    UNION ALL
+    SELECT * FROM pgdw.doctor_unused_indexes(min_index_bytes)
+    UNION ALL
+    SELECT * FROM pgdw.doctor_duplicate_indexes()
+    UNION ALL
+    SELECT * FROM pgdw.doctor_sessions(idle_in_transaction, long_query)
+    UNION ALL
+    SELECT * FROM pgdw.doctor_xmin_horizon(idle_in_transaction, long_query)
+    UNION ALL
+    SELECT * FROM pgdw.doctor_replication_slots(slot_wal_bytes)
+    UNION ALL
+    SELECT * FROM pgdw.doctor_wraparound()
+    UNION ALL
+    SELECT * FROM pgdw.doctor_settings(idle_in_transaction, long_query)
+    UNION ALL
+    SELECT * FROM pgdw.doctor_standbys()
+    UNION ALL
+    SELECT * FROM pgdw.doctor_materialized_column_indexes()
+    UNION ALL
+    SELECT * FROM pgdw.doctor_rollups()
+    UNION ALL
+    SELECT * FROM pgdw.doctor_column_padding(min_table_rows);
+$$;
 COMMENT ON FUNCTION pgdw.doctor(interval, interval, bigint, bigint, bigint) IS
     'What pgdw doctor reports: each finding with its check, severity, object, figure and advice';
 
 REVOKE EXECUTE ON FUNCTION pgdw.doctor(interval, interval, bigint, bigint, bigint), pgdw.health_statements(),
     pgdw.health_activity() FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION pgdw.doctor_statements(), pgdw.doctor_dead_tuples(), pgdw.doctor_unused_indexes(bigint),
+    pgdw.doctor_duplicate_indexes(), pgdw.doctor_sessions(interval, interval), pgdw.doctor_xmin_horizon(interval, interval),
+    pgdw.doctor_replication_slots(bigint), pgdw.doctor_wraparound(), pgdw.doctor_settings(interval, interval),
+    pgdw.doctor_standbys(), pgdw.doctor_materialized_column_indexes(), pgdw.doctor_rollups(),
+    pgdw.doctor_column_padding(bigint) FROM PUBLIC;

@@ -69,6 +69,18 @@ fn a_fresh_warehouse_is_healthy_and_the_json_is_stable() {
         .any(|f| f["check"] == "setting" && f["object"] == "join_collapse_limit"));
     let text = ok(&w, &["doctor"]);
     assert!(text.contains("0 critical, 0 warnings"), "{text}");
+    // Every check is a function of its own, and pgdw.doctor combines each of them.
+    assert_eq!(
+        query(
+            &w,
+            "SELECT string_agg(p.proname, ',' ORDER BY p.proname) FROM pg_proc p
+              WHERE p.pronamespace = 'pgdw'::regnamespace AND p.proname LIKE 'doctor\\_%'
+                AND position('pgdw.' || p.proname || '(' IN
+                             (SELECT prosrc FROM pg_proc WHERE oid = 'pgdw.doctor(interval, interval, bigint, bigint, bigint)'::regprocedure)) = 0"
+        ),
+        "",
+        "checks pgdw.doctor does not call"
+    );
 }
 
 #[test]

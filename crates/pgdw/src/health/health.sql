@@ -192,38 +192,30 @@ END $$;
 
 -- pgdw.doctor's checks, one function each (called only by pgdw.doctor, as its owner: their
 -- EXECUTE is revoked from PUBLIC). Each returns its findings, none when all is well.
-CREATE OR REPLACE FUNCTION pgdw.doctor_statements()
-RETURNS SETOF pgdw.doctor_finding
+CREATE OR REPLACE FUNCTION pgdw.doctor_statements() RETURNS SETOF pgdw.doctor_finding
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    r record;
-    check_name text; severity text; object text; figure text; value float8; advice text;
-BEGIN
+DECLARE r record; f pgdw.doctor_finding; BEGIN
     -- Statements: the top five by total time and by mean time.
     FOR r IN (SELECT 'top_statement_total_time' AS c, s.* FROM pgdw.health_statements() s
                WHERE s.query NOT LIKE '%pgdw.doctor(%' ORDER BY s.total_ms DESC LIMIT 5)
              UNION ALL
              (SELECT 'top_statement_mean_time', s.* FROM pgdw.health_statements() s
                WHERE s.query NOT LIKE '%pgdw.doctor(%' ORDER BY s.mean_ms DESC LIMIT 5) LOOP
-        check_name := r.c; severity := 'info';
-        object := format('query %s%s: %s', r.queryid, coalesce(' (' || r.label || ')', ''),
+        f.check_name := r.c; f.severity := 'info';
+        f.object := format('query %s%s: %s', r.queryid, coalesce(' (' || r.label || ')', ''),
                          left(regexp_replace(r.query, '\s+', ' ', 'g'), 160));
-        figure := format('%s ms total (%s%% of all statements), %s calls, %s ms mean, %s rows',
+        f.figure := format('%s ms total (%s%% of all statements), %s calls, %s ms mean, %s rows',
                          round(r.total_ms::numeric, 1), round(100 * coalesce(r.share, 0)::numeric, 1), r.calls,
                          round(r.mean_ms::numeric, 2), r.rows);
-        value := CASE WHEN r.c = 'top_statement_total_time' THEN r.total_ms ELSE r.mean_ms END;
-        advice := 'EXPLAIN (ANALYZE, BUFFERS) it: an index on what it filters or joins by, or a rollup it can read instead (pgdw.rollup), takes the most time off';
-        RETURN NEXT (check_name, severity, object, figure, value, advice)::pgdw.doctor_finding;
+        f.value := CASE WHEN r.c = 'top_statement_total_time' THEN r.total_ms ELSE r.mean_ms END;
+        f.advice := 'EXPLAIN (ANALYZE, BUFFERS) it: an index on what it filters or joins by, or a rollup it can read instead (pgdw.rollup), takes the most time off';
+        RETURN NEXT f;
     END LOOP;
 END $$;
 
-CREATE OR REPLACE FUNCTION pgdw.doctor_dead_tuples()
-RETURNS SETOF pgdw.doctor_finding
+CREATE OR REPLACE FUNCTION pgdw.doctor_dead_tuples() RETURNS SETOF pgdw.doctor_finding
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    r record;
-    check_name text; severity text; object text; figure text; value float8; advice text;
-BEGIN
+DECLARE r record; f pgdw.doctor_finding; BEGIN
     -- Dead tuples, bloat, vacuum and analyze; autovacuum that cannot keep up.
     FOR r IN SELECT t.relid::regclass::text AS name, t.n_live_tup AS live, t.n_dead_tup AS dead,
                     pg_relation_size(t.relid) AS bytes, greatest(t.last_vacuum, t.last_autovacuum) AS vacuumed,
@@ -232,29 +224,27 @@ BEGIN
                     current_setting('autovacuum_vacuum_threshold')::float8 + current_setting('autovacuum_vacuum_scale_factor')::float8 * greatest(c.reltuples, 0) AS av_threshold
                FROM pg_stat_user_tables t JOIN pg_class c ON c.oid = t.relid
               WHERE t.n_dead_tup >= 1000 AND t.n_dead_tup > 0.2 * (t.n_live_tup + t.n_dead_tup) LOOP
-        check_name := 'table_dead_tuples';
-        severity := CASE WHEN r.dead > 0.5 * (r.live + r.dead) AND r.bytes > 1073741824 THEN 'critical' ELSE 'warning' END;
-        object := r.name;
-        value := 100.0 * r.dead / (r.live + r.dead);
-        figure := format('%s%% dead (%s dead, %s live rows; ~%s of %s is dead space); last vacuum %s, last analyze %s%s',
-                         round(value::numeric, 1), r.dead, r.live, pg_size_pretty((r.bytes * r.dead / (r.live + r.dead))::bigint),
+        f.check_name := 'table_dead_tuples';
+        f.severity := CASE WHEN r.dead > 0.5 * (r.live + r.dead) AND r.bytes > 1073741824 THEN 'critical' ELSE 'warning' END;
+        f.object := r.name;
+        f.value := 100.0 * r.dead / (r.live + r.dead);
+        f.figure := format('%s%% dead (%s dead, %s live rows; ~%s of %s is dead space); last vacuum %s, last analyze %s%s',
+                         round(f.value::numeric, 1), r.dead, r.live, pg_size_pretty((r.bytes * r.dead / (r.live + r.dead))::bigint),
                          pg_size_pretty(r.bytes), coalesce(to_char(r.vacuumed, 'YYYY-MM-DD HH24:MI'), 'never'),
                          coalesce(to_char(r.analyzed, 'YYYY-MM-DD HH24:MI'), 'never'),
                          CASE WHEN r.av = 'false' THEN '; autovacuum is disabled on it'
                               WHEN r.dead > r.av_threshold THEN '; past autovacuum''s threshold: it is not keeping up' ELSE '' END);
-        advice := format('VACUUM (ANALYZE) %s;', r.name)
+        f.advice := format('VACUUM (ANALYZE) %s;', r.name)
                || CASE WHEN r.av = 'false' THEN format(' ALTER TABLE %s RESET (autovacuum_enabled);', r.name)
                        ELSE format(' if it keeps coming back: ALTER TABLE %s SET (autovacuum_vacuum_scale_factor = 0.01); and look for long transactions (xmin_horizon)', r.name) END;
-        RETURN NEXT (check_name, severity, object, figure, value, advice)::pgdw.doctor_finding;
+        RETURN NEXT f;
     END LOOP;
 END $$;
 
-CREATE OR REPLACE FUNCTION pgdw.doctor_unused_indexes(min_index_bytes bigint)
-RETURNS SETOF pgdw.doctor_finding
+CREATE OR REPLACE FUNCTION pgdw.doctor_unused_indexes(min_index_bytes bigint) RETURNS SETOF pgdw.doctor_finding
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    r record;
-    check_name text; severity text; object text; figure text; value float8; advice text;
+    r record; f pgdw.doctor_finding;
     reset_at timestamptz := (SELECT coalesce(stats_reset, pg_postmaster_start_time()) FROM pg_stat_database WHERE datname = current_database());
 BEGIN
     -- Unused indexes: no scan since the statistics were reset, large enough to matter, not
@@ -270,23 +260,19 @@ BEGIN
                     AND NOT t.relispartition AND t.relnamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
                     AND t.relnamespace::regnamespace::text NOT LIKE 'pg\_toast%')
              SELECT * FROM idx WHERE scans = 0 AND bytes >= min_index_bytes LOOP
-        check_name := 'unused_index'; severity := 'warning';
-        object := r.indexrelid::regclass::text;
-        value := r.bytes;
-        figure := format('0 scans since %s, %s, on %s', to_char(reset_at, 'YYYY-MM-DD HH24:MI'), pg_size_pretty(r.bytes::bigint), r.indrelid::regclass);
-        advice := format('DROP INDEX %s%s; (every write to %s maintains it)',
+        f.check_name := 'unused_index'; f.severity := 'warning';
+        f.object := r.indexrelid::regclass::text;
+        f.value := r.bytes;
+        f.figure := format('0 scans since %s, %s, on %s', to_char(reset_at, 'YYYY-MM-DD HH24:MI'), pg_size_pretty(r.bytes::bigint), r.indrelid::regclass);
+        f.advice := format('DROP INDEX %s%s; (every write to %s maintains it)',
                          CASE WHEN r.relkind = 'I' THEN '' ELSE 'CONCURRENTLY ' END, r.indexrelid::regclass, r.indrelid::regclass);
-        RETURN NEXT (check_name, severity, object, figure, value, advice)::pgdw.doctor_finding;
+        RETURN NEXT f;
     END LOOP;
 END $$;
 
-CREATE OR REPLACE FUNCTION pgdw.doctor_duplicate_indexes()
-RETURNS SETOF pgdw.doctor_finding
+CREATE OR REPLACE FUNCTION pgdw.doctor_duplicate_indexes() RETURNS SETOF pgdw.doctor_finding
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    r record;
-    check_name text; severity text; object text; figure text; value float8; advice text;
-BEGIN
+DECLARE r record; f pgdw.doctor_finding; BEGIN
     -- Duplicate indexes: the same table, columns, expressions, predicate and operator classes.
     FOR r IN SELECT i.indrelid, array_agg(i.indexrelid::regclass::text ORDER BY i.indisprimary DESC, i.indisunique DESC, i.indexrelid) AS same
                FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid
@@ -294,68 +280,59 @@ BEGIN
               GROUP BY i.indrelid, i.indkey::text, i.indclass::text, i.indcollation::text,
                        coalesce(pg_get_expr(i.indexprs, i.indrelid), ''), coalesce(pg_get_expr(i.indpred, i.indrelid), '')
              HAVING count(*) > 1 LOOP
-        check_name := 'duplicate_index'; severity := 'warning';
-        object := array_to_string(r.same[2:], ', ');
-        value := cardinality(r.same) - 1;
-        figure := format('the same as %s on %s', r.same[1], r.indrelid::regclass);
-        advice := (SELECT string_agg(format('DROP INDEX %s;', x), ' ') FROM unnest(r.same[2:]) x);
-        RETURN NEXT (check_name, severity, object, figure, value, advice)::pgdw.doctor_finding;
+        f.check_name := 'duplicate_index'; f.severity := 'warning';
+        f.object := array_to_string(r.same[2:], ', ');
+        f.value := cardinality(r.same) - 1;
+        f.figure := format('the same as %s on %s', r.same[1], r.indrelid::regclass);
+        f.advice := (SELECT string_agg(format('DROP INDEX %s;', x), ' ') FROM unnest(r.same[2:]) x);
+        RETURN NEXT f;
     END LOOP;
 END $$;
 
-CREATE OR REPLACE FUNCTION pgdw.doctor_sessions(idle_in_transaction interval, long_query interval)
-RETURNS SETOF pgdw.doctor_finding
+CREATE OR REPLACE FUNCTION pgdw.doctor_sessions(idle_in_transaction interval, long_query interval) RETURNS SETOF pgdw.doctor_finding
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    r record;
-    check_name text; severity text; object text; figure text; value float8; advice text;
-    db text := current_database();
-BEGIN
+DECLARE r record; f pgdw.doctor_finding; BEGIN
     -- Sessions: blocked ones and their blockers, long queries, idle transactions.
     FOR r IN SELECT * FROM pgdw.health_blocked LOOP
-        check_name := 'blocked_session';
-        severity := CASE WHEN r.waiting > interval '5 minutes' THEN 'critical' ELSE 'warning' END;
-        object := format('pid %s (%s)', r.pid, coalesce(nullif(r.application_name, ''), r.usename));
-        value := extract(epoch FROM r.waiting);
-        figure := format('waiting %s for a lock held by pid %s (%s, %s, transaction open %s%s)',
+        f.check_name := 'blocked_session';
+        f.severity := CASE WHEN r.waiting > interval '5 minutes' THEN 'critical' ELSE 'warning' END;
+        f.object := format('pid %s (%s)', r.pid, coalesce(nullif(r.application_name, ''), r.usename));
+        f.value := extract(epoch FROM r.waiting);
+        f.figure := format('waiting %s for a lock held by pid %s (%s, %s, transaction open %s%s)',
                          date_trunc('second', r.waiting), r.blocker, coalesce(nullif(r.blocker_application, ''), '-'),
                          coalesce(r.blocker_state, '?'), coalesce(date_trunc('second', r.blocker_xact_age)::text, '?'),
                          coalesce('; its last statement: ' || left(r.blocker_query, 120), ''));
-        advice := CASE WHEN r.blocker_state LIKE 'idle in transaction%'
+        f.advice := CASE WHEN r.blocker_state LIKE 'idle in transaction%'
                        THEN format('SELECT pg_terminate_backend(%s); -- the blocker is idle in its transaction', r.blocker)
                        ELSE format('SELECT pg_cancel_backend(%s); -- or wait for it', r.blocker) END;
-        RETURN NEXT (check_name, severity, object, figure, value, advice)::pgdw.doctor_finding;
+        RETURN NEXT f;
     END LOOP;
     FOR r IN SELECT * FROM pgdw.health_activity() a
               WHERE (a.state = 'active' AND a.query_age > long_query AND a.wait_event_type IS DISTINCT FROM 'Lock')
                  OR (a.state LIKE 'idle in transaction%' AND a.state_age > idle_in_transaction) LOOP
         IF r.state = 'active' THEN
-            check_name := 'long_running_query';
-            advice := format('SELECT pg_cancel_backend(%s); and give its role a limit: ALTER ROLE %I SET statement_timeout = ''%s''',
+            f.check_name := 'long_running_query';
+            f.advice := format('SELECT pg_cancel_backend(%s); and give its role a limit: ALTER ROLE %I SET statement_timeout = ''%s''',
                              r.pid, r.usename, long_query);
-            value := extract(epoch FROM r.query_age);
-            figure := format('running for %s%s', date_trunc('second', r.query_age), coalesce(': ' || left(r.query, 160), ''));
+            f.value := extract(epoch FROM r.query_age);
+            f.figure := format('running for %s%s', date_trunc('second', r.query_age), coalesce(': ' || left(r.query, 160), ''));
         ELSE
-            check_name := 'idle_in_transaction';
-            advice := format('SELECT pg_terminate_backend(%s); and end such sessions for good: ALTER DATABASE %I SET idle_in_transaction_session_timeout = ''5min''',
-                             r.pid, db);
-            value := extract(epoch FROM r.state_age);
-            figure := format('idle in its transaction for %s (open %s)%s', date_trunc('second', r.state_age),
+            f.check_name := 'idle_in_transaction';
+            f.advice := format('SELECT pg_terminate_backend(%s); and end such sessions for good: ALTER DATABASE %I SET idle_in_transaction_session_timeout = ''5min''',
+                             r.pid, current_database());
+            f.value := extract(epoch FROM r.state_age);
+            f.figure := format('idle in its transaction for %s (open %s)%s', date_trunc('second', r.state_age),
                              date_trunc('second', r.xact_age), coalesce('; its last statement: ' || left(r.query, 160), ''));
         END IF;
-        severity := CASE WHEN r.xact_age > interval '1 hour' THEN 'critical' ELSE 'warning' END;
-        object := format('pid %s (%s)', r.pid, coalesce(nullif(r.application_name, ''), r.usename));
-        RETURN NEXT (check_name, severity, object, figure, value, advice)::pgdw.doctor_finding;
+        f.severity := CASE WHEN r.xact_age > interval '1 hour' THEN 'critical' ELSE 'warning' END;
+        f.object := format('pid %s (%s)', r.pid, coalesce(nullif(r.application_name, ''), r.usename));
+        RETURN NEXT f;
     END LOOP;
 END $$;
 
-CREATE OR REPLACE FUNCTION pgdw.doctor_xmin_horizon(idle_in_transaction interval, long_query interval)
-RETURNS SETOF pgdw.doctor_finding
+CREATE OR REPLACE FUNCTION pgdw.doctor_xmin_horizon(idle_in_transaction interval, long_query interval) RETURNS SETOF pgdw.doctor_finding
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    r record;
-    check_name text; severity text; object text; figure text; value float8; advice text;
-BEGIN
+DECLARE r record; f pgdw.doctor_finding; BEGIN
     -- The xmin horizon: the oldest snapshot or transaction still needed, and what it holds back.
     FOR r IN SELECT * FROM (
                  SELECT format('pid %s (%s)', a.pid, coalesce(nullif(a.application_name, ''), a.usename)) AS who,
@@ -373,62 +350,56 @@ BEGIN
         -- million transactions back (an active slot is normally a few behind).
         CONTINUE WHEN NOT (coalesce(r.held > least(long_query, idle_in_transaction), false)
                            OR r.state = 'prepared' OR coalesce(r.xids > 10000000, false));
-        check_name := 'xmin_horizon';
-        severity := CASE WHEN r.held > interval '1 hour' OR r.xids > 100000000 THEN 'critical' ELSE 'warning' END;
-        object := r.who;
-        value := r.xids;
-        figure := format('holds the xmin horizon %s transactions back%s: VACUUM cannot remove rows deleted since (%s dead rows wait now), and the work queue''s finished tasks stay as dead rows until it ends',
+        f.check_name := 'xmin_horizon';
+        f.severity := CASE WHEN r.held > interval '1 hour' OR r.xids > 100000000 THEN 'critical' ELSE 'warning' END;
+        f.object := r.who;
+        f.value := r.xids;
+        f.figure := format('holds the xmin horizon %s transactions back%s: VACUUM cannot remove rows deleted since (%s dead rows wait now), and the work queue''s finished tasks stay as dead rows until it ends',
                          r.xids, coalesce(' for ' || date_trunc('second', r.held), ''),
                          (SELECT sum(n_dead_tup) FROM pg_stat_user_tables));
-        advice := CASE WHEN r.who LIKE 'pid %' THEN format('end it: SELECT pg_terminate_backend(%s);', split_part(r.who, ' ', 2))
+        f.advice := CASE WHEN r.who LIKE 'pid %' THEN format('end it: SELECT pg_terminate_backend(%s);', split_part(r.who, ' ', 2))
                        WHEN r.who LIKE 'replication slot %' THEN format('drop the slot if nothing consumes it: SELECT pg_drop_replication_slot(%L);', substr(r.who, 18))
                        ELSE format('COMMIT PREPARED or ROLLBACK PREPARED %L', substr(r.who, 22)) END;
-        RETURN NEXT (check_name, severity, object, figure, value, advice)::pgdw.doctor_finding;
+        RETURN NEXT f;
     END LOOP;
 END $$;
 
-CREATE OR REPLACE FUNCTION pgdw.doctor_replication_slots(slot_wal_bytes bigint)
-RETURNS SETOF pgdw.doctor_finding
+CREATE OR REPLACE FUNCTION pgdw.doctor_replication_slots(slot_wal_bytes bigint) RETURNS SETOF pgdw.doctor_finding
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    r record;
-    check_name text; severity text; object text; figure text; value float8; advice text;
-BEGIN
+DECLARE r record; f pgdw.doctor_finding; BEGIN
     -- Replication slots here, and the sources' slots pgdw sampled.
     FOR r IN SELECT s.slot_name, s.slot_type, s.active, s.wal_status,
                     pg_wal_lsn_diff(pg_current_wal_lsn(), s.restart_lsn)::bigint AS retained
                FROM pg_replication_slots s LOOP
-        check_name := 'replication_slot'; object := 'slot ' || r.slot_name; value := r.retained;
-        severity := CASE WHEN r.wal_status = 'lost' THEN 'critical'
+        f.check_name := 'replication_slot'; f.object := 'slot ' || r.slot_name; f.value := r.retained;
+        f.severity := CASE WHEN r.wal_status = 'lost' THEN 'critical'
                          WHEN NOT r.active OR r.wal_status = 'unreserved' OR r.retained > slot_wal_bytes THEN 'warning'
                          ELSE 'info' END;
-        figure := format('%s, %s, retains %s of WAL (wal_status %s)', r.slot_type, CASE WHEN r.active THEN 'active' ELSE 'inactive' END,
+        f.figure := format('%s, %s, retains %s of WAL (wal_status %s)', r.slot_type, CASE WHEN r.active THEN 'active' ELSE 'inactive' END,
                          pg_size_pretty(coalesce(r.retained, 0)), coalesce(r.wal_status, '-'));
-        advice := CASE WHEN r.wal_status = 'lost' THEN format('it cannot resume: SELECT pg_drop_replication_slot(%L); and copy its tables afresh (pgdw replicate resync)', r.slot_name)
+        f.advice := CASE WHEN r.wal_status = 'lost' THEN format('it cannot resume: SELECT pg_drop_replication_slot(%L); and copy its tables afresh (pgdw replicate resync)', r.slot_name)
                        WHEN NOT r.active THEN format('nothing reads it and its WAL accumulates: start its consumer, or SELECT pg_drop_replication_slot(%L);', r.slot_name)
                        WHEN r.retained > slot_wal_bytes THEN 'its consumer falls behind: look at the subscriber''s apply (pgdw status)'
                        ELSE 'none' END;
-        RETURN NEXT (check_name, severity, object, figure, value, advice)::pgdw.doctor_finding;
+        RETURN NEXT f;
     END LOOP;
     FOR r IN SELECT * FROM pgdw.replication_source src
               WHERE src.wal_status IN ('unreserved', 'lost') OR src.retained_bytes > slot_wal_bytes LOOP
-        check_name := 'source_replication_slot'; object := 'the source slot of ' || r.subscription;
-        severity := CASE WHEN r.wal_status = 'lost' THEN 'critical' ELSE 'warning' END;
-        value := r.retained_bytes;
-        figure := format('retains %s of WAL on the source (wal_status %s, sampled %s)', pg_size_pretty(r.retained_bytes), r.wal_status,
+        f.check_name := 'source_replication_slot'; f.object := 'the source slot of ' || r.subscription;
+        f.severity := CASE WHEN r.wal_status = 'lost' THEN 'critical' ELSE 'warning' END;
+        f.value := r.retained_bytes;
+        f.figure := format('retains %s of WAL on the source (wal_status %s, sampled %s)', pg_size_pretty(r.retained_bytes), r.wal_status,
                          to_char(r.sampled_at, 'YYYY-MM-DD HH24:MI:SS'));
-        advice := CASE WHEN r.wal_status = 'lost' THEN format('pgdw replicate resync %s', r.subscription)
+        f.advice := CASE WHEN r.wal_status = 'lost' THEN format('pgdw replicate resync %s', r.subscription)
                        ELSE 'the subscription falls behind: pgdw status shows its apply; the source''s max_slot_wal_keep_size bounds the WAL kept' END;
-        RETURN NEXT (check_name, severity, object, figure, value, advice)::pgdw.doctor_finding;
+        RETURN NEXT f;
     END LOOP;
 END $$;
 
-CREATE OR REPLACE FUNCTION pgdw.doctor_wraparound()
-RETURNS SETOF pgdw.doctor_finding
+CREATE OR REPLACE FUNCTION pgdw.doctor_wraparound() RETURNS SETOF pgdw.doctor_finding
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    r record;
-    check_name text; severity text; object text; figure text; value float8; advice text;
+    r record; f pgdw.doctor_finding;
     freeze_max bigint := current_setting('autovacuum_freeze_max_age')::bigint;
 BEGIN
     -- Transaction ID wraparound: each database, and this database's oldest tables.
@@ -436,83 +407,70 @@ BEGIN
              UNION ALL
              (SELECT c.oid::regclass::text, age(c.relfrozenxid), 'table' FROM pg_class c
                WHERE c.relkind IN ('r', 'm', 't') AND c.relfrozenxid <> '0'::xid ORDER BY age(c.relfrozenxid) DESC LIMIT 3) LOOP
-        check_name := 'wraparound'; object := r.kind || ' ' || r.name; value := 2147483648 - r.xids;
-        severity := CASE WHEN r.xids > 1500000000 THEN 'critical' WHEN r.xids > 1000000000 THEN 'warning' ELSE 'info' END;
-        figure := format('%s transactions old, %s from wraparound (autovacuum freezes it from %s)', r.xids, 2147483648 - r.xids, freeze_max);
-        advice := CASE WHEN severity = 'info' THEN 'none'
+        f.check_name := 'wraparound'; f.object := r.kind || ' ' || r.name; f.value := 2147483648 - r.xids;
+        f.severity := CASE WHEN r.xids > 1500000000 THEN 'critical' WHEN r.xids > 1000000000 THEN 'warning' ELSE 'info' END;
+        f.figure := format('%s transactions old, %s from wraparound (autovacuum freezes it from %s)', r.xids, 2147483648 - r.xids, freeze_max);
+        f.advice := CASE WHEN f.severity = 'info' THEN 'none'
                        WHEN r.kind = 'database' THEN format('VACUUM (FREEZE) every table of %I; first end long transactions and inactive slots (xmin_horizon)', r.name)
                        ELSE format('VACUUM (FREEZE) %s;', r.name) END;
-        RETURN NEXT (check_name, severity, object, figure, value, advice)::pgdw.doctor_finding;
+        RETURN NEXT f;
     END LOOP;
 END $$;
 
-CREATE OR REPLACE FUNCTION pgdw.doctor_settings(idle_in_transaction interval, long_query interval)
-RETURNS SETOF pgdw.doctor_finding
+CREATE OR REPLACE FUNCTION pgdw.doctor_settings(idle_in_transaction interval, long_query interval) RETURNS SETOF pgdw.doctor_finding
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    r record;
-    check_name text; severity text; object text; figure text; value float8; advice text;
-    db text := current_database();
-BEGIN
+DECLARE r record; f pgdw.doctor_finding; BEGIN
     -- Settings the seed names.
     FOR r IN SELECT name, setting::int AS v FROM pg_settings WHERE name IN ('from_collapse_limit', 'join_collapse_limit') AND setting::int <= 8 LOOP
-        check_name := 'setting'; severity := 'info'; object := r.name; value := r.v;
-        figure := format('%s = %s (the default)', r.name, r.v);
-        advice := format('ALTER DATABASE %I SET %s = 12; -- a dashboard query joining more than %s tables is planned in pieces, in the order written, past this', db, r.name, r.v);
-        RETURN NEXT (check_name, severity, object, figure, value, advice)::pgdw.doctor_finding;
+        f.check_name := 'setting'; f.severity := 'info'; f.object := r.name; f.value := r.v;
+        f.figure := format('%s = %s (the default)', r.name, r.v);
+        f.advice := format('ALTER DATABASE %I SET %s = 12; -- a dashboard query joining more than %s tables is planned in pieces, in the order written, past this', current_database(), r.name, r.v);
+        RETURN NEXT f;
     END LOOP;
     -- A long or idle transaction open now (the sessions check's).
     IF EXISTS (SELECT 1 FROM pgdw.health_activity() a
                 WHERE (a.state = 'active' AND a.query_age > long_query AND a.wait_event_type IS DISTINCT FROM 'Lock')
                    OR (a.state LIKE 'idle in transaction%' AND a.state_age > idle_in_transaction)) THEN
-        check_name := 'setting'; severity := 'warning'; object := 'vacuum_freeze_table_age';
-        value := current_setting('vacuum_freeze_table_age')::float8;
-        figure := format('vacuum_freeze_table_age = %s with long transactions open (above)', current_setting('vacuum_freeze_table_age'));
-        advice := 'long transactions on the primary keep VACUUM from freezing rows; while they happen, keep vacuum_freeze_table_age well below autovacuum_freeze_max_age (ALTER SYSTEM SET vacuum_freeze_table_age = 100000000) and watch wraparound';
-        RETURN NEXT (check_name, severity, object, figure, value, advice)::pgdw.doctor_finding;
+        f.check_name := 'setting'; f.severity := 'warning'; f.object := 'vacuum_freeze_table_age';
+        f.value := current_setting('vacuum_freeze_table_age')::float8;
+        f.figure := format('vacuum_freeze_table_age = %s with long transactions open (above)', current_setting('vacuum_freeze_table_age'));
+        f.advice := 'long transactions on the primary keep VACUUM from freezing rows; while they happen, keep vacuum_freeze_table_age well below autovacuum_freeze_max_age (ALTER SYSTEM SET vacuum_freeze_table_age = 100000000) and watch wraparound';
+        RETURN NEXT f;
     END IF;
     IF current_setting('max_slot_wal_keep_size') = '-1' THEN
-        check_name := 'setting'; object := 'max_slot_wal_keep_size'; value := -1;
-        severity := CASE WHEN EXISTS (SELECT 1 FROM pg_replication_slots) THEN 'warning' ELSE 'info' END;
-        figure := format('unlimited, with %s replication slots', (SELECT count(*) FROM pg_replication_slots));
-        advice := 'ALTER SYSTEM SET max_slot_wal_keep_size = ''4GB''; SELECT pg_reload_conf(); -- an abandoned slot otherwise keeps WAL until the disk is full';
-        RETURN NEXT (check_name, severity, object, figure, value, advice)::pgdw.doctor_finding;
+        f.check_name := 'setting'; f.object := 'max_slot_wal_keep_size'; f.value := -1;
+        f.severity := CASE WHEN EXISTS (SELECT 1 FROM pg_replication_slots) THEN 'warning' ELSE 'info' END;
+        f.figure := format('unlimited, with %s replication slots', (SELECT count(*) FROM pg_replication_slots));
+        f.advice := 'ALTER SYSTEM SET max_slot_wal_keep_size = ''4GB''; SELECT pg_reload_conf(); -- an abandoned slot otherwise keeps WAL until the disk is full';
+        RETURN NEXT f;
     END IF;
 END $$;
 
-CREATE OR REPLACE FUNCTION pgdw.doctor_standbys()
-RETURNS SETOF pgdw.doctor_finding
+CREATE OR REPLACE FUNCTION pgdw.doctor_standbys() RETURNS SETOF pgdw.doctor_finding
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    r record;
-    check_name text; severity text; object text; figure text; value float8; advice text;
-BEGIN
+DECLARE r record; f pgdw.doctor_finding; BEGIN
     -- Standbys pgdw made: one that is not streaming keeps WAL in its slot (up to
     -- max_slot_wal_keep_size, then it is lost and must be made again); one that streams but
     -- falls behind serves stale panels and, in --sync mode, slows every commit.
     FOR r IN SELECT * FROM pgdw.standby_status s WHERE s.seen_from = 'primary' AND (s.state <> 'streaming'
                  OR s.replay_lag_bytes > 64 * 1024 * 1024 OR s.replay_lag_seconds > 10) LOOP
-        check_name := 'standby'; object := 'standby ' || r.name; value := r.replay_lag_bytes;
-        severity := CASE WHEN r.state <> 'streaming' AND r.sync THEN 'critical' ELSE 'warning' END;
-        figure := CASE WHEN r.state <> 'streaming'
+        f.check_name := 'standby'; f.object := 'standby ' || r.name; f.value := r.replay_lag_bytes;
+        f.severity := CASE WHEN r.state <> 'streaming' AND r.sync THEN 'critical' ELSE 'warning' END;
+        f.figure := CASE WHEN r.state <> 'streaming'
                        THEN format('%s%s; its slot retains %s of WAL (wal_status %s)', r.state,
                                    CASE WHEN r.sync THEN ', and it is synchronous: commits wait for it' ELSE '' END,
                                    pg_size_pretty(r.retained_wal_bytes), coalesce(r.wal_status, 'unknown'))
                        ELSE format('replays %s behind (%s s)', pg_size_pretty(r.replay_lag_bytes), round(r.replay_lag_seconds::numeric, 1)) END;
-        advice := CASE WHEN r.state <> 'streaming'
+        f.advice := CASE WHEN r.state <> 'streaming'
                        THEN format('start it (pgdw --data-dir STANDBY_DIR up); if it is gone for good: pgdw standby remove STANDBY_DIR, or SELECT pg_drop_replication_slot(%L);', 'pgdw_standby_' || r.name)
                        ELSE 'the standby cannot keep up: look at its disk and CPU, and at long queries there (hot_standby_feedback holds rows they read)' END;
-        RETURN NEXT (check_name, severity, object, figure, value, advice)::pgdw.doctor_finding;
+        RETURN NEXT f;
     END LOOP;
 END $$;
 
-CREATE OR REPLACE FUNCTION pgdw.doctor_materialized_column_indexes()
-RETURNS SETOF pgdw.doctor_finding
+CREATE OR REPLACE FUNCTION pgdw.doctor_materialized_column_indexes() RETURNS SETOF pgdw.doctor_finding
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    r record;
-    check_name text; severity text; object text; figure text; value float8; advice text;
-BEGIN
+DECLARE r record; f pgdw.doctor_finding; BEGIN
     -- An index on a materialized column (or materialized_at): the workers' write-backs of a
     -- table with one cannot be HOT updates (a new entry in every index, a dead version each).
     FOR r IN SELECT DISTINCT i.indexrelid::regclass::text AS idx, m.tbl::text AS tbl, a.attname::text AS col
@@ -522,48 +480,42 @@ BEGIN
                     OR pg_get_expr(i.indexprs, i.indrelid) ~ ('\m' || a.attname || '\M')
                     OR pg_get_expr(i.indpred, i.indrelid) ~ ('\m' || a.attname || '\M'))
               WHERE a.attname = 'materialized_at' OR a.attname = ANY (m.columns) LOOP
-        check_name := 'materialized_column_index'; severity := 'warning'; object := r.idx;
-        value := NULL;
-        figure := format('%s indexes %s, a column pgdw worker writes on %s: its write-backs cannot be HOT updates', r.idx, r.col, r.tbl);
-        advice := format('DROP INDEX %s; -- unless reads need it: then give %s room to spare (ALTER TABLE %s SET (fillfactor = 80)) and expect each write-back to add an entry to every index', r.idx, r.tbl, r.tbl);
-        RETURN NEXT (check_name, severity, object, figure, value, advice)::pgdw.doctor_finding;
+        f.check_name := 'materialized_column_index'; f.severity := 'warning'; f.object := r.idx;
+        f.value := NULL;
+        f.figure := format('%s indexes %s, a column pgdw worker writes on %s: its write-backs cannot be HOT updates', r.idx, r.col, r.tbl);
+        f.advice := format('DROP INDEX %s; -- unless reads need it: then give %s room to spare (ALTER TABLE %s SET (fillfactor = 80)) and expect each write-back to add an entry to every index', r.idx, r.tbl, r.tbl);
+        RETURN NEXT f;
     END LOOP;
 END $$;
 
-CREATE OR REPLACE FUNCTION pgdw.doctor_rollups()
-RETURNS SETOF pgdw.doctor_finding
+CREATE OR REPLACE FUNCTION pgdw.doctor_rollups() RETURNS SETOF pgdw.doctor_finding
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    r record;
-    check_name text; severity text; object text; figure text; value float8; advice text;
-BEGIN
+DECLARE r record; f pgdw.doctor_finding; BEGIN
     -- Rollups no longer kept: their table or source was dropped (by a user, or a tool that
     -- replaces tables, as dbt's --full-refresh does), which only a NOTICE said at the time.
     FOR r IN SELECT * FROM pgdw.rollups_lost ORDER BY lost_at LOOP
-        check_name := 'rollup_lost'; severity := 'warning'; object := 'rollup ' || r.name;
-        value := extract(epoch FROM now() - r.lost_at);
-        figure := format('no longer kept since %s: %s', to_char(r.lost_at, 'YYYY-MM-DD HH24:MI'), r.reason);
-        advice := format('register it again: SELECT pgdw.rollup(%L, %L, source => %L, keys => %L); or, if it is gone for good: SELECT pgdw.rollup_forget(%L);',
+        f.check_name := 'rollup_lost'; f.severity := 'warning'; f.object := 'rollup ' || r.name;
+        f.value := extract(epoch FROM now() - r.lost_at);
+        f.figure := format('no longer kept since %s: %s', to_char(r.lost_at, 'YYYY-MM-DD HH24:MI'), r.reason);
+        f.advice := format('register it again: SELECT pgdw.rollup(%L, %L, source => %L, keys => %L); or, if it is gone for good: SELECT pgdw.rollup_forget(%L);',
                          r.name, r.query, r.source, r.keys, r.name);
-        RETURN NEXT (check_name, severity, object, figure, value, advice)::pgdw.doctor_finding;
+        RETURN NEXT f;
     END LOOP;
     -- Rollups whose query reads tables besides its source: changes there are not captured.
     FOR r IN SELECT name::text AS name, source::text AS source, also_reads FROM pgdw.rollups WHERE cardinality(also_reads) > 0 LOOP
-        check_name := 'rollup_reads_uncaptured'; severity := 'info'; object := 'rollup ' || r.name;
-        value := cardinality(r.also_reads);
-        figure := format('its query reads %s besides its source %s: a change there reaches the rollup only when the group''s source rows change',
+        f.check_name := 'rollup_reads_uncaptured'; f.severity := 'info'; f.object := 'rollup ' || r.name;
+        f.value := cardinality(r.also_reads);
+        f.figure := format('its query reads %s besides its source %s: a change there reaches the rollup only when the group''s source rows change',
                          array_to_string(r.also_reads, ', '), r.source);
-        advice := 'keep what it reads there as a materialized column of the source (pgdw.materialize), or make that table the source of a rollup of its own';
-        RETURN NEXT (check_name, severity, object, figure, value, advice)::pgdw.doctor_finding;
+        f.advice := 'keep what it reads there as a materialized column of the source (pgdw.materialize), or make that table the source of a rollup of its own';
+        RETURN NEXT f;
     END LOOP;
 END $$;
 
-CREATE OR REPLACE FUNCTION pgdw.doctor_column_padding(min_table_rows bigint)
-RETURNS SETOF pgdw.doctor_finding
+CREATE OR REPLACE FUNCTION pgdw.doctor_column_padding(min_table_rows bigint) RETURNS SETOF pgdw.doctor_finding
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    r record;
-    check_name text; severity text; object text; figure text; value float8; advice text;
+    r record; f pgdw.doctor_finding;
     fixed    text[];
     best     text[];
     now_w    int;
@@ -584,12 +536,12 @@ BEGIN
         now_w := pgdw.row_width(r.t, fixed);
         best_w := pgdw.row_width(r.t, best);
         CONTINUE WHEN now_w - best_w < 4;
-        check_name := 'column_padding'; object := r.t::text; value := now_w - best_w;
-        severity := CASE WHEN now_w - best_w >= 8 AND (now_w - best_w) * 10 >= now_w THEN 'warning' ELSE 'info' END;
-        figure := format('%s bytes of padding per row of %s (%s instead of %s bytes of columns), ~%s over its %s rows',
+        f.check_name := 'column_padding'; f.object := r.t::text; f.value := now_w - best_w;
+        f.severity := CASE WHEN now_w - best_w >= 8 AND (now_w - best_w) * 10 >= now_w THEN 'warning' ELSE 'info' END;
+        f.figure := format('%s bytes of padding per row of %s (%s instead of %s bytes of columns), ~%s over its %s rows',
                          now_w - best_w, now_w, now_w, best_w, pg_size_pretty(((now_w - best_w) * r.reltuples)::bigint), r.reltuples::bigint);
-        advice := format('recreate it with its columns in this order (widest alignment first, variable-width last): %s', array_to_string(best, ', '));
-        RETURN NEXT (check_name, severity, object, figure, value, advice)::pgdw.doctor_finding;
+        f.advice := format('recreate it with its columns in this order (widest alignment first, variable-width last): %s', array_to_string(best, ', '));
+        RETURN NEXT f;
     END LOOP;
 END $$;
 

@@ -455,3 +455,101 @@ impl Source for RangeSource {
         Ok(Some(rows))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pgdw_wrapper::{Column, ColumnType, Value};
+
+    fn columns() -> Vec<Column> {
+        [
+            ("metric_name", ColumnType::Text),
+            ("metric_labels", ColumnType::Jsonb),
+            ("metric_time", ColumnType::Int8),
+            ("metric_value", ColumnType::Float8),
+        ]
+        .into_iter()
+        .map(|(name, ty)| Column {
+            name: name.into(),
+            ty,
+        })
+        .collect()
+    }
+
+    fn qual(column: usize, op: Op, value: Value) -> Qual {
+        Qual {
+            column,
+            key: None,
+            op,
+            value,
+        }
+    }
+
+    fn plan(
+        columns: &[Column],
+        quals: &[Qual],
+        extra: &[(&str, &str)],
+    ) -> Result<Planned<Plan>, FdwError> {
+        let mut layer = vec![("base_url".to_string(), "http://127.0.0.1:9090".to_string())];
+        layer.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let options = Options::merge(OPTIONS, &[&layer]);
+        PrometheusFdw::plan(&PlanRequest {
+            table: "public.metrics",
+            columns,
+            needed: &[0, 1, 2, 3],
+            quals,
+            limit: None,
+            options: &options,
+        })
+    }
+
+    #[test]
+    fn a_range_query_pushes_its_name_and_both_time_bounds() {
+        let quals = [
+            qual(0, Op::Eq, Value::Text("up".into())),
+            qual(2, Op::Ge, Value::Int(100)),
+            qual(2, Op::Lt, Value::Int(200)),
+            // Nothing Prometheus can filter on: Postgres keeps it.
+            qual(3, Op::Gt, Value::Float(0.5)),
+        ];
+        let planned = plan(&columns(), &quals, &[]).unwrap();
+        assert_eq!(planned.pushed, vec![0, 1, 2]);
+        assert_eq!(planned.plan.kind, Kind::Range);
+        assert!(!planned.uses_limit);
+    }
+
+    #[test]
+    fn a_range_query_without_a_bound_or_a_name_says_what_is_missing() {
+        let name = qual(0, Op::Eq, Value::Text("up".into()));
+        let lower = qual(2, Op::Ge, Value::Int(100));
+        let err = plan(&columns(), &[name.clone(), lower.clone()], &[]).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::MissingQual);
+        assert!(
+            err.message.contains("metric_time needs an upper bound"),
+            "{}",
+            err.message
+        );
+        let err = plan(&columns(), &[lower], &[]).unwrap_err();
+        assert!(
+            err.message.contains("metric_name needs a value"),
+            "{}",
+            err.message
+        );
+        // An instant query needs no window.
+        let planned = plan(&columns(), &[name], &[("object", "instant")]).unwrap();
+        assert_eq!(planned.plan.kind, Kind::Instant);
+    }
+
+    #[test]
+    fn a_table_without_the_metric_columns_is_refused_by_name() {
+        let cols: Vec<Column> = columns().into_iter().skip(1).collect();
+        let err = plan(&cols, &[], &[]).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::InvalidOptionValue);
+        assert!(
+            err.message
+                .contains("public.metrics needs the columns metric_name and metric_time"),
+            "{}",
+            err.message
+        );
+    }
+}

@@ -6,29 +6,13 @@ use std::ffi::CStr;
 use pgdw_wrapper::{Column, ColumnType};
 use pgrx::pg_sys;
 
-/// The wrapper's view of a Postgres type.
+/// The wrapper's view of a Postgres type (pgdw_wrapper's one mapping).
 pub(crate) fn column_type(typoid: pg_sys::Oid) -> ColumnType {
-    match typoid {
-        pg_sys::TEXTOID => ColumnType::Text,
-        pg_sys::INT2OID => ColumnType::Int2,
-        pg_sys::INT4OID => ColumnType::Int4,
-        pg_sys::INT8OID => ColumnType::Int8,
-        pg_sys::FLOAT4OID => ColumnType::Float4,
-        pg_sys::FLOAT8OID => ColumnType::Float8,
-        pg_sys::BOOLOID => ColumnType::Bool,
-        pg_sys::NUMERICOID => ColumnType::Numeric,
-        pg_sys::TIMESTAMPTZOID => ColumnType::Timestamptz,
-        pg_sys::TIMESTAMPOID => ColumnType::Timestamp,
-        pg_sys::DATEOID => ColumnType::Date,
-        pg_sys::JSONOID => ColumnType::Json,
-        pg_sys::JSONBOID => ColumnType::Jsonb,
-        pg_sys::TEXTARRAYOID => ColumnType::TextArray,
-        other => ColumnType::Other(unsafe {
-            CStr::from_ptr(pg_sys::format_type_be(other))
-                .to_string_lossy()
-                .into_owned()
-        }),
-    }
+    ColumnType::of(typoid.to_u32(), || unsafe {
+        CStr::from_ptr(pg_sys::format_type_be(typoid))
+            .to_string_lossy()
+            .into_owned()
+    })
 }
 
 /// What the executor needs to build a datum of one column.

@@ -60,8 +60,8 @@ unsafe fn user_mapping(userid: pg_sys::Oid, serverid: pg_sys::Oid) -> Vec<(Strin
     }
 }
 
-/// Every option in force for a scan of foreign table `relid` as `userid`: wrapper, server,
-/// table, then user mapping, later ones winning.
+/// Every option in force for a scan of foreign table `relid` as `userid`, in pgdw_wrapper's
+/// one order (`Options::for_scan`).
 pub(crate) unsafe fn for_table(relid: pg_sys::Oid, userid: pg_sys::Oid) -> Options {
     unsafe {
         let table = pg_sys::GetForeignTable(relid);
@@ -72,7 +72,16 @@ pub(crate) unsafe fn for_table(relid: pg_sys::Oid, userid: pg_sys::Oid) -> Optio
         let t = pairs((*table).options);
         let u = user_mapping(userid, (*table).serverid);
         let g = session_settings();
-        Options::merge(crate::erased::wrapper().options(), &[&w, &s, &t, &u, &g])
+        Options::for_scan(
+            crate::erased::wrapper().options(),
+            pgdw_wrapper::ScanLayers {
+                wrapper: &w,
+                server: &s,
+                table: &t,
+                user_mapping: &u,
+                session: &g,
+            },
+        )
     }
 }
 
@@ -82,7 +91,7 @@ unsafe fn session_settings() -> Vec<(String, String)> {
     w.session_options()
         .iter()
         .filter_map(|opt| {
-            let name = std::ffi::CString::new(format!("{}.{opt}", w.name())).ok()?;
+            let name = std::ffi::CString::new(pgdw_wrapper::session_setting(w.name(), opt)).ok()?;
             let value = unsafe { pg_sys::GetConfigOption(name.as_ptr(), true, false) };
             if value.is_null() {
                 return None;

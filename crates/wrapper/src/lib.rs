@@ -15,7 +15,7 @@ mod value;
 
 pub use cell::{Cell, Row};
 pub use error::{mask, ErrorKind, FdwError};
-pub use options::{validate, Catalog, OptionSpec, Options};
+pub use options::{session_setting, validate, Catalog, OptionSpec, Options, ScanLayers};
 pub use qual::{Op, Qual};
 pub use value::Value;
 
@@ -30,6 +30,9 @@ pub struct Column {
 }
 
 /// The declared type of a column, as far as conversions care.
+///
+/// [`ColumnType::of`] is the one mapping from a PostgreSQL type, for the FDW core and for
+/// pgdw's metric loads.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub enum ColumnType {
     Text,
@@ -48,6 +51,30 @@ pub enum ColumnType {
     TextArray,
     /// Any other type, by name; cells reach it through the type's input function.
     Other(String),
+}
+
+impl ColumnType {
+    /// The type with OID `oid` (built-in types have the same OID in every PostgreSQL), and by
+    /// `name` (`format_type`'s) any other.
+    pub fn of(oid: u32, name: impl FnOnce() -> String) -> ColumnType {
+        match oid {
+            25 => ColumnType::Text,
+            21 => ColumnType::Int2,
+            23 => ColumnType::Int4,
+            20 => ColumnType::Int8,
+            700 => ColumnType::Float4,
+            701 => ColumnType::Float8,
+            16 => ColumnType::Bool,
+            1700 => ColumnType::Numeric,
+            1184 => ColumnType::Timestamptz,
+            1114 => ColumnType::Timestamp,
+            1082 => ColumnType::Date,
+            114 => ColumnType::Json,
+            3802 => ColumnType::Jsonb,
+            1009 => ColumnType::TextArray,
+            _ => ColumnType::Other(name()),
+        }
+    }
 }
 
 /// What the planner knows when it asks a wrapper for a plan.

@@ -118,7 +118,34 @@ pub struct Options {
     secrets: Vec<String>,
 }
 
+/// Where a scan's options come from. [`Options::for_scan`] merges them in the one order that
+/// decides which wins, for the FDW core's scans and for pgdw's metric loads alike.
+pub struct ScanLayers<'a> {
+    pub wrapper: &'a [(String, String)],
+    pub server: &'a [(String, String)],
+    pub table: &'a [(String, String)],
+    pub user_mapping: &'a [(String, String)],
+    /// The session's `SET <wrapper>.<option>` of the wrapper's session options (see
+    /// [`session_setting`]).
+    pub session: &'a [(String, String)],
+}
+
+/// The setting a session sets session option `option` of wrapper `wrapper` with
+/// (`prometheus_fdw.step`).
+pub fn session_setting(wrapper: &str, option: &str) -> String {
+    format!("{wrapper}.{option}")
+}
+
 impl Options {
+    /// Every option in force for a scan: the wrapper's, the server's, the table's, the user
+    /// mapping's, then the session's, later ones winning.
+    pub fn for_scan(specs: &[OptionSpec], l: ScanLayers) -> Self {
+        Self::merge(
+            specs,
+            &[l.wrapper, l.server, l.table, l.user_mapping, l.session],
+        )
+    }
+
     /// Merge option lists, later ones winning.
     pub fn merge(specs: &[OptionSpec], layers: &[&[(String, String)]]) -> Self {
         let mut values = BTreeMap::new();
@@ -239,5 +266,34 @@ mod tests {
         assert_eq!(o.get("api_key"), Some("sk_mine"));
         assert_eq!(o.get("base_url"), Some("u"));
         assert_eq!(o.secrets(), vec!["sk_server", "sk_mine"]);
+    }
+
+    #[test]
+    fn a_scan_takes_the_table_over_the_server_and_the_session_over_everything() {
+        let p = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
+        let o = Options::for_scan(
+            SPECS,
+            ScanLayers {
+                wrapper: &p("step", "1m"),
+                server: &p("step", "2m"),
+                table: &p("step", "3m"),
+                user_mapping: &p("api_key", "sk_1"),
+                session: &[],
+            },
+        );
+        assert_eq!(o.get("step"), Some("3m"));
+        assert_eq!(o.secrets(), vec!["sk_1"]);
+        let o = Options::for_scan(
+            SPECS,
+            ScanLayers {
+                wrapper: &[],
+                server: &p("step", "2m"),
+                table: &p("step", "3m"),
+                user_mapping: &[],
+                session: &p("step", "5m"),
+            },
+        );
+        assert_eq!(o.get("step"), Some("5m"));
+        assert_eq!(session_setting("prometheus_fdw", "step"), "prometheus_fdw.step");
     }
 }

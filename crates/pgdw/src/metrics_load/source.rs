@@ -1,12 +1,13 @@
-//! The foreign table a load reads, as prometheus_fdw would see it: its columns and every
-//! option in force (wrapper, server, table, then the user mapping, later ones winning, as the
-//! FDW core merges them), so that the worker's scan sends the same requests and turns the
-//! replies into the same rows as `SELECT ... FROM` the table.
+//! The foreign table a load reads, as prometheus_fdw would see it: its columns' types and
+//! every option in force, by pgdw_wrapper's one mapping and one merge (`ColumnType::of`,
+//! `Options::for_scan`, the session's settings included), as the FDW core reads them, so that
+//! the worker's scan sends the same requests and turns the replies into the same rows as
+//! `SELECT ... FROM` the table.
 
 use pgdw_sources::prometheus::PrometheusFdw;
 use pgdw_wrapper::{
-    Column, ColumnType, FdwError, Op, Options, PlanRequest, Qual, ScanRequest, Source, Value,
-    Wrapper,
+    Column, ColumnType, FdwError, Op, Options, PlanRequest, Qual, ScanLayers, ScanRequest, Source,
+    Value, Wrapper,
 };
 use sqlx::PgConnection;
 
@@ -15,19 +16,6 @@ pub struct ForeignTable {
     pub name: String,
     pub columns: Vec<Column>,
     pub options: Options,
-}
-
-fn column_type(name: &str) -> ColumnType {
-    match name {
-        "text" => ColumnType::Text,
-        "jsonb" => ColumnType::Jsonb,
-        "json" => ColumnType::Json,
-        "bigint" => ColumnType::Int8,
-        "integer" => ColumnType::Int4,
-        "double precision" => ColumnType::Float8,
-        "real" => ColumnType::Float4,
-        other => ColumnType::Other(other.to_string()),
-    }
 }
 
 /// `name=value` as the catalogs keep options.
@@ -45,8 +33,8 @@ impl ForeignTable {
     /// Read `table`'s definition as the connected role (whose user mapping applies, else
     /// PUBLIC's).
     pub async fn read(conn: &mut PgConnection, table: &str) -> sqlx::Result<ForeignTable> {
-        let columns: Vec<(String, String)> = sqlx::query_as(
-            "SELECT attname::text, format_type(atttypid, NULL) FROM pg_attribute
+        let columns: Vec<(String, i64, String)> = sqlx::query_as(
+            "SELECT attname::text, atttypid::bigint, format_type(atttypid, NULL) FROM pg_attribute
               WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
         )
         .bind(table)
@@ -65,16 +53,34 @@ impl ForeignTable {
         .bind(table)
         .fetch_one(&mut *conn)
         .await?;
-        let options = Options::merge(
+        // The session's settings of the wrapper's session options, as a scan in this session
+        // would see them (ALTER DATABASE / ROLE ... SET prometheus_fdw.step reaches both).
+        let mut session = Vec::new();
+        for opt in PrometheusFdw::session_options() {
+            let value: Option<String> = sqlx::query_scalar("SELECT current_setting($1, true)")
+                .bind(pgdw_wrapper::session_setting("prometheus_fdw", opt))
+                .fetch_one(&mut *conn)
+                .await?;
+            if let Some(v) = value.filter(|v| !v.is_empty()) {
+                session.push((opt.to_string(), v));
+            }
+        }
+        let options = Options::for_scan(
             PrometheusFdw::options(),
-            &[&pairs(w), &pairs(s), &pairs(t), &pairs(u)],
+            ScanLayers {
+                wrapper: &pairs(w),
+                server: &pairs(s),
+                table: &pairs(t),
+                user_mapping: &pairs(u),
+                session: &session,
+            },
         );
         Ok(ForeignTable {
             name: table.to_string(),
             columns: columns
                 .into_iter()
-                .map(|(name, ty)| Column {
-                    ty: column_type(&ty),
+                .map(|(name, oid, ty)| Column {
+                    ty: ColumnType::of(oid as u32, || ty),
                     name,
                 })
                 .collect(),

@@ -83,6 +83,65 @@ fn a_fresh_warehouse_is_healthy_and_the_json_is_stable() {
     );
 }
 
+/// `long_running_query`: a statement running past the threshold is named with the command that
+/// cancels it; once it ended, nothing is said.
+#[test]
+fn a_long_running_query_is_named_until_it_ends() {
+    let w = warehouse();
+    let sleeper = {
+        let mut c = w.client_db("warehouse");
+        std::thread::spawn(move || {
+            let _ = c.batch_execute("SET application_name = 'sleeper'; SELECT pg_sleep(120)");
+        })
+    };
+    converges(
+        &w,
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'sleeper' AND state = 'active'
+            AND now() - query_start > interval '1 second'",
+        "1",
+    );
+    let found = "SELECT count(*) || ' ' || coalesce(min(advice), '') FROM pgdw.doctor(long_query => '1 second')
+                  WHERE check_name = 'long_running_query' AND object LIKE '%(sleeper)'";
+    let got = query(&w, found);
+    assert!(got.starts_with("1 SELECT pg_cancel_backend("), "{got}");
+    query(
+        &w,
+        "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'sleeper'",
+    );
+    sleeper.join().unwrap();
+    assert_eq!(query(&w, found), "0 ");
+}
+
+/// `top_statement_total_time`: the statements that take the most time are named, normalized
+/// (pg_stat_statements' text, never a literal), as information, never as a problem.
+#[test]
+fn the_statements_taking_the_most_time_are_named_normalized() {
+    let w = warehouse();
+    for _ in 0..3 {
+        query(&w, "SELECT count(*) FROM generate_series(1, 3000000)");
+    }
+    let (_, findings) = doctor(&w);
+    let top: Vec<&Value> = findings
+        .iter()
+        .filter(|f| f["check"] == "top_statement_total_time")
+        .collect();
+    assert!(
+        top.iter().any(|f| f["object"]
+            .as_str()
+            .unwrap()
+            .contains("generate_series($1, $2)")),
+        "{top:#?}"
+    );
+    assert!(top.iter().all(|f| f["severity"] == "info"), "{top:#?}");
+    // A fresh database is far from wraparound: said as information.
+    assert!(
+        findings.iter().any(|f| f["check"] == "wraparound"
+            && f["object"] == "database warehouse"
+            && f["severity"] == "info"),
+        "{findings:#?}"
+    );
+}
+
 #[test]
 fn locks_idle_transactions_and_the_xmin_horizon() {
     let w = warehouse();

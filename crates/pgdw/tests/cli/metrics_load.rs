@@ -200,6 +200,33 @@ fn the_workers_copy_and_the_foreign_table_load_the_same_rows() {
     );
 }
 
+/// A session option set for the whole database (`prometheus_fdw.step`) reaches the workers'
+/// loads as it reaches the foreign table's scans (one option merge, `Options::for_scan`): the
+/// two loads stay equal, at the coarser step.
+#[test]
+fn a_step_set_for_the_database_reaches_both_loads() {
+    let (prom, start, end) = prometheus();
+    let w = warehouse(&prom);
+    query(&w, "ALTER DATABASE warehouse SET prometheus_fdw.step = '5m'");
+    // Every session from now on has it: this tick's, and the worker's, started after.
+    query(&w, "CALL pgdw.metrics_tick('fdw')");
+    let _worker = super::materialize::worker(&w);
+    converges(&w, "SELECT pgdw.workers_running()", "t");
+    query(&w, "CALL pgdw.metrics_tick('copy')");
+    converges(
+        &w,
+        "SELECT status FROM pgdw.runs WHERE job = 'copy' ORDER BY id DESC LIMIT 1",
+        "succeeded",
+    );
+    assert_eq!(differing(&w), "0");
+    let loaded: i64 = query(&w, "SELECT count(*) FROM copy.samples").parse().unwrap();
+    assert!(
+        loaded > 0 && loaded < samples(start, end) / 3,
+        "a 5-minute step loads a fifth of the 1-minute samples: {loaded} of {}",
+        samples(start, end)
+    );
+}
+
 #[test]
 fn a_window_loaded_before_is_not_loaded_twice() {
     let (prom, start, end) = prometheus();

@@ -308,3 +308,92 @@ impl Source for MetaSource {
         Ok(Some(rows))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pgdw_wrapper::{Column, ColumnType, Options, Qual, Value};
+
+    fn label_columns() -> Vec<Column> {
+        ["label_name", "label_value"]
+            .into_iter()
+            .map(|name| Column {
+                name: name.into(),
+                ty: ColumnType::Text,
+            })
+            .collect()
+    }
+
+    fn eq(column: usize, op: Op, value: Value) -> Qual {
+        Qual {
+            column,
+            key: None,
+            op,
+            value,
+        }
+    }
+
+    fn plan(columns: &[Column], quals: &[Qual]) -> Result<(Roles, Vec<usize>), FdwError> {
+        plan_labels(&PlanRequest {
+            table: "public.labels",
+            columns,
+            needed: &[0, 1],
+            quals,
+            limit: None,
+            options: &Options::default(),
+        })
+    }
+
+    #[test]
+    fn a_labels_table_pushes_label_name_equalities_only() {
+        let quals = [
+            eq(0, Op::Eq, Value::Text("job".into())),
+            eq(1, Op::Eq, Value::Text("node".into())),
+            eq(0, Op::Ne, Value::Text("x".into())),
+        ];
+        let (roles, pushed) = plan(&label_columns(), &quals).unwrap();
+        assert_eq!(pushed, vec![0]);
+        assert_eq!((roles.name, roles.value), (Some(0), Some(1)));
+        let err = plan(&label_columns()[1..], &[]).unwrap_err();
+        assert!(err.message.contains("needs a label_name column"), "{}", err.message);
+    }
+
+    /// The calls a labels scan with `quals` makes.
+    fn label_calls(quals: &[Qual]) -> Vec<Call> {
+        let columns = label_columns();
+        let (roles, _) = plan(&columns, &[]).unwrap();
+        let options = Options::default();
+        let req = ScanRequest {
+            table: "public.labels",
+            columns: &columns,
+            needed: &[0, 1],
+            quals,
+            limit: None,
+            options: &options,
+        };
+        calls(Kind::Labels, &roles, &req).unwrap()
+    }
+
+    #[test]
+    fn label_names_or_the_values_of_each_named_label_are_fetched() {
+        assert!(matches!(label_calls(&[])[..], [Call::LabelNames]));
+        let named = [eq(
+            0,
+            Op::In,
+            Value::Array(vec![
+                Value::Text("job".into()),
+                Value::Text("not a label".into()),
+                Value::Text("__name__".into()),
+            ]),
+        )];
+        let fetched: Vec<String> = label_calls(&named)
+            .into_iter()
+            .map(|c| match c {
+                Call::LabelValues(n) => n,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        // A name that cannot be a label is never sent (it could only answer nothing).
+        assert_eq!(fetched, vec!["job", "__name__"]);
+    }
+}

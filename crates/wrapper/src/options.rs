@@ -294,6 +294,9 @@ mod tests {
             },
         );
         assert_eq!(o.get("step"), Some("5m"));
-        assert_eq!(session_setting("prometheus_fdw", "step"), "prometheus_fdw.step");
+        assert_eq!(
+            session_setting("prometheus_fdw", "step"),
+            "prometheus_fdw.step"
+        );
     }
 }

@@ -109,7 +109,7 @@ fn a_long_running_query_is_named_until_it_ends() {
         "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'sleeper'",
     );
     sleeper.join().unwrap();
-    assert_eq!(query(&w, found), "0 ");
+    assert_eq!(query(&w, found), "0");
 }
 
 /// `top_statement_total_time`: the statements that take the most time are named, normalized

@@ -207,7 +207,10 @@ fn the_workers_copy_and_the_foreign_table_load_the_same_rows() {
 fn a_step_set_for_the_database_reaches_both_loads() {
     let (prom, start, end) = prometheus();
     let w = warehouse(&prom);
-    query(&w, "ALTER DATABASE warehouse SET prometheus_fdw.step = '5m'");
+    query(
+        &w,
+        "ALTER DATABASE warehouse SET prometheus_fdw.step = '5m'",
+    );
     // Every session from now on has it: this tick's, and the worker's, started after.
     query(&w, "CALL pgdw.metrics_tick('fdw')");
     let _worker = super::materialize::worker(&w);
@@ -219,7 +222,9 @@ fn a_step_set_for_the_database_reaches_both_loads() {
         "succeeded",
     );
     assert_eq!(differing(&w), "0");
-    let loaded: i64 = query(&w, "SELECT count(*) FROM copy.samples").parse().unwrap();
+    let loaded: i64 = query(&w, "SELECT count(*) FROM copy.samples")
+        .parse()
+        .unwrap();
     assert!(
         loaded > 0 && loaded < samples(start, end) / 3,
         "a 5-minute step loads a fifth of the 1-minute samples: {loaded} of {}",

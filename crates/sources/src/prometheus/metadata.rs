@@ -355,7 +355,11 @@ mod tests {
         assert_eq!(pushed, vec![0]);
         assert_eq!((roles.name, roles.value), (Some(0), Some(1)));
         let err = plan(&label_columns()[1..], &[]).unwrap_err();
-        assert!(err.message.contains("needs a label_name column"), "{}", err.message);
+        assert!(
+            err.message.contains("needs a label_name column"),
+            "{}",
+            err.message
+        );
     }
 
     /// The calls a labels scan with `quals` makes.

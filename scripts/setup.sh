@@ -52,7 +52,7 @@ mkdir -p "$stamp_dir"
 sources_hash() {
   # Everything an extension is built from: its crate and the crates it links.
   local dirs=()
-  for d in crates/fdw crates/wrapper crates/sources "extensions/$1"; do [ -d "$d" ] && dirs+=("$d"); done
+  for d in crates/fdw-core crates/fdw-api crates/wrappers "extensions/$1"; do [ -d "$d" ] && dirs+=("$d"); done
   find Cargo.lock "${dirs[@]}" -type f \
        \( -name '*.rs' -o -name '*.toml' -o -name '*.control' -o -name '*.sql' -o -name Cargo.lock \) \
        | sort | xargs cat | sha256sum | cut -d' ' -f1

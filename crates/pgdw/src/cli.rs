@@ -206,7 +206,7 @@ pub struct WorkerArgs {
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    pgdw_wrapper::duration::parse(s)
+    pgdw_fdw_api::duration::parse(s)
 }
 
 /// A duration, or 0 (every case counts).

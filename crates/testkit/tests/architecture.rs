@@ -140,8 +140,8 @@ fn the_dependency_rules_hold() {
     let g = graph();
     for plain in [
         "pgdw",
-        "pgdw-sources",
-        "pgdw-wrapper",
+        "pgdw-wrappers",
+        "pgdw-fdw-api",
         "pgdw-cluster",
         "pgdw-clerk-emulator",
     ] {
@@ -151,7 +151,7 @@ fn the_dependency_rules_hold() {
             "only the fdw core and the extensions link the server",
         );
     }
-    g.assert_never("pgdw-fdw", "pgdw-sources", "the core knows no source");
+    g.assert_never("pgdw-fdw-core", "pgdw-wrappers", "the core knows no source");
     for ext in ["prometheus_fdw", "clerk_fdw", "pgdw_test_fdw"] {
         g.assert_never(ext, "pgdw", "an extension never links the command");
     }
@@ -162,13 +162,13 @@ fn the_dependency_rules_hold() {
             "the cluster crate manages processes and files, never SQL",
         );
     }
-    let wrapper: BTreeSet<String> = g.deps["pgdw-wrapper"].clone();
+    let wrapper: BTreeSet<String> = g.deps["pgdw-fdw-api"].clone();
     let allowed: BTreeSet<String> = ["serde", "serde_json", "thiserror"]
         .map(String::from)
         .into();
     assert!(
         wrapper.is_subset(&allowed),
-        "pgdw-wrapper is plain data: {wrapper:?}"
+        "pgdw-fdw-api is plain data: {wrapper:?}"
     );
 }
 

@@ -1,9 +1,9 @@
-//! clerk_fdw: the PostgreSQL extension. The wrapper's logic lives in `pgdw_sources::clerk`;
+//! clerk_fdw: the PostgreSQL extension. The wrapper's logic lives in `pgdw_wrappers::clerk`;
 //! the `fdw` core connects it to Postgres.
 
 ::pgrx::pg_module_magic!();
 
-fdw::export_wrapper!(pgdw_sources::clerk::ClerkFdw, clerk_fdw);
+fdw::export_wrapper!(pgdw_wrappers::clerk::ClerkFdw, clerk_fdw);
 
 ::pgrx::extension_sql!(
     r#"

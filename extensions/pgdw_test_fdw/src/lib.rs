@@ -7,7 +7,7 @@
 //! - `series`: `rows` generated rows `(n bigint, label text)` without I/O, in batches of `batch`.
 //! - `panic`: panics while planning (`at 'plan'`) or while scanning (`at 'scan'`).
 
-use pgdw_wrapper::{
+use pgdw_fdw_api::{
     Catalog, Cell, ErrorKind, FdwError, Op, OptionSpec, PlanRequest, Planned, Row, ScanRequest,
     Source, Value, Wrapper,
 };

@@ -1,9 +1,9 @@
-//! prometheus_fdw: the PostgreSQL extension. The wrapper's logic lives in `pgdw_sources::prometheus`;
+//! prometheus_fdw: the PostgreSQL extension. The wrapper's logic lives in `pgdw_wrappers::prometheus`;
 //! the `fdw` core connects it to Postgres.
 
 ::pgrx::pg_module_magic!();
 
-fdw::export_wrapper!(pgdw_sources::prometheus::PrometheusFdw, prometheus_fdw);
+fdw::export_wrapper!(pgdw_wrappers::prometheus::PrometheusFdw, prometheus_fdw);
 
 ::pgrx::extension_sql!(
     r#"

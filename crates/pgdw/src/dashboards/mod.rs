@@ -101,7 +101,7 @@ fn default_range() -> String {
 /// Milliseconds in a duration (`500ms`, `5s`, `2m`, `1h`, `7d`, `1h30m`): pgdw's one duration
 /// syntax, shared with the wrappers' options.
 pub fn parse_duration_ms(text: &str) -> Option<u64> {
-    pgdw_wrapper::duration::parse_ms(text).ok()
+    pgdw_fdw_api::duration::parse_ms(text).ok()
 }
 
 impl Dashboard {

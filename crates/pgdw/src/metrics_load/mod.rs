@@ -19,7 +19,7 @@ mod source;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use pgdw_wrapper::{Cell, FdwError, Row};
+use pgdw_fdw_api::{Cell, FdwError, Row};
 use sqlx::{PgConnection, PgPool};
 
 use copy_binary::{Float, Int, SampleRows};
@@ -366,7 +366,7 @@ fn float(cell: &Cell) -> Option<f64> {
     match cell {
         Cell::Float(f) => Some(*f),
         Cell::Int(i) => Some(*i as f64),
-        Cell::Text(t) => pgdw_wrapper::numbers::parse_float(t),
+        Cell::Text(t) => pgdw_fdw_api::numbers::parse_float(t),
         Cell::Shared(inner) => float(inner),
         _ => None,
     }

@@ -1,11 +1,11 @@
 //! The foreign table a load reads, as prometheus_fdw would see it: its columns' types and
-//! every option in force, by pgdw_wrapper's one mapping and one merge (`ColumnType::of`,
+//! every option in force, by pgdw_fdw_api's one mapping and one merge (`ColumnType::of`,
 //! `Options::for_scan`, the session's settings included), as the FDW core reads them, so that
 //! the worker's scan sends the same requests and turns the replies into the same rows as
 //! `SELECT ... FROM` the table.
 
-use pgdw_sources::prometheus::PrometheusFdw;
-use pgdw_wrapper::{
+use pgdw_wrappers::prometheus::PrometheusFdw;
+use pgdw_fdw_api::{
     Column, ColumnType, FdwError, Op, Options, PlanRequest, Qual, ScanLayers, ScanRequest, Source,
     Value, Wrapper,
 };
@@ -58,7 +58,7 @@ impl ForeignTable {
         let mut session = Vec::new();
         for opt in PrometheusFdw::session_options() {
             let value: Option<String> = sqlx::query_scalar("SELECT current_setting($1, true)")
-                .bind(pgdw_wrapper::session_setting("prometheus_fdw", opt))
+                .bind(pgdw_fdw_api::session_setting("prometheus_fdw", opt))
                 .fetch_one(&mut *conn)
                 .await?;
             if let Some(v) = value.filter(|v| !v.is_empty()) {
@@ -101,7 +101,7 @@ impl ForeignTable {
         let (Some(name), Some(time)) = (self.column("metric_name"), self.column("metric_time"))
         else {
             return Err(FdwError::new(
-                pgdw_wrapper::ErrorKind::InvalidOptionValue,
+                pgdw_fdw_api::ErrorKind::InvalidOptionValue,
                 format!(
                     "{} needs the columns metric_name and metric_time",
                     self.name

@@ -128,7 +128,7 @@ pub fn replica(
     }
     let max_lag = match &section.max_lag {
         None => Duration::from_secs(30),
-        Some(text) => pgdw_wrapper::duration::parse(text)
+        Some(text) => pgdw_fdw_api::duration::parse(text)
             .map_err(|e| anyhow::anyhow!("[replicate.{name}] max_lag: {e}"))?,
     };
     let source =

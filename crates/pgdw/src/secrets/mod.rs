@@ -64,5 +64,5 @@ pub async fn call_hidden(
         Ok::<_, sqlx::Error>(sqlx::Row::try_get::<String, _>(&row, 0).ok())
     }
     .await;
-    result.map_err(|e| anyhow::anyhow!("{}", pgdw_wrapper::mask(&e.to_string(), secrets)))
+    result.map_err(|e| anyhow::anyhow!("{}", pgdw_fdw_api::mask(&e.to_string(), secrets)))
 }

@@ -171,8 +171,8 @@ pub(crate) fn redact(message: &str, url: &str) -> String {
         .and_then(|u| u.password().map(str::to_string))
         .unwrap_or_default();
     let decoded = split_password(url).1.unwrap_or_default();
-    // The one masking rule, the wrappers' (pgdw_wrapper::mask).
-    pgdw_wrapper::mask(message, &[&raw, &decoded])
+    // The one masking rule, the wrappers' (pgdw_fdw_api::mask).
+    pgdw_fdw_api::mask(message, &[&raw, &decoded])
 }
 
 #[cfg(test)]

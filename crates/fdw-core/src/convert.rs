@@ -5,8 +5,8 @@
 
 use std::ffi::{CStr, CString};
 
-use pgdw_wrapper::numbers::{guess_epoch_secs, parse_float};
-use pgdw_wrapper::{Cell, ColumnType, ErrorKind, FdwError, Value};
+use pgdw_fdw_api::numbers::{guess_epoch_secs, parse_float};
+use pgdw_fdw_api::{Cell, ColumnType, ErrorKind, FdwError, Value};
 use pgrx::pg_sys;
 use pgrx::pg_sys::panic::CaughtError;
 use pgrx::pg_sys::PgTryBuilder;

@@ -1,6 +1,6 @@
 //! Prometheus' JSON replies: the success envelope with a matrix, and error envelopes.
 
-use pgdw_wrapper::{ErrorKind, FdwError};
+use pgdw_fdw_api::{ErrorKind, FdwError};
 use serde::Deserialize;
 use serde_json::Value as Json;
 

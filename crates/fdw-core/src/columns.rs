@@ -3,10 +3,10 @@
 
 use std::ffi::CStr;
 
-use pgdw_wrapper::{Column, ColumnType};
+use pgdw_fdw_api::{Column, ColumnType};
 use pgrx::pg_sys;
 
-/// The wrapper's view of a Postgres type (pgdw_wrapper's one mapping).
+/// The wrapper's view of a Postgres type (pgdw_fdw_api's one mapping).
 pub(crate) fn column_type(typoid: pg_sys::Oid) -> ColumnType {
     ColumnType::of(typoid.to_u32(), || unsafe {
         CStr::from_ptr(pg_sys::format_type_be(typoid))

@@ -15,7 +15,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError};
 use std::time::Duration;
 
-use pgdw_wrapper::{
+use pgdw_fdw_api::{
     Cell, Column, ErrorKind, FdwError, Options, Qual, Row, ScanRequest, Source, Value,
 };
 use pgrx::pg_sys;
@@ -431,7 +431,7 @@ pub(crate) unsafe extern "C-unwind" fn explain(
         lines.extend(wrapper_lines);
         let secrets = st.options.secrets();
         for (label, value) in lines {
-            let value = pgdw_wrapper::mask(&value, &secrets);
+            let value = pgdw_fdw_api::mask(&value, &secrets);
             let label = std::ffi::CString::new(label).unwrap_or_default();
             let value = std::ffi::CString::new(value).unwrap_or_default();
             pg_sys::ExplainPropertyText(label.as_ptr(), value.as_ptr(), es);

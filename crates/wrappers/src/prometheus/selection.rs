@@ -2,7 +2,7 @@
 //! `series`, `labels`): metric names, label matchers and the time bounds, and the PromQL
 //! expression for a name.
 
-use pgdw_wrapper::{ErrorKind, FdwError, Op, Qual, Value};
+use pgdw_fdw_api::{ErrorKind, FdwError, Op, Qual, Value};
 use serde_json::Value as Json;
 
 use super::promql::{is_label_name, is_metric_name, selector};

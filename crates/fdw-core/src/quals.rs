@@ -7,7 +7,7 @@
 
 use std::ffi::CStr;
 
-use pgdw_wrapper::{Op, Qual, Value};
+use pgdw_fdw_api::{Op, Qual, Value};
 use pgrx::pg_sys;
 use serde::{Deserialize, Serialize};
 

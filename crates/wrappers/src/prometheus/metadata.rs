@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use pgdw_wrapper::{Cell, ErrorKind, FdwError, Op, PlanRequest, Row, ScanRequest, Source};
+use pgdw_fdw_api::{Cell, ErrorKind, FdwError, Op, PlanRequest, Row, ScanRequest, Source};
 use serde_json::Value as Json;
 
 use super::client::Client;
@@ -312,7 +312,7 @@ impl Source for MetaSource {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pgdw_wrapper::{Column, ColumnType, Options, Qual, Value};
+    use pgdw_fdw_api::{Column, ColumnType, Options, Qual, Value};
 
     fn label_columns() -> Vec<Column> {
         ["label_name", "label_value"]

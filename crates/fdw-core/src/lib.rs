@@ -17,7 +17,7 @@ mod planner;
 mod quals;
 mod routine;
 
-pub use pgdw_wrapper as wrapper;
+pub use pgdw_fdw_api as wrapper;
 
 #[doc(hidden)]
 pub use paste;

@@ -1,6 +1,6 @@
 //! The prometheus_fdw wrapper: quals → PromQL range queries → rows.
 
-use pgdw_wrapper::{
+use pgdw_fdw_api::{
     Catalog, Cell, ErrorKind, FdwError, Op, OptionSpec, Options, PlanRequest, Planned, Qual, Row,
     ScanRequest, Source, Wrapper,
 };
@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::promql::is_label_name;
 use super::reply::parse_matrix;
 use super::window::{split, Window};
-use pgdw_wrapper::duration::parse_duration;
+use pgdw_fdw_api::duration::parse_duration;
 
 use super::client::{parse_headers, Client};
 use super::selection::Selection;
@@ -106,7 +106,7 @@ pub(super) struct Roles {
 }
 
 impl Roles {
-    fn of(columns: &[pgdw_wrapper::Column]) -> Roles {
+    fn of(columns: &[pgdw_fdw_api::Column]) -> Roles {
         let find = |n: &str| columns.iter().position(|c| c.name == n);
         Roles {
             name: find("metric_name"),
@@ -459,7 +459,7 @@ impl Source for RangeSource {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pgdw_wrapper::{Column, ColumnType, Value};
+    use pgdw_fdw_api::{Column, ColumnType, Value};
 
     fn columns() -> Vec<Column> {
         [

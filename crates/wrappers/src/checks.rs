@@ -1,6 +1,6 @@
 //! Option value checks shared by the wrappers: each returns what a valid value looks like.
 
-use pgdw_wrapper::duration::parse_duration;
+use pgdw_fdw_api::duration::parse_duration;
 
 /// An http(s) URL; `example` shows a valid one.
 pub fn http_url(v: &str, example: &str) -> Result<(), String> {

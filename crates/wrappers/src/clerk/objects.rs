@@ -1,6 +1,6 @@
 //! What each object is called in the API, and how its JSON becomes a row.
 
-use pgdw_wrapper::{Cell, Column, ColumnType};
+use pgdw_fdw_api::{Cell, Column, ColumnType};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 

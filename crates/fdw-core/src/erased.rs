@@ -3,7 +3,7 @@
 
 use std::sync::OnceLock;
 
-use pgdw_wrapper::{FdwError, OptionSpec, PlanRequest, Planned, ScanRequest, Source, Wrapper};
+use pgdw_fdw_api::{FdwError, OptionSpec, PlanRequest, Planned, ScanRequest, Source, Wrapper};
 
 /// A wrapper with its plan type erased to JSON text.
 pub(crate) trait Erased: Send + Sync {
@@ -23,7 +23,7 @@ struct Typed<W> {
 fn decode<P: serde::de::DeserializeOwned>(plan: &str) -> Result<P, FdwError> {
     serde_json::from_str(plan).map_err(|e| {
         FdwError::new(
-            pgdw_wrapper::ErrorKind::Internal,
+            pgdw_fdw_api::ErrorKind::Internal,
             format!("cannot read the stored plan: {e}"),
         )
         .with_hint(
@@ -46,7 +46,7 @@ impl<W: Wrapper> Erased for Typed<W> {
         let p = W::plan(req)?;
         let text = serde_json::to_string(&p.plan).map_err(|e| {
             FdwError::new(
-                pgdw_wrapper::ErrorKind::Internal,
+                pgdw_fdw_api::ErrorKind::Internal,
                 format!("cannot store the plan: {e}"),
             )
         })?;

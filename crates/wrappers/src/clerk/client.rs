@@ -5,7 +5,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use pgdw_wrapper::{ErrorKind, FdwError};
+use pgdw_fdw_api::{ErrorKind, FdwError};
 use serde_json::Value;
 
 /// Send times of recent requests.
@@ -27,7 +27,7 @@ impl RateLimit {
         let bad = || format!("`{s}` is not a rate limit; write it like '100/10s' or 'off'");
         let (n, w) = s.split_once('/').ok_or_else(bad)?;
         let requests: usize = n.trim().parse().map_err(|_| bad())?;
-        let secs = pgdw_wrapper::duration::parse_duration(w).map_err(|_| bad())?;
+        let secs = pgdw_fdw_api::duration::parse_duration(w).map_err(|_| bad())?;
         if requests == 0 {
             return Err(bad());
         }

@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use pgdw_wrapper::{
+use pgdw_fdw_api::{
     Catalog, ErrorKind, FdwError, Op, OptionSpec, PlanRequest, Planned, Qual, Row, ScanRequest,
     Source, Value, Wrapper,
 };
@@ -12,7 +12,7 @@ use serde_json::Value as Json;
 
 use super::client::{Budget, Client, RateLimit};
 use super::objects::{cell, Object};
-use pgdw_wrapper::duration::parse_duration;
+use pgdw_fdw_api::duration::parse_duration;
 
 pub struct ClerkFdw;
 
@@ -107,12 +107,12 @@ struct Crawl {
     per_organization: bool,
 }
 
-fn col_is(req_cols: &[pgdw_wrapper::Column], q: &Qual, name: &str) -> bool {
+fn col_is(req_cols: &[pgdw_fdw_api::Column], q: &Qual, name: &str) -> bool {
     q.key.is_none() && req_cols.get(q.column).is_some_and(|c| c.name == name)
 }
 
 /// Which quals the API applies for `object`.
-fn pushable(object: Object, cols: &[pgdw_wrapper::Column], q: &Qual) -> bool {
+fn pushable(object: Object, cols: &[pgdw_fdw_api::Column], q: &Qual) -> bool {
     let eq_or_in = matches!(q.op, Op::Eq | Op::In);
     let range = matches!(q.op, Op::Gt | Op::Ge | Op::Lt | Op::Le);
     match object {
@@ -360,7 +360,7 @@ const MAX_PASSES: u32 = 4;
 struct Crawler {
     client: Client,
     object: Object,
-    columns: Vec<pgdw_wrapper::Column>,
+    columns: Vec<pgdw_fdw_api::Column>,
     needed: Vec<usize>,
     crawls: std::vec::IntoIter<Crawl>,
     current: Option<Cursor>,
@@ -513,7 +513,7 @@ impl Source for Crawler {
                     continue;
                 }
                 cur.new_ids += 1;
-                let mut row: Row = vec![pgdw_wrapper::Cell::Null; self.columns.len()];
+                let mut row: Row = vec![pgdw_fdw_api::Cell::Null; self.columns.len()];
                 for &i in &self.needed {
                     row[i] = cell(self.object, &self.columns[i], &obj);
                 }
@@ -552,7 +552,7 @@ impl Source for Crawler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pgdw_wrapper::{Column, ColumnType, Options};
+    use pgdw_fdw_api::{Column, ColumnType, Options};
 
     fn cols() -> Vec<Column> {
         ["user_id", "email", "created_at", "organization_id"]

@@ -6,7 +6,7 @@
 
 use std::ffi::{CStr, CString};
 
-use pgdw_wrapper::{Column, PlanRequest, Planned};
+use pgdw_fdw_api::{Column, PlanRequest, Planned};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -283,7 +283,7 @@ unsafe fn parameterized_path(
         else {
             return;
         };
-        if qual.op != pgdw_wrapper::Op::Eq || qual.key.is_some() {
+        if qual.op != pgdw_fdw_api::Op::Eq || qual.key.is_some() {
             return;
         }
         let required_outer =
@@ -343,7 +343,7 @@ pub(crate) unsafe extern "C-unwind" fn get_plan(
             let mut qual = qual.clone();
             if index.is_some() {
                 // Computed again at every scan; not stored (JSON cannot hold NaN anyway).
-                qual.value = pgdw_wrapper::Value::Unknown(String::new());
+                qual.value = pgdw_fdw_api::Value::Unknown(String::new());
             }
             stored.push(StoredQual {
                 qual,
@@ -388,8 +388,8 @@ pub(crate) unsafe fn stored_plan(plan: *mut pg_sys::ForeignScan) -> StoredPlan {
         let text = CStr::from_ptr((*nodes[0]).sval).to_string_lossy();
         serde_json::from_str(&text)
             .map_err(|e| {
-                pgdw_wrapper::FdwError::new(
-                    pgdw_wrapper::ErrorKind::Internal,
+                pgdw_fdw_api::FdwError::new(
+                    pgdw_fdw_api::ErrorKind::Internal,
                     format!("cannot read the stored plan: {e}"),
                 )
             })

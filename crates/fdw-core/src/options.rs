@@ -1,7 +1,7 @@
 //! Options from the catalogs: reading them for a scan, and the validator that checks them at
 //! CREATE/ALTER time.
 
-use pgdw_wrapper::{validate, Catalog, Options};
+use pgdw_fdw_api::{validate, Catalog, Options};
 use pgrx::pg_sys;
 
 use crate::error::raise;
@@ -60,7 +60,7 @@ unsafe fn user_mapping(userid: pg_sys::Oid, serverid: pg_sys::Oid) -> Vec<(Strin
     }
 }
 
-/// Every option in force for a scan of foreign table `relid` as `userid`, in pgdw_wrapper's
+/// Every option in force for a scan of foreign table `relid` as `userid`, in pgdw_fdw_api's
 /// one order (`Options::for_scan`).
 pub(crate) unsafe fn for_table(relid: pg_sys::Oid, userid: pg_sys::Oid) -> Options {
     unsafe {
@@ -74,7 +74,7 @@ pub(crate) unsafe fn for_table(relid: pg_sys::Oid, userid: pg_sys::Oid) -> Optio
         let g = session_settings();
         Options::for_scan(
             crate::erased::wrapper().options(),
-            pgdw_wrapper::ScanLayers {
+            pgdw_fdw_api::ScanLayers {
                 wrapper: &w,
                 server: &s,
                 table: &t,
@@ -91,7 +91,7 @@ unsafe fn session_settings() -> Vec<(String, String)> {
     w.session_options()
         .iter()
         .filter_map(|opt| {
-            let name = std::ffi::CString::new(pgdw_wrapper::session_setting(w.name(), opt)).ok()?;
+            let name = std::ffi::CString::new(pgdw_fdw_api::session_setting(w.name(), opt)).ok()?;
             let value = unsafe { pg_sys::GetConfigOption(name.as_ptr(), true, false) };
             if value.is_null() {
                 return None;

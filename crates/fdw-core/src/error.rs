@@ -1,6 +1,6 @@
 //! The one place where a wrapper's [`FdwError`] becomes a Postgres ERROR.
 
-use pgdw_wrapper::{ErrorKind, FdwError};
+use pgdw_fdw_api::{ErrorKind, FdwError};
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::{PgLogLevel, PgSqlErrorCode};
 

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use pgdw_wrapper::duration::parse_duration;
-use pgdw_wrapper::{ErrorKind, FdwError, Options};
+use pgdw_fdw_api::duration::parse_duration;
+use pgdw_fdw_api::{ErrorKind, FdwError, Options};
 
 use super::reply::{envelope_error, excerpt};
 use super::window::Window;

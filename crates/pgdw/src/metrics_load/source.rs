@@ -4,11 +4,11 @@
 //! the worker's scan sends the same requests and turns the replies into the same rows as
 //! `SELECT ... FROM` the table.
 
-use pgdw_wrappers::prometheus::PrometheusFdw;
 use pgdw_fdw_api::{
     Column, ColumnType, FdwError, Op, Options, PlanRequest, Qual, ScanLayers, ScanRequest, Source,
     Value, Wrapper,
 };
+use pgdw_wrappers::prometheus::PrometheusFdw;
 use sqlx::PgConnection;
 
 #[derive(Debug)]

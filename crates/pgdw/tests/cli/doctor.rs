@@ -292,3 +292,39 @@ fn tables_indexes_columns_and_slots() {
     let (code, findings) = doctor(&w);
     assert_healthy(code, &findings);
 }
+
+/// `setting`: an unlimited `max_slot_wal_keep_size` with a replication slot is a warning (an
+/// abandoned slot would keep WAL until the disk is full), named with the command that bounds
+/// it; bounded again, it is not.
+#[test]
+fn an_unbounded_slot_wal_keep_size_with_a_slot_is_a_warning() {
+    let w = warehouse();
+    let warned = || {
+        let (_, findings) = doctor(&w);
+        problems(&findings, "setting", "max_slot_wal_keep_size")
+            .iter()
+            .map(|f| f["advice"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    query(
+        &w,
+        "SELECT pg_create_physical_replication_slot('doctor_test')",
+    );
+    assert!(
+        warned().is_empty(),
+        "bounded by the embedded cluster's own setting"
+    );
+    query(&w, "ALTER SYSTEM SET max_slot_wal_keep_size = -1");
+    query(&w, "SELECT pg_reload_conf()");
+    converges(&w, "SHOW max_slot_wal_keep_size", "-1");
+    let advice = warned();
+    assert_eq!(advice.len(), 1);
+    assert!(
+        advice[0].starts_with("ALTER SYSTEM SET max_slot_wal_keep_size"),
+        "{advice:?}"
+    );
+    query(&w, "ALTER SYSTEM RESET max_slot_wal_keep_size");
+    query(&w, "SELECT pg_reload_conf()");
+    converges(&w, "SHOW max_slot_wal_keep_size", "4GB");
+    assert!(warned().is_empty());
+}

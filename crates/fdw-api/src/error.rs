@@ -67,11 +67,12 @@ impl FdwError {
     }
 }
 
-/// `text` with every occurrence of each secret (of three characters or more) replaced by
-/// `********`: the one masking rule for errors, EXPLAIN and logs.
+/// `text` with every occurrence of each secret replaced by `********`: the one masking rule
+/// for errors, EXPLAIN and logs. A short secret masks its letters wherever they stand: a
+/// garbled message rather than a leaked password (an empty secret masks nothing).
 pub fn mask(text: &str, secrets: &[&str]) -> String {
     let mut out = text.to_string();
-    for secret in secrets.iter().filter(|s| s.len() >= 3) {
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
         if out.contains(secret) {
             out = out.replace(secret, "********");
         }
@@ -92,5 +93,14 @@ mod tests {
         assert_eq!(e.message, "GET https://x?key=******** failed");
         assert_eq!(e.detail.as_deref(), Some("sent Bearer ********"));
         assert_eq!(e.hint.as_deref(), Some("check ********"));
+    }
+
+    #[test]
+    fn a_short_secret_is_masked_too_and_an_empty_one_masks_nothing() {
+        assert_eq!(
+            mask("password pw rejected", &["pw"]),
+            "password ******** rejected"
+        );
+        assert_eq!(mask("nothing to hide", &[""]), "nothing to hide");
     }
 }

@@ -427,10 +427,9 @@ DECLARE r record; f pgdw.doctor_finding; BEGIN
         f.advice := format('ALTER DATABASE %I SET %s = 12; -- a dashboard query joining more than %s tables is planned in pieces, in the order written, past this', current_database(), r.name, r.v);
         RETURN NEXT f;
     END LOOP;
-    -- A long or idle transaction open now (the sessions check's).
-    IF EXISTS (SELECT 1 FROM pgdw.health_activity() a
-                WHERE (a.state = 'active' AND a.query_age > long_query AND a.wait_event_type IS DISTINCT FROM 'Lock')
-                   OR (a.state LIKE 'idle in transaction%' AND a.state_age > idle_in_transaction)) THEN
+    -- A long or idle transaction open now, as the sessions check finds them.
+    IF EXISTS (SELECT 1 FROM pgdw.doctor_sessions(idle_in_transaction, long_query) s
+                WHERE s.check_name IN ('long_running_query', 'idle_in_transaction')) THEN
         f.check_name := 'setting'; f.severity := 'warning'; f.object := 'vacuum_freeze_table_age';
         f.value := current_setting('vacuum_freeze_table_age')::float8;
         f.figure := format('vacuum_freeze_table_age = %s with long transactions open (above)', current_setting('vacuum_freeze_table_age'));

@@ -139,11 +139,8 @@ async fn recorded(conn: &mut PgConnection) -> Result<Option<i32>, sqlx::Error> {
 /// version, every part, then the version recorded.
 pub async fn install(conn: &mut PgConnection) -> anyhow::Result<()> {
     let from = recorded(conn).await?;
-    if let Some(v) = from {
-        anyhow::ensure!(
-            v <= VERSION,
-            "the warehouse's pgdw runtime is version {v}, newer than this pgdw's {VERSION}: use the pgdw that installed it"
-        );
+    if let Some(v) = from.filter(|&v| v > VERSION) {
+        Installed::Newer(v).require()?;
     }
     let steps: Vec<&Upgrade> = match from {
         Some(v) => UPGRADES.iter().filter(|u| u.from >= v).collect(),

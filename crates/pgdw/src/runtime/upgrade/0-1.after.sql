@@ -4,8 +4,7 @@
 -- Warehouses set up before retired partitions went through pgdw_retired.
 DO $$
 BEGIN
-    IF to_regclass('partman.part_config') IS NOT NULL THEN
-        CREATE SCHEMA IF NOT EXISTS pgdw_retired;
+    IF to_regclass('partman.part_config') IS NOT NULL THEN  -- pgdw_retired: partitions.sql made it
         UPDATE partman.part_config SET retention_schema = 'pgdw_retired'
          WHERE retention IS NOT NULL AND retention_schema IS NULL AND NOT retention_keep_table;
     END IF;

@@ -55,7 +55,14 @@ pub struct Cluster {
     user: ServerUser,
     state: State,
     memory: MemorySettings,
+    /// pgdw chose the port itself when it created this cluster (no `--port`): a port another
+    /// program takes between that choice and the server binding it is chosen again instead
+    /// of reported, since nobody asked for that number.
+    port_chosen: bool,
 }
+
+/// How many times a port pgdw chose is chosen again when it is taken before the server binds it.
+const PORT_RETRIES: usize = 5;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum StartOutcome {
@@ -149,6 +156,7 @@ impl Cluster {
                 user,
                 state,
                 memory,
+                port_chosen: created && opts.port.is_none(),
             },
             created,
         ))
@@ -173,6 +181,7 @@ impl Cluster {
             user: ServerUser::detect()?,
             state,
             memory: MemorySettings::for_budget(machine_memory().unwrap_or(4 << 30)),
+            port_chosen: false,
         }))
     }
 
@@ -221,8 +230,25 @@ impl Cluster {
     }
 
     /// Write the settings pgdw owns, then start the server and wait (bounded) until it accepts
-    /// connections. Starting a running cluster is a no-op.
-    pub fn start(&self, timeout: Duration) -> Result<StartOutcome, ClusterError> {
+    /// connections. Starting a running cluster is a no-op. When pgdw chose the port and another
+    /// program took it first, a new port is chosen and remembered.
+    pub fn start(&mut self, timeout: Duration) -> Result<StartOutcome, ClusterError> {
+        let mut attempts = 0;
+        loop {
+            match self.start_once(timeout) {
+                Err(ClusterError::PortInUse { .. })
+                    if self.port_chosen && attempts < PORT_RETRIES =>
+                {
+                    attempts += 1;
+                    self.state.port = free_port()?;
+                    self.state.save(&self.data_dir)?;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn start_once(&self, timeout: Duration) -> Result<StartOutcome, ClusterError> {
         if self.running_pid().is_some() {
             return Ok(StartOutcome::AlreadyRunning);
         }
@@ -237,6 +263,7 @@ impl Cluster {
         self.write_conf()?;
         self.user.announce();
         let log = self.log_path();
+        let log_start = fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
         let out = self
             .user
             .command(&self.bindir.join("pg_ctl"))
@@ -254,6 +281,12 @@ impl Cluster {
             .context(|| "running pg_ctl start".into())?;
         if out.status.success() {
             return Ok(StartOutcome::Started);
+        }
+        // Free when checked above, taken by the time the postmaster bound it.
+        if lost_the_port(&log, log_start) {
+            return Err(ClusterError::PortInUse {
+                port: self.state.port,
+            });
         }
         let log = tail(&log, 20);
         if String::from_utf8_lossy(&out.stderr).contains("did not start in time")
@@ -527,16 +560,88 @@ fn absolute(p: &Path) -> Result<PathBuf, ClusterError> {
     std::path::absolute(p).context(|| format!("resolving {}", p.display()))
 }
 
-/// A port that is free on 127.0.0.1 right now.
+/// A port that is free on 127.0.0.1 right now, chosen at random outside the kernel's
+/// ephemeral range: ports from that range are handed to every outgoing connection and every
+/// `bind(0)` on the machine, so one found free there is often taken again before the server
+/// binds it.
 pub fn free_port() -> Result<u16, ClusterError> {
+    use rand::Rng;
+    let (low, high) = ephemeral_range();
+    let mut rng = rand::thread_rng();
+    for _ in 0..200 {
+        let p: u16 = rng.gen_range(10_000..=65_535);
+        if (low..=high).contains(&p) {
+            continue;
+        }
+        if TcpListener::bind(("127.0.0.1", p)).is_ok() {
+            return Ok(p);
+        }
+    }
     let l = TcpListener::bind(("127.0.0.1", 0)).context(|| "finding a free port".into())?;
     Ok(l.local_addr()
         .context(|| "finding a free port".into())?
         .port())
 }
 
+/// `net.ipv4.ip_local_port_range`, Linux's default when it cannot be read.
+fn ephemeral_range() -> (u16, u16) {
+    fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|t| {
+            let mut it = t.split_whitespace().map(|n| n.parse::<u16>().ok());
+            Some((it.next()??, it.next()??))
+        })
+        .unwrap_or((32_768, 60_999))
+}
+
+/// Whether the server log written since `from` says the postmaster could not bind its port.
+fn lost_the_port(log: &Path, from: u64) -> bool {
+    let text = fs::read(log).unwrap_or_default();
+    let new = String::from_utf8_lossy(text.get(from as usize..).unwrap_or_default());
+    new.contains("could not bind") && new.contains("Address already in use")
+}
+
 fn tail(path: &Path, lines: usize) -> String {
     let text = fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_postmaster_that_lost_its_port_is_told_from_other_failures() {
+        let dir = std::env::temp_dir().join(format!("pgdw-lost-port-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("server.log");
+        let before = "LOG:  could not bind IPv4 address \"127.0.0.1\": Address already in use\n";
+        fs::write(&log, before).unwrap();
+        let from = before.len() as u64;
+        // Only what this start wrote counts: an old failure is history.
+        assert!(!lost_the_port(&log, from));
+        let mut f = fs::OpenOptions::new().append(true).open(&log).unwrap();
+        use std::io::Write;
+        f.write_all(b"LOG:  starting PostgreSQL 15\nFATAL:  could not load library\n")
+            .unwrap();
+        assert!(!lost_the_port(&log, from));
+        f.write_all(
+            b"LOG:  could not bind IPv4 address \"127.0.0.1\": Address already in use\n\
+              HINT:  Is another postmaster already running on port 36759?\n\
+              FATAL:  could not create any TCP/IP sockets\n",
+        )
+        .unwrap();
+        assert!(lost_the_port(&log, from));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_chosen_port_is_outside_the_ephemeral_range() {
+        let (low, high) = ephemeral_range();
+        for _ in 0..20 {
+            let p = free_port().unwrap();
+            assert!(!(low..=high).contains(&p), "{p} in {low}..={high}");
+        }
+    }
 }

@@ -108,6 +108,7 @@ impl Cluster {
             });
         }
         conf::check_data_dir(&requested)?;
+        let chosen = port.is_none();
         let port = match port {
             Some(p) => p,
             None => free_port()?,
@@ -129,8 +130,10 @@ impl Cluster {
             sync,
         });
         self.state.save(&self.data_dir)?;
-        Cluster::open_existing(&requested, Some(self.bindir.clone()))?
-            .ok_or_else(|| ClusterError::NotADataDir(requested.clone()))
+        let mut standby = Cluster::open_existing(&requested, Some(self.bindir.clone()))?
+            .ok_or_else(|| ClusterError::NotADataDir(requested.clone()))?;
+        standby.port_chosen = chosen;
+        Ok(standby)
     }
 
     fn base_backup(

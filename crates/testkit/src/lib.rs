@@ -80,7 +80,7 @@ impl TempWarehouse {
     /// that use the `postgres` database.
     pub fn started() -> Self {
         let w = TempWarehouse::new();
-        let (cluster, _) = Cluster::open_or_init(&Options {
+        let (mut cluster, _) = Cluster::open_or_init(&Options {
             data_dir: w.data_dir(),
             memory: Some(1 << 30),
             ..Options::default()

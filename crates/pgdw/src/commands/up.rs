@@ -27,7 +27,7 @@ pub async fn run(target: &Target, args: &UpArgs) -> anyhow::Result<ExitCode> {
                 memory: args.memory,
                 bindir: None,
             };
-            let (cluster, created) = Cluster::open_or_init(&opts)?;
+            let (mut cluster, created) = Cluster::open_or_init(&opts)?;
             if created {
                 outln!(
                     "created a new warehouse cluster in {}",

@@ -168,7 +168,7 @@ pub async fn create(
         "taking a base backup of the warehouse into {}",
         dir.display()
     );
-    let standby = match primary.make_standby(dir, &name, &slot, port, sync, true) {
+    let mut standby = match primary.make_standby(dir, &name, &slot, port, sync, true) {
         Ok(s) => s,
         Err(e) => {
             drop_slot(&mut conn, &slot).await?;

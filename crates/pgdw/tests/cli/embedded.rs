@@ -231,6 +231,32 @@ fn a_taken_port_is_a_clear_error() {
 }
 
 #[test]
+fn a_port_pgdw_chose_and_another_program_took_is_chosen_again() {
+    let w = TempWarehouse::new();
+    let (mut cluster, created) = pgdw_cluster::Cluster::open_or_init(&pgdw_cluster::Options {
+        data_dir: w.data_dir(),
+        memory: Some(1 << 30),
+        ..Default::default()
+    })
+    .unwrap();
+    assert!(created);
+    let chosen = cluster.port();
+    // Another program binds the port between pgdw choosing it and the server starting.
+    let thief = TcpListener::bind(("127.0.0.1", chosen)).unwrap();
+    cluster.start(Duration::from_secs(60)).unwrap();
+    let port = cluster.port();
+    assert_ne!(port, chosen);
+    // Remembered: the next command finds the server on the new port.
+    let out = ok(&w, &["up"]);
+    assert!(
+        out.contains(&format!("already running on 127.0.0.1:{port}")),
+        "{out}"
+    );
+    assert_eq!(query(&w, "SHOW port"), port.to_string());
+    drop(thief);
+}
+
+#[test]
 fn a_data_directory_of_another_major_version_is_refused() {
     let w = warehouse();
     ok(&w, &["down"]);

@@ -53,6 +53,10 @@ pub const PARTS: &[Part] = &[
     part!("rollup/rollup.sql", "incremental rollups"),
     part!("analytics/analytics.sql", "product analytics"),
     part!("metrics_load/metrics_load.sql", "metric loads"),
+    part!(
+        "metric_series/metric_series.sql",
+        "metric series at a panel's resolution"
+    ),
     part!("standby/standby.sql", "standbys"),
     part!("health/health.sql", "health checks"),
     part!("bi/bi.sql", "the views BI tools read (schema dw)"),

@@ -14,6 +14,7 @@ mod embedded;
 mod example;
 mod external;
 mod materialize;
+mod metric_series;
 mod metrics_load;
 mod migrate;
 mod output;

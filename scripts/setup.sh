@@ -8,6 +8,7 @@
 #   - the pgdw binary (target/release/pgdw), with the demo built in
 #   - target/bi-venv: SQLAlchemy 1.4 (the version Superset pins) with psycopg2, for the test
 #     that reflects the warehouse as BI tools do
+#   - target/dbt-venv: dbt-core and dbt-postgres 1.11, for the test of integrations/dbt
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -77,5 +78,13 @@ if ! "$BI_VENV/bin/python" -c "import sqlalchemy, psycopg2, sys; sys.exit(sqlalc
   rm -rf "$BI_VENV"
   python3 -m venv "$BI_VENV"
   "$BI_VENV/bin/pip" install -q --disable-pip-version-check "sqlalchemy==$SQLALCHEMY" "psycopg2-binary==2.9.10"
+fi
+DBT_VENV=target/dbt-venv
+DBT=1.11
+if ! "$DBT_VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(not (m.version('dbt-core').startswith('$DBT.') and m.version('dbt-postgres').startswith('$DBT.')))" 2>/dev/null; then
+  step "creating $DBT_VENV (dbt-core and dbt-postgres $DBT) for the dbt test"
+  rm -rf "$DBT_VENV"
+  python3 -m venv "$DBT_VENV"
+  "$DBT_VENV/bin/pip" install -q --disable-pip-version-check "dbt-core~=$DBT.0" "dbt-postgres~=$DBT.0"
 fi
 echo "setup complete: target/release/pgdw"

@@ -40,3 +40,12 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION dw.metric_series(text, jsonb, timestamptz, timestamptz, int, regclass) IS
     'A metric''s series between two times in at most max_points buckets, read from the coarsest rollup that fits';
+
+-- When a table pgdw loads was last up to date (pgdw.loaded_at), for roles that cannot read
+-- schema pgdw: dbt's loaded_at_query (docs/dbt.md).
+CREATE OR REPLACE FUNCTION dw.loaded_at(tbl regclass, job text DEFAULT NULL) RETURNS timestamptz
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT pgdw.loaded_at(tbl, job);
+$$;
+COMMENT ON FUNCTION dw.loaded_at(regclass, text) IS
+    'When a table pgdw loads was last up to date with its source, as pgdw status reports it';

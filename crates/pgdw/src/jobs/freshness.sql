@@ -174,3 +174,55 @@ SELECT j.job, j.every, j.period, last.status AS last_status, last.started_at AS 
         ORDER BY 1 NULLS LAST LIMIT 1) first ON true;
 COMMENT ON VIEW pgdw.job_freshness IS
     'Per pg_cron job: the last run, the last success, its age, stale (no success within two periods) and failing';
+
+-- When a table pgdw loads was last up to date with its source, as `pgdw status` reports it:
+-- a replicated table, the source's last sample less the lag then; a metric load's target, or
+-- any table given with the job that loads it, that job's last success (pgdw.job_freshness); a
+-- rollup, the older of its source's time and its oldest change not applied. What dbt's
+-- `loaded_at_query` asks (docs/dbt.md). Security definer: it tells times, not data, to roles
+-- that cannot read schema pgdw.
+CREATE OR REPLACE FUNCTION pgdw.loaded_at(tbl regclass, job text DEFAULT NULL) RETURNS timestamptz
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    j    text := job;
+    at   timestamptz;
+    lag  record;
+    src  regclass;
+BEGIN
+    IF tbl IS NULL THEN
+        RAISE EXCEPTION 'pgdw.loaded_at: name the table';
+    END IF;
+    IF j IS NULL THEN
+        SELECT min(l.job) INTO j FROM pgdw.metric_loads l WHERE l.target = tbl;
+    END IF;
+    IF j IS NOT NULL THEN
+        IF NOT EXISTS (SELECT 1 FROM pgdw.job_freshness f WHERE f.job = j) THEN
+            RAISE EXCEPTION 'pgdw.loaded_at: no job %', j USING HINT = 'pgdw status lists the jobs';
+        END IF;
+        RETURN (SELECT f.last_success FROM pgdw.job_freshness f WHERE f.job = j);
+    END IF;
+    SELECT r.sampled_at - r.lag INTO at
+      FROM pgdw.subscriptions s
+      JOIN pg_subscription sub ON sub.subname = pgdw.subscription_name(s.name)
+      JOIN pg_subscription_rel sr ON sr.srsubid = sub.oid AND sr.srrelid = tbl
+      LEFT JOIN pgdw.replication_source r ON r.subscription = s.name;
+    IF FOUND THEN
+        RETURN at;
+    END IF;
+    SELECT x.source INTO src FROM pgdw.rollups x WHERE x.name = tbl;
+    IF FOUND THEN
+        SELECT * INTO lag FROM pgdw.rollup_lag(tbl);
+        at := CASE WHEN NOT lag.recompute_all THEN now() - lag.oldest_change_age END;
+        -- A source pgdw does not load is as fresh as its last write: the rollup's own lag.
+        BEGIN
+            RETURN least(at, pgdw.loaded_at(src));
+        EXCEPTION WHEN sqlstate 'PGDW1' THEN
+            RETURN at;
+        END;
+    END IF;
+    RAISE EXCEPTION 'pgdw.loaded_at: pgdw does not load %, or not by a job it can tell', tbl
+        USING ERRCODE = 'PGDW1',
+              HINT = 'name the job that loads it: loaded_at(''' || tbl::text || ''', job => ''...''); pgdw status lists the jobs';
+END $$;
+COMMENT ON FUNCTION pgdw.loaded_at(regclass, text) IS
+    'When a table pgdw loads (replicated, a metric load, a job''s, a rollup) was last up to date, as pgdw status reports it';

@@ -60,6 +60,10 @@ pub const PARTS: &[Part] = &[
     part!("standby/standby.sql", "standbys"),
     part!("health/health.sql", "health checks"),
     part!("bi/bi.sql", "the views BI tools read (schema dw)"),
+    part!(
+        "rollup/registrants.sql",
+        "rollups registered by other roles (dw.rollup)"
+    ),
 ];
 
 /// The steps from one version to the next.

@@ -7,6 +7,7 @@ mod browser;
 #[cfg(feature = "demo")]
 mod controlplane;
 #[cfg(feature = "demo")]
+mod dbt;
 mod demo;
 mod doctor;
 mod embedded;

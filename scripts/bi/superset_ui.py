@@ -1,0 +1,174 @@
+"""Drive a running Superset through its own pages, as docs/bi-tools.md tells a user to, with
+Selenium and Debian's chromium-driver: log in, connect the warehouse with the documented URI,
+add a dataset, build a chart of it, read the numbers the chart shows and compare them with
+psql. A screenshot of every step goes to SHOTS. Used by scripts/check-superset.sh.
+
+    superset_ui.py SUPERSET_URL WAREHOUSE_URI PGDW_BINARY SHOTS
+"""
+import json
+import os
+import subprocess
+import sys
+import urllib.parse
+
+from selenium import webdriver
+from selenium.common.exceptions import TimeoutException
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import WebDriverWait
+
+BASE, URI, PGDW, SHOTS = sys.argv[1:5]
+DATABASE = "warehouse (through the UI)"
+SCHEMA, TABLE = "public", "instances_by_state"
+os.makedirs(SHOTS, exist_ok=True)
+
+opts = Options()
+for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000"):
+    opts.add_argument(a)
+opts.binary_location = "/usr/bin/chromium"
+d = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
+shot_n = 0
+
+
+def shot(name):
+    global shot_n
+    shot_n += 1
+    path = os.path.join(SHOTS, f"{shot_n:02d}-{name}.png")
+    d.save_screenshot(path)
+    print(f"  screenshot {path}")
+
+
+def until(condition, what, timeout=60):
+    try:
+        return WebDriverWait(d, timeout).until(condition)
+    except TimeoutException:
+        shot("failed-" + what.replace(" ", "-"))
+        raise SystemExit(f"Superset's UI: gave up waiting for {what}")
+
+
+def clickable(css, what=None, timeout=60):
+    return until(EC.element_to_be_clickable((By.CSS_SELECTOR, css)), what or css, timeout)
+
+
+def type_into(css, text, what=None):
+    """Type `text` into the field, again until it holds it: a page still rendering may replace
+    the field it was typed into."""
+    def typed(d):
+        field = d.find_element(By.CSS_SELECTOR, css)
+        if not field.is_displayed() or not field.is_enabled():
+            return False
+        if field.get_attribute("value") != text:
+            field.send_keys(Keys.CONTROL, "a")
+            field.send_keys(Keys.DELETE)
+            field.send_keys(text)
+        return field.get_attribute("value") == text
+    until(typed, what or f"typing into {css}")
+
+
+def option(text, exact=True):
+    """Click the open dropdown's option whose text is `text` (or holds it)."""
+    match = f"normalize-space(.)={json.dumps(text)}" if exact else f"contains(normalize-space(.), {json.dumps(text)})"
+    xpath = f"//div[contains(@class, 'ant-select-item-option') and {match}]"
+    until(EC.element_to_be_clickable((By.XPATH, xpath)), f"the option {text}").click()
+
+
+def choose(select_css, text, exact=True):
+    """Open an Ant Design select, type to filter, and pick `text`."""
+    box = clickable(select_css + " input", f"the select {select_css}")
+    box.click()
+    box.send_keys(text)
+    option(text, exact)
+
+
+def psql(sql):
+    out = subprocess.run([PGDW, "psql", "-XAtq", "-F", "\t", "-c", sql], check=True,
+                         capture_output=True, text=True).stdout
+    return [line.split("\t") for line in out.splitlines()]
+
+
+try:
+    print("  log in")
+    d.get(BASE + "/login/")
+    type_into('[data-test="username-input"]', "admin")
+    type_into('[data-test="password-input"]', "admin")
+    shot("login")
+    d.find_element(By.CSS_SELECTOR, '[data-test="login-button"]').click()
+    until(lambda d: "/login" not in d.current_url, "the login to finish")
+
+    print(f"  connect the warehouse: + Database, PostgreSQL, a SQLAlchemy URI (docs/bi-tools.md, step 3)")
+    d.get(BASE + "/databaseview/list/")
+    clickable('[data-test="btn-create-database"]').click()
+    clickable('[data-test="database-modal"]')
+    choose('[data-test="database-modal"]', "PostgreSQL")
+    clickable('[data-test="sqla-connect-btn"]').click()
+    type_into('[data-test="database-name-input"]', DATABASE)
+    type_into('[data-test="sqlalchemy-uri-input"]', URI)
+    shot("connect-database")
+    # Connect is enabled once the connection was tested.
+    until(EC.element_to_be_clickable((By.XPATH, "//button[normalize-space(.)='Test connection']")),
+          "Test connection").click()
+    until(EC.presence_of_element_located((By.XPATH, "//*[contains(., 'Connection looks good')]")),
+          "the connection test to pass")
+    clickable('[data-test="btn-submit-connection"]', "Connect").click()
+    until(EC.presence_of_element_located(
+        (By.XPATH, f"//*[@data-test='listview-table']//*[normalize-space(.)={json.dumps(DATABASE)}]")),
+        "the new database in the list")
+    shot("database-list")
+
+    print(f"  add the dataset {SCHEMA}.{TABLE}")
+    d.get(BASE + "/dataset/add/")
+    clickable('[data-test="select-database"]', "the database picker")
+    choose('[data-test="select-database"]', DATABASE, exact=False)
+    choose('[data-test="Select schema"]', SCHEMA, exact=False)
+    choose('[data-test="Select table or type to search tables"]', TABLE, exact=False)
+    until(EC.presence_of_element_located((By.XPATH, "//*[normalize-space(.)='Table columns']")),
+          "the table's columns")
+    shot("dataset-preview")
+    until(EC.element_to_be_clickable(
+        (By.XPATH, "//button[normalize-space(.)='Create and explore dataset']")),
+        "Create and explore dataset").click()
+    until(lambda d: "/dataset/add" not in d.current_url, "the dataset to be created")
+    print("   ", d.current_url)
+
+    print("  build a chart: Table, grouped by state, SUM(instances)")
+    until(lambda d: "/chart/add" in d.current_url, "the chart creation page")
+    dataset_id = int(urllib.parse.parse_qs(urllib.parse.urlparse(d.current_url).query)["dataset"][0])
+    form = {"datasource": f"{dataset_id}__table", "viz_type": "table", "query_mode": "aggregate",
+            "groupby": ["state"], "row_limit": 100,
+            "metrics": [{"expressionType": "SIMPLE", "column": {"column_name": "instances"},
+                         "aggregate": "SUM", "label": "instances"}],
+            "order_desc": True, "timeseries_limit_metric": None}
+    d.get(BASE + "/explore/?" + urllib.parse.urlencode({"form_data": json.dumps(form)}))
+    clickable('[data-test="run-query-button"], [data-test="explore-run-query-button"]',
+              "the explore page").click()
+    until(EC.presence_of_element_located((By.CSS_SELECTOR, "table tbody tr td")), "the chart's rows")
+    shot("chart")
+    rows = []
+    for tr in d.find_elements(By.CSS_SELECTOR, "table tbody tr"):
+        cells = [td.text.strip() for td in tr.find_elements(By.CSS_SELECTOR, "td")]
+        if cells and any(cells):
+            rows.append(cells)
+    shown = sorted((r[0], r[1].replace(",", "")) for r in rows)
+    want = sorted((s, n) for s, n in psql(
+        "SELECT state, sum(instances)::bigint FROM instances_by_state GROUP BY state"))
+    print(f"  the chart shows {len(shown)} rows, psql {len(want)}: "
+          f"{'identical' if shown == want else 'DIFFERENT'}")
+    for s, n in shown:
+        print(f"    {s} | {n}")
+    if shown != want:
+        raise SystemExit(f"the chart's numbers differ from psql's: {shown} vs {want}")
+
+    print("  save the chart")
+    clickable('[data-test="query-save-button"]', "Save").click()
+    type_into('[data-test="new-chart-name"]', "Instances by state (UI)", "the chart's name")
+    clickable('[data-test="btn-modal-save"]', "the save button").click()
+    d.get(BASE + "/chart/list/")
+    until(EC.presence_of_element_located(
+        (By.XPATH, "//*[normalize-space(.)='Instances by state (UI)']")), "the saved chart in the list")
+    shot("chart-list")
+    print("  the UI check passed")
+finally:
+    d.quit()

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Apache Superset as a real client of the demo's warehouse, following docs/bi-tools.md (not in
 # CI: installing Superset takes minutes). It installs Superset 6.1.0 in target/superset-venv,
-# starts `pgdw demo` and Superset, creates the documented read-only role, the database
-# connection and the documented datasets through Superset's REST API, runs the seeds' three
+# starts `pgdw demo` and Superset, creates the documented read-only role, drives Superset's own
+# pages with Selenium and chromium-driver as docs/bi-tools.md says a user clicks (log in,
+# connect, a dataset, a chart whose numbers are read off the page; screenshots in
+# target/screenshots/superset), then creates the database connection and the documented
+# datasets through Superset's REST API, runs the seeds' three
 # questions in SQL Lab and one chart, and compares every number with psql. Exits non-zero on
 # any difference.
 #
@@ -23,13 +26,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
-if ! "$VENV/bin/python" -c "import superset, sys; sys.exit(superset.__version__ if False else 0)" 2>/dev/null \
+if ! "$VENV/bin/python" -c "import selenium" 2>/dev/null \
+   || ! "$VENV/bin/python" -c "import superset, sys; sys.exit(superset.__version__ if False else 0)" 2>/dev/null \
    || [ "$("$VENV/bin/pip" show apache-superset 2>/dev/null | sed -n 's/^Version: //p')" != 6.1.0 ]; then
   step "installing Superset 6.1.0 in $VENV (a few minutes, once)"
   rm -rf "$VENV"
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --disable-pip-version-check \
-    apache-superset==6.1.0 psycopg2-binary rich cachetools flask-caching==2.3.1
+    apache-superset==6.1.0 psycopg2-binary rich cachetools flask-caching==2.3.1 selenium
 fi
 
 step "starting pgdw demo (its own warehouse in $WORK)"
@@ -67,6 +71,10 @@ for _ in $(seq 240); do
   curl -fsS "http://127.0.0.1:$PORT_SUPERSET/health" >/dev/null 2>&1 && break
   sleep 0.5
 done
+
+step "Superset's own pages with Selenium: log in, connect, a dataset, a chart, its numbers against psql"
+"$VENV/bin/python" "$ROOT/scripts/bi/superset_ui.py" "http://127.0.0.1:$PORT_SUPERSET" \
+  "postgresql://superset:choose-one@127.0.0.1:$WH_PORT/warehouse" "$PGDW" "$ROOT/target/screenshots/superset"
 
 step "connection, datasets, SQL Lab and a chart through Superset's REST API, each compared with psql"
 "$VENV/bin/python" "$ROOT/scripts/bi/superset_check.py" "http://127.0.0.1:$PORT_SUPERSET" \

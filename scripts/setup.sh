@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything pgdw needs on Debian 12, idempotently: a second run takes seconds.
 #   - Debian packages (PostgreSQL 15 with pg_cron, pg_partman, hll and tdigest, Prometheus, build tools,
-#     chromium for the browser test of the dashboards)
+#     chromium for the browser test of the dashboards, chromium-driver for the Superset check)
 #   - cargo-pgrx 0.16.1, only when that exact version is missing
 #   - `cargo pgrx init` against the system PostgreSQL 15
 #   - prometheus_fdw and clerk_fdw built and installed into the system PostgreSQL 15
@@ -17,7 +17,7 @@ PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
 PACKAGES=(postgresql-15 postgresql-server-dev-15 postgresql-15-cron postgresql-15-partman
           postgresql-15-hll postgresql-15-tdigest
           postgresql-contrib prometheus libclang-dev clang pkg-config libssl-dev sudo ca-certificates
-          build-essential curl openssl chromium fonts-liberation python3-venv)
+          build-essential curl openssl chromium chromium-driver fonts-liberation python3-venv)
 
 step() { printf '\n==> %s\n' "$*"; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }

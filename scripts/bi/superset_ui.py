@@ -83,6 +83,18 @@ def choose(select_css, text, exact=True):
     option(text, exact)
 
 
+def pick_in_popover(n, text):
+    """In the open popover's `n`th select, pick `text`."""
+    def box(d):
+        inputs = [i for i in d.find_elements(By.CSS_SELECTOR, ".ant-popover input[type=search], .ant-popover .ant-select input")
+                  if i.is_displayed()]
+        return inputs[n] if len(inputs) > n else False
+    field = until(box, f"select {n} of the popover")
+    field.click()
+    field.send_keys(text)
+    option(text)
+
+
 def psql(sql):
     out = subprocess.run([PGDW, "psql", "-XAtq", "-F", "\t", "-c", sql], check=True,
                          capture_output=True, text=True).stdout
@@ -131,26 +143,44 @@ try:
         (By.XPATH, "//button[normalize-space(.)='Create and explore dataset']")),
         "Create and explore dataset").click()
     until(lambda d: "/dataset/add" not in d.current_url, "the dataset to be created")
-    print("   ", d.current_url)
 
     print("  build a chart: Table, grouped by state, SUM(instances)")
-    until(lambda d: "/chart/add" in d.current_url, "the chart creation page")
-    dataset_id = int(urllib.parse.parse_qs(urllib.parse.urlparse(d.current_url).query)["dataset"][0])
-    form = {"datasource": f"{dataset_id}__table", "viz_type": "table", "query_mode": "aggregate",
-            "groupby": ["state"], "row_limit": 100,
-            "metrics": [{"expressionType": "SIMPLE", "column": {"column_name": "instances"},
-                         "aggregate": "SUM", "label": "instances"}],
-            "order_desc": True, "timeseries_limit_metric": None}
-    d.get(BASE + "/explore/?" + urllib.parse.urlencode({"form_data": json.dumps(form)}))
-    clickable('[data-test="run-query-button"], [data-test="explore-run-query-button"]',
-              "the explore page").click()
-    until(EC.presence_of_element_located((By.CSS_SELECTOR, "table tbody tr td")), "the chart's rows")
+    # The dataset the UI just made, asked of Superset's API in the browser's own session.
+    found = d.execute_async_script("""
+        const done = arguments[arguments.length - 1];
+        fetch('/api/v1/dataset/?q=' + encodeURIComponent(arguments[0]), {credentials: 'same-origin'})
+          .then(r => r.json()).then(j => done(j.result.map(x => x.id)), e => done(String(e)));
+    """, f"(filters:!((col:table_name,opr:eq,value:{TABLE})))")
+    if not isinstance(found, list) or len(found) != 1:
+        raise SystemExit(f"the dataset {TABLE} the UI created is not there: {found}")
+    dataset_id = found[0]
+    d.get(BASE + f"/explore/?datasource_type=table&datasource_id={dataset_id}&viz_type=table")
+    # Dimensions: state.
+    until(EC.element_to_be_clickable((By.XPATH, "//*[normalize-space(text())='Drop columns here or click']")),
+          "Dimensions").click()
+    pick_in_popover(0, "state")
+    clickable('[data-test="ColumnEdit#save"]', "the dimension's Save").click()
+    # Metrics: SUM(instances), on the Simple tab.
+    until(EC.element_to_be_clickable((By.XPATH, "(//*[normalize-space(text())='Drop columns/metrics here or click'])[1]")),
+          "Metrics").click()
+    clickable("#adhoc-metric-edit-tabs-tab-SIMPLE", "the metric's Simple tab").click()
+    pick_in_popover(0, "instances")
+    pick_in_popover(1, "SUM")
+    clickable('[data-test="AdhocMetricEdit#save"]', "the metric's Save").click()
+    shot("chart-controls")
+    until(EC.element_to_be_clickable((By.XPATH, "//button[normalize-space(.)='Create chart']")),
+          "Create chart").click()
+    # The rendered table, read at once (it re-renders while it settles), once it says how many rows.
+    until(EC.presence_of_element_located((By.XPATH, "//*[contains(normalize-space(.), 'rows') and contains(@class, 'ant-tag') or @data-test='row-count-label']")),
+          "the chart's row count", timeout=90)
+
+    def read(d):
+        rows = d.execute_script("""
+            return [...document.querySelectorAll('.chart-container table tbody tr, [data-test="chart-container"] table tbody tr')]
+                   .map(tr => [...tr.cells].map(td => td.innerText.trim()));""")
+        return rows if rows and all(len(r) >= 2 for r in rows) else False
+    rows = until(read, "the chart's rows")
     shot("chart")
-    rows = []
-    for tr in d.find_elements(By.CSS_SELECTOR, "table tbody tr"):
-        cells = [td.text.strip() for td in tr.find_elements(By.CSS_SELECTOR, "td")]
-        if cells and any(cells):
-            rows.append(cells)
     shown = sorted((r[0], r[1].replace(",", "")) for r in rows)
     want = sorted((s, n) for s, n in psql(
         "SELECT state, sum(instances)::bigint FROM instances_by_state GROUP BY state"))

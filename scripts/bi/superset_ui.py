@@ -199,6 +199,25 @@ try:
     until(EC.presence_of_element_located(
         (By.XPATH, "//*[normalize-space(.)='Instances by state (UI)']")), "the saved chart in the list")
     shot("chart-list")
-    print("  the UI check passed")
+
+    # Leave Superset as it was (the REST check after this one makes the documented datasets,
+    # which Superset keeps unique by table): the chart, the dataset, the connection.
+    left = d.execute_async_script("""
+        const [chart, dataset, database] = arguments, done = arguments[arguments.length - 1];
+        const get = p => fetch(p, {credentials: 'same-origin'}).then(r => r.json());
+        const del = p => fetch(p, {method: 'DELETE', credentials: 'same-origin'}).then(r => r.status);
+        (async () => {
+            const charts = (await get('/api/v1/chart/?q=(page_size:100)')).result.filter(c => c.slice_name === chart);
+            const dbs = (await get('/api/v1/database/?q=(page_size:100)')).result.filter(x => x.database_name === database);
+            const statuses = [];
+            for (const c of charts) statuses.push(await del('/api/v1/chart/' + c.id));
+            statuses.push(await del('/api/v1/dataset/' + dataset));
+            for (const x of dbs) statuses.push(await del('/api/v1/database/' + x.id));
+            return statuses;
+        })().then(done, e => done(String(e)));
+    """, "Instances by state (UI)", dataset_id, DATABASE)
+    if not isinstance(left, list) or any(st != 200 for st in left) or len(left) != 3:
+        raise SystemExit(f"removing what the UI check made: {left}")
+    print("  the UI check passed (its chart, dataset and connection removed again)")
 finally:
     d.quit()

@@ -68,7 +68,6 @@ RETURNS int LANGUAGE plpgsql AS $$
 DECLARE
     lbl    regclass := labels;
     want   record;
-    got    regtype;
     t      record;
     tier   regclass;
     r      pgdw.rollups;
@@ -94,13 +93,8 @@ BEGIN
             (lbl, 'id', '{integer,bigint}'::regtype[]), (lbl, 'name', '{text}'), (lbl, 'labels', '{jsonb}'),
             (samples, 'label_id', '{integer,bigint}'), (samples, 'time', '{integer,bigint}'),
             (samples, 'value', '{real,double precision}')) v (tbl, col, types) LOOP
-        got := pgdw.column_type(want.tbl, want.col);
-        IF got IS NULL OR NOT got = ANY (want.types) THEN
-            RAISE EXCEPTION 'pgdw.metric_resolutions: % needs a column % of type %, %', want.tbl, want.col,
-                  array_to_string(want.types::text[], ' or '),
-                  CASE WHEN got IS NULL THEN 'and has none' ELSE format('not %s', got) END
-                USING HINT = 'labels: (id bigint, name text, labels jsonb); samples: (label_id bigint, time bigint, value float8), time in epoch seconds, as pgdw.load_metrics writes them';
-        END IF;
+        PERFORM pgdw.require_column('pgdw.metric_resolutions', want.tbl, want.col, want.types,
+            'labels: (id bigint, name text, labels jsonb); samples: (label_id bigint, time bigint, value float8), time in epoch seconds, as pgdw.load_metrics writes them');
     END LOOP;
     IF rollups IS NULL OR jsonb_typeof(rollups) <> 'object' THEN
         RAISE EXCEPTION 'pgdw.metric_resolutions: rollups must be an object of rollup names and widths, for example ''{"metric_hourly": "1 hour"}'', not %', rollups;

@@ -46,11 +46,23 @@ LANGUAGE sql STABLE AS $$
      WHERE ft.ftrelid = t;
 $$;
 
+-- `who`'s error unless column `col` of `tbl` has one of `types`.
+CREATE OR REPLACE FUNCTION pgdw.require_column(who text, tbl regclass, col text, types regtype[], hint text)
+RETURNS void LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    got regtype := pgdw.column_type(tbl, col);
+BEGIN
+    IF got IS NULL OR NOT got = ANY (types) THEN
+        RAISE EXCEPTION '%: % needs a column % of type %, %', who, tbl, col, array_to_string(types::text[], ' or '),
+              CASE WHEN got IS NULL THEN 'and has none' ELSE format('not %s', got) END
+            USING HINT = hint;
+    END IF;
+END $$;
+
 CREATE OR REPLACE FUNCTION pgdw.metric_load_check(source regclass, metric text, target regclass, labels regclass)
 RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     want record;
-    got  regtype;
     kind text;
 BEGIN
     SELECT pgdw.foreign_table_wrapper(source) AS wrapper,
@@ -77,13 +89,8 @@ BEGIN
             (labels, 'id', '{integer,bigint}'), (labels, 'name', '{text}'), (labels, 'labels', '{jsonb}'),
             (target, 'label_id', '{integer,bigint}'), (target, 'time', '{integer,bigint}'),
             (target, 'value', '{real,double precision}')) v (tbl, col, types) LOOP
-        got := pgdw.column_type(want.tbl, want.col);
-        IF got IS NULL OR NOT got = ANY (want.types) THEN
-            RAISE EXCEPTION 'pgdw.load_metrics: % needs a column % of type %, %', want.tbl, want.col,
-                  array_to_string(want.types::text[], ' or '),
-                  CASE WHEN got IS NULL THEN 'and has none' ELSE format('not %s', got) END
-                USING HINT = 'labels: (id bigint, name text, labels jsonb, UNIQUE (name, labels)); target: (label_id bigint, time bigint, value float8), time in epoch seconds';
-        END IF;
+        PERFORM pgdw.require_column('pgdw.load_metrics', want.tbl, want.col, want.types,
+            'labels: (id bigint, name text, labels jsonb, UNIQUE (name, labels)); target: (label_id bigint, time bigint, value float8), time in epoch seconds');
     END LOOP;
     IF NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = labels AND i.indisunique AND i.indpred IS NULL
                       AND (SELECT array_agg(a.attname::text ORDER BY a.attname) FROM unnest(i.indkey) k (attnum)

@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 
 use pgdw_testkit::{transcript, TempWarehouse};
 
-use super::support::{converges, ok, query, warehouse, Worker};
+use super::support::{converges, ok, query, query_as, warehouse, Worker};
 
 const PASSWORD: &str = "choose-one";
 
@@ -107,13 +107,7 @@ fn dbt_ok(w: &TempWarehouse, work: &Path, args: &[&str]) -> String {
 
 /// Rows of the model and of its query that the other lacks (0: equal).
 fn differences(w: &TempWarehouse, model: &str, query_sql: &str) -> String {
-    query(
-        w,
-        &format!(
-            "SELECT (SELECT count(*) FROM (TABLE {model} EXCEPT ALL {query_sql}) a)
-                  + (SELECT count(*) FROM ({query_sql} EXCEPT ALL TABLE {model}) b)"
-        ),
-    )
+    query(w, &format!("SELECT {}", differences_sql(model, query_sql)))
 }
 
 const SESSIONS: &str = "SELECT user_id, date_trunc('day', occurred_at AT TIME ZONE 'UTC') AS session_day,
@@ -321,26 +315,7 @@ fn the_transformation_role_reads_sources_and_nothing_of_pgdw() {
         "CREATE SERVER vault FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host 'localhost', dbname 'x');
          CREATE USER MAPPING FOR postgres SERVER vault OPTIONS (user 'u', password 'the-secret');",
     );
-    let as_role = |sql: &str| -> Result<String, String> {
-        let out = w.pgdw(
-            super::support::PGDW.as_ref(),
-            &[
-                "psql",
-                "-XAtq",
-                "-U",
-                "transform",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-c",
-                sql,
-            ],
-        );
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
-    };
+    let as_role = |sql: &str| query_as(&w, "transform", sql);
     assert_eq!(
         as_role("SELECT count(*) FROM shop.customers").unwrap(),
         "20"

@@ -4,7 +4,7 @@
 
 use pgdw_testkit::TempWarehouse;
 
-use super::support::{fails, ok, query, warehouse};
+use super::support::{fails, query, query_as, warehouse};
 
 const T0: i64 = 1_700_000_000;
 const DAY: i64 = 86_400;
@@ -197,48 +197,18 @@ fn a_reader_role_calls_it_and_is_refused_what_it_cannot_read() {
         "CREATE ROLE superset LOGIN; ALTER ROLE superset SET default_transaction_read_only = on;
          GRANT USAGE ON SCHEMA public, dw TO superset; GRANT SELECT ON ALL TABLES IN SCHEMA public, dw TO superset;",
     );
-    let as_reader = |sql: &str| -> String {
-        ok(
-            &w,
-            &[
-                "psql",
-                "-XAtq",
-                "-U",
-                "superset",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-c",
-                sql,
-            ],
-        )
-        .trim()
-        .to_string()
-    };
     let series = format!(
         "SELECT count(*) || ' ' || sum(samples) FROM dw.metric_series('cpu', '{{}}', to_timestamp({T0}), to_timestamp({T0} + 30 * {DAY}), 30)"
     );
     // As the owner sees it (whose answers the other tests check against the samples).
     let want = query(&w, &series);
     assert!(!want.starts_with("0 "), "{want}");
-    assert_eq!(as_reader(&series), want);
+    assert_eq!(query_as(&w, "superset", &series).unwrap(), want);
     // A rollup it may not read: refused, naming the table, never answered from it.
     query(&w, "REVOKE SELECT ON metric_daily FROM superset");
-    let out = w.pgdw(
-        super::support::PGDW.as_ref(),
-        &[
-            "psql",
-            "-XAtq",
-            "-U",
-            "superset",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-c",
-            &series,
-        ],
-    );
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = query_as(&w, "superset", &series).unwrap_err();
     assert!(
-        !out.status.success() && err.contains("permission denied for table public.metric_daily"),
+        err.contains("permission denied for table public.metric_daily"),
         "{err}"
     );
 }

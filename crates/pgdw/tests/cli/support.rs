@@ -38,6 +38,29 @@ pub fn query(w: &TempWarehouse, sql: &str) -> String {
         .to_string()
 }
 
+/// One value from a query run as `role` (logged in as it, over the socket): Ok(stdout) or
+/// Err(stderr).
+pub fn query_as(w: &TempWarehouse, role: &str, sql: &str) -> Result<String, String> {
+    let out = w.pgdw(
+        PGDW.as_ref(),
+        &[
+            "psql",
+            "-XAtq",
+            "-U",
+            role,
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            sql,
+        ],
+    );
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
 /// The warehouse's machine dies: every process of the server at once (SIGKILL). Killing only
 /// the postmaster is another fault: its backends live on until they next wait, and an apply
 /// worker among them goes on applying and confirming changes without the synchronous standby

@@ -147,6 +147,33 @@ async fn writer_rate(c: &mut PgConnection, table: &str, rows: u64) -> f64 {
     N as f64 / start.elapsed().as_secs_f64()
 }
 
+/// The materialize tasks finished since `since` (epoch seconds): when each was enqueued and
+/// when it finished, in ms after `since`, and its slot.
+async fn tasks_since(c: &mut PgConnection, since: f64) -> Vec<(f64, f64, i32)> {
+    // Statistics of the finished tasks arrive with their completion: wait for the last.
+    loop {
+        let idle: bool =
+            sqlx::query_scalar("SELECT NOT EXISTS (SELECT 1 FROM pgdw.materialize_slots)")
+                .fetch_one(&mut *c)
+                .await
+                .unwrap();
+        if idle {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    sqlx::query_as(
+        "SELECT (extract(epoch FROM enqueued_at)::float8 - $1) * 1000, (extract(epoch FROM finished_at)::float8 - $1) * 1000,
+                (payload->>'slot')::int
+           FROM pgdw.task_history WHERE kind = 'materialize' AND finished_at >= to_timestamp($1)
+          ORDER BY finished_at",
+    )
+    .bind(since)
+    .fetch_all(&mut *c)
+    .await
+    .unwrap()
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -243,6 +270,7 @@ async fn run(opts: PgConnectOptions, rows: u64, fillfactor: u64) {
     // shared buffer is new to their backends).
     let running = Running::start(&opts, 2);
     let mut changes = Vec::new();
+    let mut timeline = Vec::new();
     for round in 0..=ROUNDS {
         eprintln!("1% of the rows changed (round {round} of {ROUNDS})...");
         exec(&mut c, "VACUUM ANALYZE venue").await;
@@ -254,9 +282,25 @@ async fn run(opts: PgConnectOptions, rows: u64, fillfactor: u64) {
         )
         .await;
         // From the change's commit (the UPDATE returned) to every row fresh again.
+        let committed: f64 =
+            sqlx::query_scalar("SELECT extract(epoch FROM clock_timestamp())::float8")
+                .fetch_one(&mut c)
+                .await
+                .unwrap();
         changes.push(wait_fresh(&mut c, &mut batches, Instant::now()).await);
+        timeline.push(tasks_since(&mut c, committed).await);
     }
     running.stop().await;
+    for (round, tasks) in timeline.iter().enumerate() {
+        let line: Vec<String> = tasks
+            .iter()
+            .map(|(e, f, slot)| format!("s{slot} {e:.0}..{f:.0}"))
+            .collect();
+        eprintln!(
+            "  round {round}: tasks (ms after the commit) {}",
+            line.join(", ")
+        );
+    }
     // The HOT share of the write-backs of one more 1% change: the renames' updates counted
     // first (no worker running), then the worker's.
     exec(&mut c, "VACUUM venue").await;

@@ -279,6 +279,10 @@ END $$;
 -- buckets are bucket_seconds wide (pgdw.metric_series_resolution), aligned to the epoch, every
 -- one that overlaps [from, to) and whole (a point is the bucket it names, not its part inside
 -- the range). avg, min, max and the count of the bucket's samples.
+--
+-- The series' ids are read first, into an array the queries are given: the planner then
+-- knows how many series it reads (an id list from a jsonb containment is a guess, and a wrong
+-- one made it read the whole tier instead of each series' range by its key index).
 CREATE OR REPLACE FUNCTION pgdw.metric_series(metric text, labels_filter jsonb, "from" timestamptz,
     "to" timestamptz, max_points int DEFAULT 1000, source regclass DEFAULT NULL)
 RETURNS TABLE ("time" timestamptz, labels jsonb, avg double precision, min double precision,
@@ -293,7 +297,8 @@ DECLARE
     w    bigint;
     lo   bigint;
     hi   bigint;
-    ids  text;
+    ids  bigint[];
+    lbl  text;
 BEGIN
     IF metric IS NULL THEN
         RAISE EXCEPTION 'pgdw.metric_series: metric needs the metric''s name';
@@ -302,18 +307,22 @@ BEGIN
     w := res.bucket_seconds;
     lo := floor(extract(epoch FROM "from") / w) * w;
     hi := ceil(extract(epoch FROM "to") / w) * w;
-    ids := format('SELECT id::bigint AS id, labels FROM %s WHERE name = $1 AND labels @> coalesce($2, ''{}'')', src.labels);
+    EXECUTE format('SELECT array_agg(id::bigint ORDER BY id) FROM %s WHERE name = $1 AND labels @> coalesce($2, ''{}'')', src.labels)
+       INTO ids USING metric, labels_filter;
+    IF ids IS NULL THEN
+        RETURN;
+    END IF;
+    lbl := format('(SELECT id::bigint AS id, labels FROM %s WHERE id = ANY ($1)) ids', src.labels);
     IF res.rollup IS NULL THEN
         RETURN QUERY EXECUTE format(
-            'WITH ids AS MATERIALIZED (%s)
-             SELECT to_timestamp(a.b * %s), ids.labels, a.avg, a.min, a.max, a.n
-               FROM (SELECT v.label_id, v.time::bigint / %2$s AS b, avg(v.value)::float8 AS avg,
+            'SELECT to_timestamp(a.b * %s), ids.labels, a.avg, a.min, a.max, a.n
+               FROM (SELECT v.label_id::bigint AS label_id, v.time::bigint / %1$s AS b, avg(v.value)::float8 AS avg,
                             min(v.value)::float8 AS min, max(v.value)::float8 AS max, count(*) AS n
-                       FROM %s v WHERE v.label_id IN (SELECT id FROM ids) AND v.time >= %s AND v.time < %s
+                       FROM %s v WHERE v.label_id = ANY ($1) AND v.time >= %s AND v.time < %s
                       GROUP BY 1, 2) a
-               JOIN ids ON ids.id = a.label_id
-              ORDER BY ids.id, a.b', ids, w, src.samples, lo, hi)
-            USING metric, labels_filter;
+               JOIN %s ON ids.id = a.label_id
+              ORDER BY ids.id, a.b', w, src.samples, lo, hi, lbl)
+            USING ids;
         RETURN;
     END IF;
     SELECT * INTO t FROM pgdw.metric_tiers m WHERE m.rollup = res.rollup;
@@ -321,28 +330,27 @@ BEGIN
     -- Whole buckets of the rollup, except those with changes not applied: those from the samples.
     -- Grouped by label id, the labels joined after: sorting by a jsonb costs more than the rest.
     RETURN QUERY EXECUTE format(
-        'WITH ids AS MATERIALIZED (%1$s),
-         stale AS MATERIALIZED (
-             SELECT s.label_id, s.bucket FROM pgdw.metric_stale(%2$L) s JOIN ids ON ids.id = s.label_id
-              WHERE s.bucket >= %3$s AND s.bucket < %4$s),
+        'WITH stale AS MATERIALIZED (
+             SELECT s.label_id, s.bucket FROM pgdw.metric_stale(%1$L) s
+              WHERE s.label_id = ANY ($1) AND s.bucket >= %2$s AND s.bucket < %3$s),
          parts AS (
-             SELECT t.%5$I::bigint AS label_id, t.%6$I::bigint AS b, (%7$s)::float8 AS sum,
+             SELECT t.%4$I::bigint AS label_id, t.%5$I::bigint AS b, (%6$s)::float8 AS sum,
                     t.min::float8 AS min, t.max::float8 AS max, t.samples::bigint AS n
-               FROM %2$s t JOIN ids ON ids.id = t.%5$I
-              WHERE t.%6$I >= %3$s AND t.%6$I < %4$s
-                AND NOT EXISTS (SELECT 1 FROM stale s WHERE s.label_id = t.%5$I AND s.bucket = t.%6$I)
+               FROM %1$s t
+              WHERE t.%4$I = ANY ($1) AND t.%5$I >= %2$s AND t.%5$I < %3$s
+                AND NOT EXISTS (SELECT 1 FROM stale s WHERE s.label_id = t.%4$I AND s.bucket = t.%5$I)
              UNION ALL
              SELECT s.label_id, s.bucket, sum(v.value)::float8, min(v.value)::float8, max(v.value)::float8, count(*)
-               FROM stale s JOIN %8$s v ON v.label_id = s.label_id AND v.time >= s.bucket AND v.time < s.bucket + %9$s
+               FROM stale s JOIN %7$s v ON v.label_id = s.label_id AND v.time >= s.bucket AND v.time < s.bucket + %8$s
               GROUP BY 1, 2)
-         SELECT to_timestamp(a.b * %10$s), ids.labels, a.sum / a.n, a.min, a.max, a.n
-           FROM (SELECT p.label_id, p.b / %10$s AS b, sum(p.sum) AS sum, min(p.min) AS min, max(p.max) AS max,
+         SELECT to_timestamp(a.b * %9$s), ids.labels, a.sum / a.n, a.min, a.max, a.n
+           FROM (SELECT p.label_id, p.b / %9$s AS b, sum(p.sum) AS sum, min(p.min) AS min, max(p.max) AS max,
                         sum(p.n)::bigint AS n
                    FROM parts p WHERE p.n > 0 GROUP BY 1, 2) a
-           JOIN ids ON ids.id = a.label_id
+           JOIN %10$s ON ids.id = a.label_id
           ORDER BY ids.id, a.b',
-        ids, t.rollup, lo, hi, r.key_columns[1], r.key_columns[2], t.sum_expr, src.samples, t.width, w)
-        USING metric, labels_filter;
+        t.rollup, lo, hi, r.key_columns[1], r.key_columns[2], t.sum_expr, src.samples, t.width, w, lbl)
+        USING ids;
 END $$;
 COMMENT ON FUNCTION pgdw.metric_series(text, jsonb, timestamptz, timestamptz, int, regclass) IS
     'A metric''s series between two times in at most max_points buckets, from the coarsest rollup that fits (exact at any moment)';

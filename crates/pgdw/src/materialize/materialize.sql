@@ -397,18 +397,81 @@ BEGIN
     GET DIAGNOSTICS again = ROW_COUNT;
 END $$;
 
+-- A task's transaction commits without waiting for its WAL to reach the disk (or a
+-- synchronous standby): a crash can lose only its last commits, whole, and what they did is
+-- redone, since a drain's write-backs and the TRUNCATE of its keys commit together (the keys
+-- stay, the rows stay pending) and a switch lost leaves the writers where they were. Any
+-- commit that depends on one (a writer's key in the partition a switch named) comes after it
+-- in the WAL, and flushing that commit flushes it. Saves a WAL flush per batch.
+CREATE OR REPLACE FUNCTION pgdw.materialize_commit_async() RETURNS void
+LANGUAGE sql AS $$
+    SELECT set_config('synchronous_commit', 'off', true);
+$$;
+
+-- The buckets in the order slot `slot` visits them: slots 1, 2, 3, 4 start at buckets 0, 3,
+-- 6, 1, apart whatever their number.
+CREATE OR REPLACE FUNCTION pgdw.materialize_buckets(slot int) RETURNS SETOF int
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT ((slot - 1) * 3 + i) % 8 FROM generate_series(0, 7) i ORDER BY i;
+$$;
+
+-- Bucket b of set `id`, once this transaction holds it (an advisory lock; NULL when another
+-- does): 'drain' when its drained partition holds keys (that partition's name in `leaf`),
+-- else 'switched' when its writers' partition holds keys (their next keys go to the other
+-- one once this commits), else 'empty'.
+--
+-- Whether a partition holds keys is read from its size: a TRUNCATE leaves it at 0 blocks and
+-- a writer's first key extends it (a key whose writer aborted is drained like the others).
+-- pg_relation_size lets go of the partition at once, where reading it would hold it until
+-- this commits and make another slot's TRUNCATE of it fail (its keys passed again by a later
+-- batch, and nothing fresh until then).
+CREATE OR REPLACE FUNCTION pgdw.materialize_bucket_take(id int, b int, OUT state text, OUT leaf text)
+LANGUAGE plpgsql AS $$
+DECLARE
+    gen smallint;
+BEGIN
+    IF NOT pg_try_advisory_xact_lock(id, b) THEN
+        RETURN;
+    END IF;
+    SELECT m.gens[b + 1] INTO gen FROM pgdw.materialize_sets m WHERE m.id = materialize_bucket_take.id;
+    leaf := pgdw.materialize_set(id, b * 2 + 1 - gen);
+    IF pg_relation_size(leaf::regclass) > 0 THEN
+        state := 'drain';
+    ELSIF pg_relation_size(pgdw.materialize_set(id, b * 2 + gen)::regclass) > 0 THEN
+        UPDATE pgdw.materialize_sets m SET gens[b + 1] = 1 - gen WHERE m.id = materialize_bucket_take.id;
+        state := 'switched';
+    ELSE
+        state := 'empty';
+    END IF;
+END $$;
+
+-- Switch every bucket of tbl whose writers' partition holds keys and whose drained one is
+-- empty, in the order of `slot`; returns how many. A task commits this first, so the batch
+-- after it in the same task drains what the change before it wrote (a bucket's keys can be
+-- drained only once its writers have moved to the other partition).
+CREATE OR REPLACE FUNCTION pgdw.materialize_switch(tbl regclass, slot int DEFAULT 1) RETURNS int
+LANGUAGE sql AS $$
+    SELECT pgdw.materialize_commit_async();
+    SELECT count(*)::int
+      FROM pgdw.materialize_sets m, pgdw.materialize_buckets(slot) b,
+           LATERAL pgdw.materialize_bucket_take(m.id, b) t
+     WHERE m.tbl = materialize_switch.tbl AND t.state = 'switched';
+$$;
+
 -- One batch of tbl's pending rows for task slot `slot`, up to about `size` keys: over the
 -- buckets from where this slot starts, those no other batch holds (an advisory lock), each
 -- drained partition whole, then TRUNCATEd; and a bucket whose other
 -- partition is drained and whose writers' one holds keys is switched (its writers go to the
--- other partition when this commits; a later batch drains it), so one task switches every
--- bucket a change reached and the next ones drain them. Returns how many keys it took
+-- other partition when this commits; a later batch drains it). A task switches first, in a
+-- transaction of its own (pgdw.materialize_switch), so its batch drains what a change wrote
+-- just before. Returns how many keys it took
 -- (computed or set aside; 1 for each switch or empty last step), 0 when it could do nothing.
 CREATE OR REPLACE FUNCTION pgdw.materialize_batch(tbl regclass, size int DEFAULT 1000, slot int DEFAULT 1)
 RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE
     s      pgdw.materialize_sets;
     b      int;
+    t      record;
     leaf   text;
     any_   boolean;
     blocks int;
@@ -417,26 +480,20 @@ DECLARE
     r      record;
     taken  bigint := 0;
     keys   text := pgdw.idents(pgdw.primary_key(tbl));
+    waited text := current_setting('lock_timeout');
 BEGIN
     SELECT * INTO s FROM pgdw.materialize_sets m WHERE m.tbl = materialize_batch.tbl;
     IF NOT FOUND OR NOT EXISTS (SELECT 1 FROM pgdw.materializations m WHERE m.tbl = materialize_batch.tbl) THEN
         RETURN 0;
     END IF;
-    FOR i IN 0 .. 7 LOOP
+    FOR b IN SELECT pgdw.materialize_buckets(slot) LOOP
         EXIT WHEN taken >= size;
-        -- Slots 1, 2, 3, 4 start at buckets 0, 3, 6, 1: apart, whatever their number.
-        b := ((slot - 1) * 3 + i) % 8;
-        CONTINUE WHEN NOT pg_try_advisory_xact_lock(s.id, b);
-        SELECT * INTO s FROM pgdw.materialize_sets m WHERE m.id = s.id;
-        leaf := pgdw.materialize_set(s.id, b * 2 + 1 - s.gens[b + 1]);
-        EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s)', leaf) INTO any_;
-        IF NOT any_ THEN
-            EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s)', pgdw.materialize_set(s.id, b * 2 + s.gens[b + 1])) INTO any_;
-            CONTINUE WHEN NOT any_;
-            UPDATE pgdw.materialize_sets m SET gens[b + 1] = 1 - m.gens[b + 1] WHERE m.id = s.id;
+        t := pgdw.materialize_bucket_take(s.id, b);
+        IF t.state = 'switched' THEN
             taken := taken + 1;
-            CONTINUE;
         END IF;
+        CONTINUE WHEN t.state IS DISTINCT FROM 'drain';
+        leaf := t.leaf;
         -- Writers that read the old `gen` may still be inserting: keep any later one (a
         -- snapshot older than the switch) out until this commits, and leave the bucket to a
         -- later batch while one is still inside it. Never wait for it: this transaction may
@@ -457,20 +514,27 @@ BEGIN
         lo := 0;
         WHILE lo < blocks LOOP
             hi := lo + pgdw.materialize_batch_blocks(size);
+            -- In key order: each lookup then lands near the last one, in the index and in
+            -- the table (7% less time than in the order of a hash, 1,268 keys by psql).
             r := pgdw.materialize_keys_compute(tbl, s, format(
-                'SELECT DISTINCT %s FROM ONLY %s WHERE ctid >= ''(%s,0)''::tid AND ctid < ''(%s,0)''::tid',
+                'SELECT DISTINCT %1$s FROM ONLY %2$s WHERE ctid >= ''(%3$s,0)''::tid AND ctid < ''(%4$s,0)''::tid ORDER BY %1$s',
                 keys, leaf, lo, hi));
             -- Only rows others hold, recorded again: nothing done; the next look tries again.
             taken := taken + CASE WHEN r.done = 0 AND r.again > 0 THEN 0 ELSE greatest(r.done, 1) END;
             lo := hi;
         END LOOP;
         -- Every key passed (no writer can add one while the lock is held). TRUNCATE waits for
-        -- readers of the set; none is waited for: a later batch passes it again instead.
+        -- readers of the set (pgdw.materialize_waiting, a count of it): for a moment only, since
+        -- a reader may wait in turn for a partition this transaction emptied before (a cycle the
+        -- deadlock detector would break only after deadlock_timeout); past it, a later batch
+        -- passes the keys again instead.
         BEGIN
-            EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE NOWAIT', leaf);
+            PERFORM set_config('lock_timeout', '200ms', true);
+            EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', leaf);
+            PERFORM set_config('lock_timeout', waited, true);
             EXECUTE format('TRUNCATE %s', leaf);
         EXCEPTION WHEN lock_not_available THEN
-            NULL;
+            PERFORM set_config('lock_timeout', waited, true);
         END;
     END LOOP;
     RETURN taken;
@@ -516,6 +580,7 @@ DECLARE
     f    text;
     next bigint;
 BEGIN
+    PERFORM pgdw.materialize_commit_async();
     n := pgdw.materialize_batch(tbl, size, slot);
     IF n < size THEN
         FOR f IN SELECT m.fn FROM pgdw.materializations m WHERE m.tbl = materialize_run.tbl AND NOT m.backfilled LOOP
@@ -617,12 +682,17 @@ DECLARE
     deps  text[];
     part  regclass;
     trig  text;
+    old_index text;
     rec   text := format('pgdw.%I()', 'materialize_record_' || s.id);
     plain boolean := NOT EXISTS (SELECT 1 FROM pg_partitioned_table WHERE partrelid = tbl);
 BEGIN
     -- The pending index of the contract before the set: it made every write-back non-HOT.
-    EXECUTE format('DROP INDEX IF EXISTS %s', (SELECT format('%I.%I', n.nspname, left(c.relname, 40) || '_pgdw_pending')
-                                                  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl));
+    -- (Looked up first: DROP INDEX IF EXISTS would tell every new registration it had none.)
+    SELECT format('%I.%I', n.nspname, left(c.relname, 40) || '_pgdw_pending') INTO old_index
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl;
+    IF to_regclass(old_index) IS NOT NULL THEN
+        EXECUTE format('DROP INDEX %s', old_index);
+    END IF;
     SELECT array_agg(DISTINCT d ORDER BY d) INTO deps
       FROM pgdw.materializations m, unnest(m.depends_on) d WHERE m.tbl = materialize_install.tbl;
     FOR trig IN SELECT tgname FROM pg_trigger WHERE tgrelid = tbl AND tgname LIKE 'pgdw\_materialize\_%' AND tgparentid = 0 LOOP

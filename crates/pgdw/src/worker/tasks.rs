@@ -103,6 +103,9 @@ async fn sql(pool: &PgPool, task: &Task) -> Outcome {
 
 /// `{"table": "<regclass>", "slot": n}`: one batch of a materialized table's pending rows;
 /// while there is more, the task hands on to a new one in its slot (`pgdw.materialize_run`).
+/// Its writers are switched to their other partitions first, in a transaction of its own
+/// (`pgdw.materialize_switch`), so the batch drains what a change wrote just before it
+/// instead of leaving it to the next task.
 async fn materialize(pool: &PgPool, task: &Task) -> Outcome {
     let Some(table) = task.payload.get("table").and_then(|v| v.as_str()) else {
         return Outcome::Fail(r#"a materialize task's payload needs {"table": "<name>"}"#.into());
@@ -112,12 +115,20 @@ async fn materialize(pool: &PgPool, task: &Task) -> Outcome {
         .get("slot")
         .and_then(|v| v.as_i64())
         .unwrap_or(1) as i32;
-    let ran: Result<i64, sqlx::Error> =
+    let ran: Result<i64, sqlx::Error> = async {
+        let mut conn = pool.acquire().await?;
+        sqlx::query("SELECT pgdw.materialize_switch($1::regclass, $2)")
+            .bind(table)
+            .bind(slot)
+            .execute(&mut *conn)
+            .await?;
         sqlx::query_scalar("SELECT pgdw.materialize_run($1::regclass, $2)")
             .bind(table)
             .bind(slot)
-            .fetch_one(pool)
-            .await;
+            .fetch_one(&mut *conn)
+            .await
+    }
+    .await;
     match ran {
         Ok(_) => Outcome::Done,
         Err(e) => Outcome::Retry(e.to_string()),

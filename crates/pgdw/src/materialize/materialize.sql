@@ -408,36 +408,42 @@ LANGUAGE sql AS $$
     SELECT set_config('synchronous_commit', 'off', true);
 $$;
 
--- The buckets in the order slot `slot` visits them: slots 1, 2, 3, 4 start at buckets 0, 3,
--- 6, 1, apart whatever their number.
-CREATE OR REPLACE FUNCTION pgdw.materialize_buckets(slot int) RETURNS SETOF int
-LANGUAGE sql IMMUTABLE AS $$
-    SELECT ((slot - 1) * 3 + i) % 8 FROM generate_series(0, 7) i ORDER BY i;
+-- The buckets in the order slot `slot` of `slots` visits them: its share first (bucket b is
+-- slot (b mod slots) + 1's), then the others'. Each slot drains its own share and takes
+-- another's only when its own is empty, so slots finish together instead of the first to
+-- lock a bucket taking more than its share.
+CREATE OR REPLACE FUNCTION pgdw.materialize_buckets(slot int, slots int DEFAULT 1, OUT bucket int, OUT own boolean)
+RETURNS SETOF record LANGUAGE sql IMMUTABLE AS $$
+    SELECT b, b % greatest(slots, 1) = (slot - 1) % greatest(slots, 1)
+      FROM generate_series(0, 7) b
+     ORDER BY b % greatest(slots, 1) <> (slot - 1) % greatest(slots, 1), (b - slot + 1 + 8) % 8;
 $$;
 
 -- Bucket b of set `id`, once this transaction holds it (an advisory lock; NULL when another
 -- does): 'drain' when its drained partition holds keys (that partition's name in `leaf`),
--- else 'switched' when its writers' partition holds keys (their next keys go to the other
--- one once this commits), else 'empty'.
---
--- Whether a partition holds keys is read from its size: a TRUNCATE leaves it at 0 blocks and
--- a writer's first key extends it (a key whose writer aborted is drained like the others).
--- pg_relation_size lets go of the partition at once, where reading it would hold it until
--- this commits and make another slot's TRUNCATE of it fail (its keys passed again by a later
--- batch, and nothing fresh until then).
+-- else 'switched' when its writers' partition holds committed keys (their next keys go to
+-- the other one once this commits), else 'empty'. Committed keys only: a writer still
+-- inside its transaction would otherwise see its bucket switched under it, its keys split
+-- over both partitions, and the drain wait for its commit anyway. (The partitions read stay
+-- locked until this commits; no other slot drains them meanwhile: the bucket is this one's.)
 CREATE OR REPLACE FUNCTION pgdw.materialize_bucket_take(id int, b int, OUT state text, OUT leaf text)
 LANGUAGE plpgsql AS $$
 DECLARE
-    gen smallint;
+    gen  smallint;
+    any_ boolean;
 BEGIN
     IF NOT pg_try_advisory_xact_lock(id, b) THEN
         RETURN;
     END IF;
     SELECT m.gens[b + 1] INTO gen FROM pgdw.materialize_sets m WHERE m.id = materialize_bucket_take.id;
     leaf := pgdw.materialize_set(id, b * 2 + 1 - gen);
-    IF pg_relation_size(leaf::regclass) > 0 THEN
+    EXECUTE format('SELECT EXISTS (SELECT 1 FROM ONLY %s)', leaf) INTO any_;
+    IF any_ THEN
         state := 'drain';
-    ELSIF pg_relation_size(pgdw.materialize_set(id, b * 2 + gen)::regclass) > 0 THEN
+        RETURN;
+    END IF;
+    EXECUTE format('SELECT EXISTS (SELECT 1 FROM ONLY %s)', pgdw.materialize_set(id, b * 2 + gen)) INTO any_;
+    IF any_ THEN
         UPDATE pgdw.materialize_sets m SET gens[b + 1] = 1 - gen WHERE m.id = materialize_bucket_take.id;
         state := 'switched';
     ELSE
@@ -454,7 +460,7 @@ LANGUAGE sql AS $$
     SELECT pgdw.materialize_commit_async();
     SELECT count(*)::int
       FROM pgdw.materialize_sets m, pgdw.materialize_buckets(slot) b,
-           LATERAL pgdw.materialize_bucket_take(m.id, b) t
+           LATERAL pgdw.materialize_bucket_take(m.id, b.bucket) t
      WHERE m.tbl = materialize_switch.tbl AND t.state = 'switched';
 $$;
 
@@ -471,6 +477,7 @@ RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE
     s      pgdw.materialize_sets;
     b      int;
+    own    boolean;
     t      record;
     any_   boolean;
     leaf   text;
@@ -491,10 +498,11 @@ BEGIN
     IF NOT FOUND OR NOT EXISTS (SELECT 1 FROM pgdw.materializations m WHERE m.tbl = materialize_batch.tbl) THEN
         RETURN 0;
     END IF;
-    -- The partitions to drain, until they hold `size` keys (counted: this transaction holds
-    -- them, and a slot that took more than its share would finish last).
-    FOR b IN SELECT pgdw.materialize_buckets(slot) LOOP
-        EXIT WHEN total >= size;
+    -- The partitions to drain: this slot's share of the buckets (among the slots the table's
+    -- tasks hold now), or another's when its own has nothing, until they hold `size` keys.
+    FOR b, own IN SELECT * FROM pgdw.materialize_buckets(slot, (SELECT count(*)::int FROM pgdw.materialize_slots m
+                                                                 WHERE m.tbl = materialize_batch.tbl)) LOOP
+        EXIT WHEN total >= size OR (total > 0 AND NOT own);
         t := pgdw.materialize_bucket_take(s.id, b);
         IF t.state = 'switched' THEN
             taken := taken + 1;
@@ -643,18 +651,36 @@ BEGIN
     RETURN n;
 END $$;
 
--- Whether any key of tbl waits in its pending set (cheap: no row looked up, no lock held).
--- False: no row is pending. True: some may be (a drained part is emptied at its last step; a
--- key whose writer aborted counts until a drain empties its partition). Read from the
--- partitions' sizes, one partition at a time: a reader of the set that held one while it
--- waited for another (which a drain emptied and holds until it commits) would hold up the
--- TRUNCATE of the first by another slot until then.
+-- Whether any key of tbl waits in its pending set (cheap: no row looked up). False: no row is
+-- pending. True: some may be (a drained part is emptied at its last step). Never waits: a
+-- partition a drain has emptied but not yet committed counts as waiting, where reading it
+-- would wait for that commit while holding the partitions read before, and hold up their
+-- TRUNCATE by another slot until then.
 CREATE OR REPLACE FUNCTION pgdw.materialize_waiting(tbl regclass) RETURNS boolean
-LANGUAGE sql STABLE AS $$
-    SELECT EXISTS (SELECT 1 FROM pgdw.materialize_sets m, generate_series(0, 15) p
-                    WHERE m.tbl = materialize_waiting.tbl
-                      AND pg_relation_size(pgdw.materialize_set(m.id, p)::regclass) > 0);
-$$;
+LANGUAGE plpgsql AS $$
+DECLARE
+    id   int;
+    part text;
+    any_ boolean;
+BEGIN
+    SELECT m.id INTO id FROM pgdw.materialize_sets m WHERE m.tbl = materialize_waiting.tbl;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    FOR p IN 0 .. 15 LOOP
+        part := pgdw.materialize_set(id, p);
+        BEGIN
+            EXECUTE format('LOCK TABLE %s IN ACCESS SHARE MODE NOWAIT', part);
+        EXCEPTION WHEN lock_not_available THEN
+            RETURN true;
+        END;
+        EXECUTE format('SELECT EXISTS (SELECT 1 FROM ONLY %s)', part) INTO any_;
+        IF any_ THEN
+            RETURN true;
+        END IF;
+    END LOOP;
+    RETURN false;
+END $$;
 
 -- Queue tasks for tables with rows to compute, up to `parallel` per table. Workers call it
 -- when they wake (LISTEN pgdw_materialize, or their poll).

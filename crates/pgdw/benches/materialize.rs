@@ -150,18 +150,9 @@ async fn writer_rate(c: &mut PgConnection, table: &str, rows: u64) -> f64 {
 /// The materialize tasks finished since `since` (epoch seconds): when each was enqueued and
 /// when it finished, in ms after `since`, and its slot.
 async fn tasks_since(c: &mut PgConnection, since: f64) -> Vec<(f64, f64, i32)> {
-    // Statistics of the finished tasks arrive with their completion: wait for the last.
-    loop {
-        let idle: bool =
-            sqlx::query_scalar("SELECT NOT EXISTS (SELECT 1 FROM pgdw.materialize_slots)")
-                .fetch_one(&mut *c)
-                .await
-                .unwrap();
-        if idle {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    // No task queued or running any more (the last one's completion may still be on its
+    // way to the history: the timeline can miss that one, which found nothing to do).
+    wait_idle(c).await;
     sqlx::query_as(
         "SELECT (extract(epoch FROM enqueued_at)::float8 - $1) * 1000, (extract(epoch FROM finished_at)::float8 - $1) * 1000,
                 (payload->>'slot')::int

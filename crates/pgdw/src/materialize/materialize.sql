@@ -18,8 +18,8 @@
 -- tuples. A worker switches a bucket's writers to its other partition, waits for those still
 -- inside the old one (LOCK ... EXCLUSIVE), computes the pending rows of all its keys in one
 -- transaction, and TRUNCATEs it. Buckets spread workers over the keys: a
--- bucket is drained by one worker at a time (an advisory lock), and each slot starts at
--- another bucket.
+-- bucket is drained by one worker at a time (an advisory lock), and each slot drains its own
+-- share of the buckets first (pgdw.materialize_buckets).
 --
 -- The invariant: a pending row's key is in its set, in a part not yet drained. A key leaves
 -- only when a drain passes it, and a drain computes the pending rows of the keys it passes
@@ -465,13 +465,13 @@ LANGUAGE sql AS $$
 $$;
 
 -- One batch of tbl's pending rows for task slot `slot`, up to about `size` keys: over the
--- buckets from where this slot starts, those no other batch holds (an advisory lock), each
--- drained partition whole, then TRUNCATEd; and a bucket whose other partition is drained and
--- whose writers' one holds keys is switched (its writers go to the other partition when this
--- commits; a later batch drains it). A task switches first, in a transaction of its own
--- (pgdw.materialize_switch), so its batch drains what a change wrote just before. Returns how
--- many keys it took (computed or set aside; 1 for each switch or empty last step), 0 when it
--- could do nothing.
+-- buckets of this slot's share (else another's), those no other batch holds (an advisory
+-- lock), each drained partition whole, then TRUNCATEd; and a bucket whose other partition is
+-- drained and whose writers' one holds keys is switched (its writers go to the other
+-- partition when this commits; a later batch drains it). A task switches first, in a
+-- transaction of its own (pgdw.materialize_switch), so its batch drains what a change wrote
+-- just before. Returns how many keys it took (computed or set aside; 1 for each switch or
+-- empty last step), 0 when it could do nothing.
 CREATE OR REPLACE FUNCTION pgdw.materialize_batch(tbl regclass, size int DEFAULT 1000, slot int DEFAULT 1)
 RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE
@@ -550,10 +550,10 @@ BEGIN
         END LOOP;
     END LOOP;
     -- Every key passed (no writer can add one while the lock is held). TRUNCATE waits for
-    -- readers of the set (pgdw.materialize_waiting, a count of it): for a moment only, since a
-    -- reader may wait in turn for a partition this transaction emptied before (a cycle the
-    -- deadlock detector would break only after deadlock_timeout); past it, a later batch
-    -- passes the keys again instead.
+    -- readers of the set (pgdw.materialize_pending's count, a user's query): for a moment only,
+    -- since a reader may wait in turn for a partition this transaction emptied before (a cycle
+    -- the deadlock detector would break only after deadlock_timeout); past it, a later batch
+    -- passes the keys again instead. (A lock_timeout set inside the block is undone with it.)
     FOREACH leaf IN ARRAY leaves LOOP
         BEGIN
             PERFORM set_config('lock_timeout', '200ms', true);
@@ -561,7 +561,7 @@ BEGIN
             PERFORM set_config('lock_timeout', waited, true);
             EXECUTE format('TRUNCATE %s', leaf);
         EXCEPTION WHEN lock_not_available THEN
-            PERFORM set_config('lock_timeout', waited, true);
+            NULL;
         END;
     END LOOP;
     RETURN taken;
